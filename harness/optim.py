@@ -1,0 +1,122 @@
+"""The `OPTIMIZERS` registry: how each optimizer is built and searched, and the parameter groups it gets.
+
+Choi et al. 2019: a comparison that does not tune epsilon of the adaptive methods is biased, so every
+default space tunes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import optuna
+import torch
+
+from harness.models import TransferNet
+
+
+def _lr_wd(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+    }
+
+
+def _sgd_space(trial: optuna.Trial) -> dict[str, Any]:
+    return _lr_wd(trial) | {
+        "optimizer_params": {
+            "momentum": trial.suggest_float("momentum", 0.0, 0.99),
+            "nesterov": trial.suggest_categorical("nesterov", [False, True]),
+        }
+    }
+
+
+def _adaptive_space(trial: optuna.Trial, beta1: bool = True) -> dict[str, Any]:
+    space = _lr_wd(trial)  # the same wide lr range as SGD: narrow ranges can flip rankings (Choi et al.)
+    params = {"eps": trial.suggest_float("eps", 1e-10, 1e-1, log=True)}
+    if beta1:
+        params["beta1"] = trial.suggest_float("beta1", 0.5, 0.99)
+    return space | {"optimizer_params": params}
+
+
+def _sgd_kwargs(p: dict[str, Any]) -> dict[str, Any]:
+    momentum = p.get("momentum", 0.0)
+    return {"momentum": momentum, "nesterov": bool(p.get("nesterov", False)) and momentum > 0}
+
+
+def _adam_kwargs(p: dict[str, Any]) -> dict[str, Any]:
+    return {"betas": (p.get("beta1", 0.9), p.get("beta2", 0.999)), "eps": p.get("eps", 1e-8)}
+
+
+def _rmsprop_kwargs(p: dict[str, Any]) -> dict[str, Any]:
+    return {"alpha": p.get("alpha", 0.99), "eps": p.get("eps", 1e-8), "momentum": p.get("momentum", 0.0)}
+
+
+def _rmsprop_space(trial: optuna.Trial) -> dict[str, Any]:
+    space = _adaptive_space(trial, beta1=False)
+    space["optimizer_params"] |= {
+        "alpha": trial.suggest_float("alpha", 0.8, 0.999),
+        "momentum": trial.suggest_float("momentum", 0.0, 0.99),
+    }
+    return space
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    cls: type[torch.optim.Optimizer]
+    kwargs: Callable[[dict[str, Any]], dict[str, Any]]  # optimizer_params -> constructor keywords
+    space: Callable[[optuna.Trial], dict[str, Any]]  # default search space -> TrialConfig overrides
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec(torch.optim.SGD, _sgd_kwargs, _sgd_space),
+    "adam": OptimizerSpec(torch.optim.Adam, _adam_kwargs, _adaptive_space),
+    "adamw": OptimizerSpec(torch.optim.AdamW, _adam_kwargs, _adaptive_space),
+    "nadam": OptimizerSpec(torch.optim.NAdam, _adam_kwargs, _adaptive_space),
+    "radam": OptimizerSpec(torch.optim.RAdam, _adam_kwargs, _adaptive_space),
+    "rmsprop": OptimizerSpec(torch.optim.RMSprop, _rmsprop_kwargs, _rmsprop_space),
+    "adagrad": OptimizerSpec(
+        torch.optim.Adagrad, lambda p: {"eps": p.get("eps", 1e-10)}, lambda t: _adaptive_space(t, beta1=False)
+    ),
+}
+
+
+def optimizer_spec(name: str) -> OptimizerSpec:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choices: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name]
+
+
+def default_space(trial: optuna.Trial, optimizer: str) -> dict[str, Any]:
+    """The registry's search space for `optimizer`, as TrialConfig overrides."""
+    return optimizer_spec(optimizer).space(trial)
+
+
+def _no_decay(param: torch.nn.Parameter) -> bool:
+    return param.ndim <= 1  # biases and normalisation weights/biases: decay only pulls them to zero
+
+
+def param_groups(model: TransferNet, lr: float, weight_decay: float, stage_lr_decay: float = 1.0) -> list[dict]:
+    """Groups over the parameters that train now or will (frozen stages stay out).
+
+    Discriminative learning rates (Howard & Ruder 2018): the head gets `lr`, the stage below it
+    `lr * stage_lr_decay`, the next `lr * stage_lr_decay**2`, and so on down to the input.
+    """
+    groups = []
+    for depth, (stage, params) in enumerate(reversed(model.parameter_groups())):
+        if stage in model.frozen:
+            continue
+        stage_lr = lr * stage_lr_decay**depth
+        decay = [p for p in params if not _no_decay(p)]
+        no_decay = [p for p in params if _no_decay(p)]
+        for chosen, wd in ((decay, weight_decay), (no_decay, 0.0)):
+            if chosen:
+                groups.append({"params": chosen, "lr": stage_lr, "weight_decay": wd, "stage": stage})
+    return groups
+
+
+def build_optimizer(cfg, model: TransferNet) -> torch.optim.Optimizer:
+    """Freeze first, then build: the optimizer holds no parameter of a stage frozen when it is built."""
+    spec = optimizer_spec(cfg.optimizer)
+    groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.stage_lr_decay)
+    return spec.cls(groups, lr=cfg.lr, **spec.kwargs(dict(cfg.optimizer_params)))

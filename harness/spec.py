@@ -1,0 +1,141 @@
+"""Plain descriptions of a study (`StudySpec`, its `Arm`s) and of one training run (`TrialConfig`).
+
+Nothing here imports Optuna, MLflow or torch: a study file can be read and checked cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Every value that affects one training run's result. Logged flat as MLflow params."""
+
+    # what the run is part of
+    study: str = ""
+    arm: str = ""
+    # data: the target task, and the source task its pretrained model came from
+    dataset: str = "digits"
+    data_root: str = "data"  # where torchvision datasets live; the digits ship with scikit-learn
+    source_classes: tuple[int, ...] | None = (0, 1, 2, 3, 4)  # Yosinski et al. 2014 class split
+    target_classes: tuple[int, ...] | None = (5, 6, 7, 8, 9)
+    shots: int | None = 30  # training images per target class; None keeps the whole training part
+    val_fraction: float = 0.2  # of the target's non-test images
+    test_fraction: float = 0.4  # of the target images, where the dataset has no official test split
+    split_seed: int = 0  # fixed: every arm and seed sees the same split
+    augment: bool = False  # random crop (+ flip where the dataset allows it)
+    # model and where its weights come from
+    model: str = "lenet5"
+    weights: str = "source"  # source | imagenet | none | path/to/checkpoint.pt
+    pretrain_epochs: int = 15  # for weights=source
+    # fine-tuning strategy
+    strategy: str = "full"  # linear_probe | freeze_k | full | gradual | lp_ft
+    freeze_k: int = 0  # stages frozen from the input side, for freeze_k
+    lp_epochs: int = 0  # linear-probe epochs before full fine-tuning, for lp_ft
+    stage_lr_decay: float = 1.0  # discriminative lrs: stage i from the top gets lr * decay**i
+    bn_frozen_eval: bool = True  # BatchNorm in frozen stages keeps its running statistics
+    # optimisation
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    optimizer_params: Mapping[str, Any] = field(default_factory=dict)  # momentum, betas, eps...
+    lr_schedule: str = "cosine"  # cosine | constant
+    epochs: int = 12
+    batch_size: int = 32
+    seed: int = 0  # head init, data order, augmentation
+
+    def flat(self) -> dict[str, Any]:
+        """Params as MLflow shows them: optimizer_params become opt.<name>."""
+        values = dataclasses.asdict(self)
+        extra = values.pop("optimizer_params")
+        values.update({f"opt.{k}": v for k, v in sorted(extra.items())})
+        return values
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: its own Optuna study, with the same budget as every other arm."""
+
+    name: str  # e.g. "adam-frozen"; the Optuna study is "<study>/<name>"
+    optimizer: str
+    strategy: str = "full"
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # other TrialConfig values for this arm
+
+    def config(self, base: TrialConfig, **overrides: Any) -> TrialConfig:
+        return dataclasses.replace(
+            base, arm=self.name, optimizer=self.optimizer, strategy=self.strategy, **{**self.fixed, **overrides}
+        )
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A question, its arms, and how each arm is searched and confirmed."""
+
+    name: str
+    question: str
+    arms: tuple[Arm, ...]
+    search_space: Callable[..., dict[str, Any]]  # (optuna.Trial, Arm) -> TrialConfig overrides
+    base: TrialConfig = TrialConfig()
+    n_trials: int = 20  # per arm
+    seeds: int = 5  # confirmation reruns of each arm's best configuration
+    sampler: str = "qmc"  # qmc | random (i.i.d. trials, fair comparison) | tpe (find the best config)
+    prune: bool = True
+    comparisons: tuple[tuple[str, str], ...] = ()  # (a, b) pairs the verdict reports as a - b
+    x_axis: str | None = None  # an Arm.fixed key to plot accuracy against (e.g. freeze_k)
+
+    def arm(self, name: str) -> Arm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(f"unknown arm {name!r}; arms: {', '.join(a.name for a in self.arms)}")
+
+
+def list_studies(directory: Path = STUDIES_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.py") if not p.stem.startswith("_"))
+
+
+def load_study(name: str, directory: Path = STUDIES_DIR) -> StudySpec:
+    """Import `studies/<name>.py` and return its `STUDY`."""
+    path = directory / f"{name}.py"
+    if not path.is_file():
+        choices = ", ".join(list_studies(directory)) or "(none)"
+        raise ValueError(f"unknown study {name!r}; studies in {directory}: {choices}")
+    module_spec = importlib.util.spec_from_file_location(f"studies.{name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    study = getattr(module, "STUDY", None)
+    if not isinstance(study, StudySpec):
+        raise ValueError(f"{path} must define STUDY = StudySpec(...)")
+    return study
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Where a run's records live: MLflow's SQLite store and artifacts, Optuna's storage, checkpoints."""
+
+    root: Path = Path("mlruns")
+    tracking_uri: str | None = None  # default sqlite:///<root>/mlflow.db
+    storage: str | None = None  # default sqlite:///<root>/optuna.db; journal:<file> for many workers
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def optuna_url(self) -> str:
+        return self.storage or f"sqlite:///{self.root / 'optuna.db'}"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"

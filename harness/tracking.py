@@ -1,0 +1,61 @@
+"""Opening the stores: MLflow's tracking store and experiment, Optuna's storage. Shared by studies and reports.
+
+What a study leaves in them (the report reads exactly this):
+
+MLflow experiment = the study name, artifacts under <root>/artifacts/<study>.
+- parent run (one per invocation): tags phase=study, study, command, git_commit, version.<package>;
+  artifacts data/overview.json (dataset, classes, class counts, split sizes and fingerprints, preprocessing)
+  and data/samples.npz (<split>_x as N x C x H x W in [0, 1], <split>_y); report/ (the generated report).
+- pretrain runs: tags phase=pretrain, checkpoint; per-epoch metrics; the checkpoint file as an artifact.
+- child runs, one per trial (phase=search) and per confirmation seed (phase=confirm): tags arm, optimizer,
+  freeze, phase, optuna_study, optuna_trial, seed, config_hash, checkpoint, checkpoint_run_id,
+  state (complete | pruned | failed | killed), state_reason; params TrialConfig.flat(); per-epoch metrics
+  (step = epoch) train_loss, train_acc, val_loss, val_acc, lr, frozen_stages, epoch_seconds; final metrics
+  best_val_acc, best_epoch, wall_seconds, and for confirm runs test_acc, test_loss plus confusion.json
+  ({"classes": [...], "matrix": [[...]]}).
+Optuna: one study per arm named "<study>/<arm>", maximising best validation accuracy; trial user attrs
+mlflow_run_id and state_reason; study user attrs config (the arm's fixed settings as JSON) and sampler.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import optuna
+
+from harness.spec import Stores
+
+PHASES = ("study", "pretrain", "search", "confirm")
+
+
+def use_tracking(stores: Stores) -> None:
+    if stores.tracking_uri is None:
+        stores.root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(stores.mlflow_uri)
+
+
+def experiment_id(stores: Stores, name: str, create: bool = True) -> str | None:
+    """The MLflow experiment for a study, created with its artifacts under <root>/artifacts/<name>."""
+    use_tracking(stores)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    if not create:
+        return None
+    location = (stores.artifacts / name).resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def open_storage(stores: Stores) -> optuna.storages.BaseStorage | str:
+    """Optuna storage: an RDB URL as is; `journal:<file>` for many workers without a database server."""
+    url = stores.optuna_url
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    if url.startswith("sqlite:///") and stores.storage is None:
+        stores.root.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def optuna_study_name(study: str, arm: str) -> str:
+    return f"{study}/{arm}"

@@ -1,0 +1,124 @@
+"""Training and evaluation in plain PyTorch: `fit` one configuration, `evaluate` a split. No Optuna, no MLflow."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.data import Split, Task, augment
+from harness.models import TransferNet, frozen_stages_at
+from harness.optim import build_optimizer
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite: the run stops at once."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    acc: float
+    predictions: np.ndarray
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, split: Split, batch_size: int = 1024) -> Evaluation:
+    model.eval()
+    logits = torch.cat([model(split.x[i : i + batch_size]) for i in range(0, len(split), batch_size)])
+    predictions = logits.argmax(1)
+    return Evaluation(
+        loss=F.cross_entropy(logits, split.y).item(),
+        acc=(predictions == split.y).float().mean().item(),
+        predictions=predictions.cpu().numpy(),
+    )
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_acc: float = -math.inf
+    best_state: dict[str, torch.Tensor] | None = None  # weights at the best validation epoch
+
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = None) -> FitResult:
+    """Train `model` on `task.train` for `cfg.epochs`, following `cfg.strategy`; select by validation accuracy.
+
+    `on_epoch(epoch, metrics)` is called after every epoch; it may raise to stop the run (pruning).
+    Raises `Diverged` when the training loss is not finite.
+    """
+    seed_everything(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    n_stages = len(model.stage_names)
+    # stages frozen at every epoch never enter the optimizer; gradual/lp_ft stages join it frozen, then thaw
+    model.freeze(min(frozen_stages_at(cfg, n_stages, e) for e in range(cfg.epochs)))
+    optimizer = build_optimizer(cfg, model)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        if cfg.lr_schedule == "cosine"
+        else None
+    )
+    result = FitResult()
+    n = len(task.train)
+    for epoch in range(cfg.epochs):
+        start = time.perf_counter()
+        model.freeze(frozen_stages_at(cfg, n_stages, epoch))
+        model.train()
+        lr = optimizer.param_groups[0]["lr"]  # the head's group: discriminative lrs scale down from it
+        total_loss = torch.zeros((), device=task.train.x.device)
+        correct = torch.zeros((), device=task.train.x.device)
+        for batch in torch.randperm(n, generator=generator).split(cfg.batch_size):
+            batch = batch.to(task.train.x.device)
+            x, y = task.train.x[batch], task.train.y[batch]
+            if cfg.augment:
+                x = augment(x, task.hflip, generator)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.detach() * len(batch)
+            correct += (logits.argmax(1) == y).sum()
+        train_loss = total_loss.item() / n  # one host sync per epoch, not per batch
+        if not math.isfinite(train_loss):
+            raise Diverged(f"training loss became {train_loss} in epoch {epoch}")
+        if scheduler is not None:
+            scheduler.step()
+        val = evaluate(model, task.val)
+        metrics = {
+            "train_loss": train_loss,
+            "train_acc": correct.item() / n,
+            "val_loss": val.loss,
+            "val_acc": val.acc,
+            "lr": lr,
+            "frozen_stages": float(len(model.frozen)),
+            "epoch_seconds": time.perf_counter() - start,
+        }
+        result.history.append(metrics)
+        if val.acc > result.best_val_acc:
+            result.best_epoch, result.best_val_acc = epoch, val.acc
+            result.best_state = copy.deepcopy(model.state_dict())
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+    return result
