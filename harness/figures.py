@@ -5,7 +5,6 @@ Accuracies come in as fractions and are drawn in percent. Arms keep one colour e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,12 +13,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-from harness.stats import expected_max_band  # noqa: E402
+from harness.stats import expected_max_band
 
 DPI = 110
 PERCENT = 100.0
@@ -188,7 +187,3 @@ def confusion(classes: Sequence[str], matrix: Sequence[Sequence[int]], title: st
         ax.tick_params(axis="y", labelrotation=0)
     return path
 
-
-def grid_shape(n: int) -> tuple[int, int]:
-    cols = math.ceil(math.sqrt(n))
-    return math.ceil(n / cols), cols

@@ -5,9 +5,9 @@ Which stages are frozen is explicit state of the model (`TransferNet.frozen`), n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
@@ -236,8 +236,12 @@ def load_checkpoint(net: nn.Module, path: str | Path, head: str) -> None:
         raise ValueError(f"checkpoint {path} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
-def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_eval: bool = True) -> TransferNet:
+def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_eval: bool = True,
+                transfer_stages: int | None = None) -> TransferNet:
     """Build `name` with `weights` (none | imagenet | a checkpoint path) and a head for `num_classes`.
+
+    `transfer_stages=n` keeps the pretrained weights of the first n stages only and re-initialises the rest
+    (Yosinski et al. 2014's AnB networks); None keeps them all.
 
     >>> build_model("lenet5", 5).stage_names
     ['conv1', 'conv2', 'fc1', 'fc2']
@@ -249,8 +253,16 @@ def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_ev
         if not Path(weights).is_file():
             raise ValueError(f"weights must be none, imagenet, source or an existing checkpoint file; not {weights!r}")
         load_checkpoint(net, weights, head)
+    stages = spec.stages(net)
+    if transfer_stages is not None:
+        if not 0 <= transfer_stages <= len(stages):
+            raise ValueError(f"{name} has {len(stages)} stages: transfer_stages must be 0..{len(stages)}")
+        fresh = spec.build()
+        for _, paths in stages[transfer_stages:]:
+            for path in paths:
+                net.get_submodule(path).load_state_dict(fresh.get_submodule(path).state_dict())
     _replace_head(net, head, num_classes)
-    return TransferNet(net, spec.stages(net), head, bn_frozen_eval)
+    return TransferNet(net, stages, head, bn_frozen_eval)
 
 
 @dataclass(frozen=True)

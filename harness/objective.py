@@ -9,8 +9,9 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -61,7 +62,8 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
         ckpt = source_checkpoint(cfg, ctx.checkpoints)
         weights, ckpt_tags = str(ckpt.path), {"checkpoint": ckpt.key, "checkpoint_run_id": ckpt.run_id}
     tags = {**tags, **ckpt_tags, "arm": cfg.arm, "optimizer": cfg.optimizer, "freeze": cfg.strategy,
-            "seed": str(cfg.seed), "config_hash": config_hash(cfg), "device": str(device())}
+            "seed": str(cfg.seed), "config_hash": config_hash(cfg), "device": str(device()),
+            **{f"split.{name}": digest for name, digest in task.fingerprints().items()}}
     run = mlflow.start_run(run_name=run_name, nested=True, tags=tags)
     if on_start is not None:
         on_start(run.info.run_id)
@@ -76,7 +78,8 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
     try:
         mlflow.log_params(cfg.flat())
         seed_everything(cfg.seed)  # the new head's initialisation depends on the seed
-        model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval).to(device())
+        model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval, cfg.transfer_stages)
+        model = model.to(device())
         result = fit(model, task, cfg, on_epoch)
         mlflow.log_metrics({"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch})
         if test:

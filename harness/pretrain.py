@@ -21,11 +21,12 @@ from harness.spec import TrialConfig
 from harness.train import device, fit, seed_everything
 
 # The recipe is fixed, not searched: every arm of a study must start from the same checkpoint.
-PRETRAIN_RECIPE = dict(
-    arm="pretrain", weights="none", strategy="full", optimizer="adam", lr=1e-3, weight_decay=1e-4,
-    optimizer_params={}, lr_schedule="cosine", augment=False, seed=0, shots=None, freeze_k=0, lp_epochs=0,
-    stage_lr_decay=1.0,
-)
+PRETRAIN_RECIPE = {
+    "arm": "pretrain", "weights": "none", "strategy": "full", "optimizer": "adam", "lr": 1e-3,
+    "weight_decay": 1e-4, "optimizer_params": {}, "lr_schedule": "cosine", "augment": False, "seed": 0,
+    "shots": None, "freeze_k": 0, "lp_epochs": 0, "stage_lr_decay": 1.0, "transfer_stages": None,
+    "bn_frozen_eval": True,
+}
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 
@@ -23,7 +25,7 @@ class TrialConfig:
     arm: str = ""
     # data: the target task, and the source task its pretrained model came from
     dataset: str = "digits"
-    data_root: str = "data"  # where torchvision datasets live; the digits ship with scikit-learn
+    data_root: str = field(default_factory=lambda: os.environ.get("HARNESS_DATA_ROOT", "data"))  # digits need none
     source_classes: tuple[int, ...] | None = (0, 1, 2, 3, 4)  # Yosinski et al. 2014 class split
     target_classes: tuple[int, ...] | None = (5, 6, 7, 8, 9)
     shots: int | None = 30  # training images per target class; None keeps the whole training part
@@ -35,6 +37,7 @@ class TrialConfig:
     model: str = "lenet5"
     weights: str = "source"  # source | imagenet | none | path/to/checkpoint.pt
     pretrain_epochs: int = 15  # for weights=source
+    transfer_stages: int | None = None  # keep only the first n pretrained stages (Yosinski's AnB); None: all
     # fine-tuning strategy
     strategy: str = "full"  # linear_probe | freeze_k | full | gradual | lp_ft
     freeze_k: int = 0  # stages frozen from the input side, for freeze_k
@@ -112,7 +115,7 @@ def load_study(name: str, directory: Path = STUDIES_DIR) -> StudySpec:
     module_spec.loader.exec_module(module)
     study = getattr(module, "STUDY", None)
     if not isinstance(study, StudySpec):
-        raise ValueError(f"{path} must define STUDY = StudySpec(...)")
+        raise TypeError(f"{path} must define STUDY = StudySpec(...)")
     return study
 
 

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.spec import STUDIES_DIR, StudySpec, Stores, TrialConfig, list_studies, load_study
+from harness.spec import STUDIES_DIR, Stores, StudySpec, TrialConfig, list_studies, load_study
 
 PACKAGES = ("torch", "torchvision", "optuna", "mlflow", "numpy", "pandas", "scipy", "seaborn", "scikit-learn")
 
@@ -224,7 +224,7 @@ def confirmation_seeds(spec: StudySpec) -> range:
 def run_tags(args_line: str) -> dict[str, str]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=STUDIES_DIR.parent, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or "unknown"
+                                text=True, timeout=10, check=False).stdout.strip() or "unknown"
     except OSError:
         commit = "unknown"
     tags = {"phase": "study", "command": args_line, "git_commit": commit, "version.python": platform.python_version()}
@@ -264,10 +264,10 @@ def log_data_overview(cfg: TrialConfig, ctx) -> None:
 def run_study(spec: StudySpec, stores: Stores, reports: Path, command: str) -> Path | None:
     import mlflow
     import optuna
+    from harness.report import build_index, build_report
 
     from harness.objective import RunContext
     from harness.pretrain import source_checkpoint
-    from harness.report import build_index, build_report
     from harness.tracking import experiment_id, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         check(spec)
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
         check_resume(spec, stores)
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     command = shlex.join(["python", "-m", "harness.study", *(sys.argv[1:] if argv is None else argv)])
