@@ -22,6 +22,7 @@ from harness.data import Task, make_task
 from harness.models import build_model, preprocessing
 from harness.pretrain import source_checkpoint
 from harness.spec import Arm, StudySpec, TrialConfig
+from harness.tracking import start_child_run
 from harness.train import Diverged, device, evaluate, fit, seed_everything
 
 
@@ -64,7 +65,7 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
     tags = {**tags, **ckpt_tags, "arm": cfg.arm, "optimizer": cfg.optimizer, "freeze": cfg.strategy,
             "seed": str(cfg.seed), "config_hash": config_hash(cfg), "device": str(device()),
             **{f"split.{name}": digest for name, digest in task.fingerprints().items()}}
-    run = mlflow.start_run(run_name=run_name, nested=True, tags=tags)
+    run = start_child_run(run_name, tags)
     if on_start is not None:
         on_start(run.info.run_id)
     start = time.perf_counter()

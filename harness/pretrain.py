@@ -18,6 +18,7 @@ import torch
 from harness.data import make_task
 from harness.models import build_model, preprocessing
 from harness.spec import TrialConfig
+from harness.tracking import start_child_run
 from harness.train import device, fit, seed_everything
 
 # The recipe is fixed, not searched: every arm of a study must start from the same checkpoint.
@@ -68,7 +69,7 @@ def source_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint:
     task = make_task(pcfg, preprocessing(cfg.model, "none"), role="target", device=device())
     seed_everything(pcfg.seed)
     model = build_model(cfg.model, len(task.classes), "none").to(device())
-    with mlflow.start_run(run_name=f"pretrain {key}", nested=True, tags={"phase": "pretrain", "checkpoint": key}) as run:
+    with start_child_run(f"pretrain {key}", {"phase": "pretrain", "checkpoint": key}) as run:
         mlflow.log_params(pcfg.flat())
         result = fit(model, task, pcfg, on_epoch=lambda epoch, m: mlflow.log_metrics(m, step=epoch))
         model.load_state_dict(result.best_state)

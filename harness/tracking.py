@@ -59,3 +59,10 @@ def open_storage(stores: Stores) -> optuna.storages.BaseStorage | str:
 
 def optuna_study_name(study: str, arm: str) -> str:
     return f"{study}/{arm}"
+
+
+def start_child_run(run_name: str, tags: dict[str, str]) -> mlflow.ActiveRun:
+    """A run nested under the active one, in the same experiment (fluent nesting alone picks the default one)."""
+    parent = mlflow.active_run()
+    experiment = parent.info.experiment_id if parent else None
+    return mlflow.start_run(run_name=run_name, nested=parent is not None, experiment_id=experiment, tags=tags)

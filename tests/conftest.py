@@ -1,0 +1,22 @@
+"""Shared fixtures: a throwaway stores root per test, so no test touches ./mlruns."""
+
+import pytest
+
+from harness.spec import Stores
+
+
+@pytest.fixture
+def stores(tmp_path) -> Stores:
+    return Stores(root=tmp_path / "mlruns")
+
+
+@pytest.fixture
+def tracking(stores):
+    """MLflow pointed at the test's own SQLite store, with an experiment and an active parent run."""
+    import mlflow
+
+    from harness.tracking import experiment_id
+
+    eid = experiment_id(stores, "unit")
+    with mlflow.start_run(experiment_id=eid) as parent:
+        yield eid, parent

@@ -1,0 +1,73 @@
+import json
+
+import mlflow
+import optuna
+import pytest
+
+from harness.objective import RunContext, confirm, make_objective
+from harness.spec import Arm, StudySpec, TrialConfig
+
+ARM = Arm("sgd-unfrozen", "sgd", "full")
+
+
+def space(trial, arm):
+    return {"lr": trial.suggest_float("lr", 1e-3, 1e12, log=True), "optimizer_params": {"momentum": 0.9}}
+
+
+SPEC = StudySpec("unit", "?", (ARM,), space, base=TrialConfig(study="unit", epochs=3, pretrain_epochs=2))
+
+
+def run_one(stores, lr, pruner=None):
+    study = optuna.create_study(study_name="unit/sgd-unfrozen", direction="maximize", pruner=pruner)
+    study.enqueue_trial({"lr": lr})
+    study.optimize(make_objective(SPEC, ARM, RunContext(stores.checkpoints)), n_trials=1, catch=(RuntimeError,))
+    trial = study.trials[0]
+    return trial, mlflow.get_run(trial.user_attrs["mlflow_run_id"])
+
+
+def test_a_trial_is_a_child_run_with_params_epoch_metrics_and_tags(stores, tracking):
+    _, parent = tracking
+    trial, run = run_one(stores, 0.05)
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    tags, params = run.data.tags, run.data.params
+    assert tags["mlflow.parentRunId"] == parent.info.run_id
+    assert (tags["phase"], tags["arm"], tags["optimizer"], tags["freeze"], tags["state"]) == (
+        "search", "sgd-unfrozen", "sgd", "full", "complete")
+    assert tags["optuna_trial"] == "0" and tags["optuna_study"] == "unit/sgd-unfrozen"
+    assert tags["checkpoint"].startswith("lenet5-digits-") and tags["checkpoint_run_id"]
+    assert float(params["lr"]) == 0.05 and params["opt.momentum"] == "0.9" and params["dataset"] == "digits"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")
+    assert [m.step for m in history] == [0, 1, 2]
+    assert trial.value == pytest.approx(max(m.value for m in history))
+    assert {"train_loss", "train_acc", "val_loss", "lr", "epoch_seconds", "wall_seconds"} <= set(run.data.metrics)
+
+
+def test_a_diverging_trial_stops_and_is_recorded_as_failed_with_its_reason(stores, tracking):
+    trial, run = run_one(stores, 1e12)
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["state_reason"].startswith("diverged")
+    assert run.info.status == "FAILED" and run.data.tags["state"] == "failed"
+    assert "diverged" in run.data.tags["state_reason"]
+
+
+def test_a_pruned_trial_is_tagged_pruned(stores, tracking):
+    trial, run = run_one(stores, 0.05, pruner=optuna.pruners.ThresholdPruner(lower=2.0))  # accuracy < 2: always
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert run.data.tags["state"] == "pruned" and run.info.status == "FINISHED"
+    assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")) == 1
+
+
+def test_confirmation_reruns_the_best_config_with_a_new_seed_and_tests_once(stores, tracking):
+    eid, _ = tracking
+    trial, search_run = run_one(stores, 0.05)
+    ctx = RunContext(stores.checkpoints)
+    confirm(SPEC, ARM, trial, seed=7, ctx=ctx, study_name="unit/sgd-unfrozen")
+    (run,) = mlflow.search_runs([eid], filter_string="tags.phase = 'confirm'", output_format="list")
+    assert run.data.tags["seed"] == "7" and run.data.tags["optuna_trial"] == "0"
+    assert run.data.tags["config_hash"] == search_run.data.tags["config_hash"]  # same config, other seed
+    assert 0.2 < run.data.metrics["test_acc"] <= 1.0
+    confusion = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/confusion.json")
+    test_size = len(next(iter(ctx.tasks.values())).test)
+    assert sum(map(sum, confusion["matrix"])) == test_size
+    assert confusion["classes"] == ["5", "6", "7", "8", "9"]
+    assert json.loads(json.dumps(confusion))  # plain JSON, readable without the harness
