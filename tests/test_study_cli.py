@@ -1,0 +1,50 @@
+"""Bad input fails before anything is written, with a message naming the valid choices."""
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.study import main
+
+
+def run_cli(tmp_path, *args):
+    return main([*args, "--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")])
+
+
+def test_help_documents_the_overrides():
+    out = subprocess.run([sys.executable, "-m", "harness.study", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for flag in ("--list", "--trials", "--seeds", "--epochs", "--storage", "--tracking-uri"):
+        assert flag in out
+
+
+def test_list_shows_the_studies(capsys):
+    assert main(["--list"]) == 0
+    assert "sgd_vs_adam" in capsys.readouterr().out
+
+
+def test_unknown_study_exits_nonzero_naming_choices_and_writes_nothing(tmp_path, capsys):
+    assert run_cli(tmp_path, "sgd_vs_adma") != 0
+    assert "sgd_vs_adam" in capsys.readouterr().err
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("flag", ["--trials", "--seeds", "--epochs"])
+def test_a_count_below_one_is_refused_before_anything_is_written(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(tmp_path, "sgd_vs_adam", flag, "0")
+    assert exit_info.value.code != 0
+    assert ">= 1" in capsys.readouterr().err
+    assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.parametrize(("flag", "value", "choice"), [
+    ("--model", "lenet6", "resnet18"),
+    ("--dataset", "digitz", "digits"),
+    ("--weights", "/no/such/file.pt", "imagenet"),
+])
+def test_an_unknown_name_is_refused_naming_the_valid_choices(tmp_path, capsys, flag, value, choice):
+    assert run_cli(tmp_path, "sgd_vs_adam", flag, value) == 2
+    assert choice in capsys.readouterr().err
+    assert not (tmp_path / "mlruns").exists()
