@@ -49,8 +49,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, help="training epochs per run")
     p.add_argument("--model", help="model to transfer (registry name or any torchvision classifier)")
     p.add_argument("--weights", help="source | imagenet | none | path to a checkpoint file")
-    p.add_argument("--dataset", help="dataset name (default: the study's; digits ships with scikit-learn)")
-    p.add_argument("--data-root", help="folder for downloadable datasets (default: data)")
+    p.add_argument("--dataset", help="digits (ships with scikit-learn), mnist, fashion_mnist, cifar10, cifar100, "
+                   "svhn, stl10, flowers102, oxford_iiit_pet (downloaded into the data root), or folder:PATH: "
+                   "PATH/<class>/*.jpg, or PATH/train/<class>/ + PATH/val/<class>/ with val as the test split "
+                   "(default: the study's)")
+    p.add_argument("--data-root", help="folder for downloadable datasets (default: $HARNESS_DATA_ROOT, else data)")
     p.add_argument("--shots", type=positive_int, help="training images per target class")
     p.add_argument("--root", type=Path, default=Path("mlruns"), help="folder of all run records (default: mlruns)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///ROOT/optuna.db; journal:FILE for many workers)")
@@ -75,8 +78,8 @@ def apply_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
 
 def check(spec: StudySpec) -> None:
     """Fail before anything is written: every arm's names must be known, with the valid choices named."""
-    from harness.data import dataset_spec
-    from harness.models import STRATEGIES, model_spec
+    from harness.data import check_data
+    from harness.models import STRATEGIES, WeightsUnavailable, model_spec, require_imagenet
     from harness.optim import optimizer_spec
 
     if spec.sampler not in SAMPLERS:
@@ -84,7 +87,7 @@ def check(spec: StudySpec) -> None:
     for arm in spec.arms:
         cfg = arm.config(spec.base)
         model_spec(cfg.model)
-        dataset_spec(cfg.dataset)
+        check_data(cfg)  # the dataset exists and has the classes the arm's class split names
         optimizer_spec(cfg.optimizer)
         if cfg.strategy not in STRATEGIES:
             raise ValueError(f"arm {arm.name}: unknown strategy {cfg.strategy!r}; choices: {', '.join(STRATEGIES)}")
@@ -92,6 +95,11 @@ def check(spec: StudySpec) -> None:
             raise ValueError(f"weights must be source, imagenet, none or a checkpoint file; not {cfg.weights!r}")
         if cfg.weights == "source" and cfg.source_classes is None:
             raise ValueError(f"arm {arm.name}: weights=source needs source_classes")
+        if cfg.weights == "imagenet":
+            try:
+                require_imagenet(cfg.model)  # offline: stop here, naming the file and the folder it belongs in
+            except WeightsUnavailable as error:
+                raise ValueError(f"arm {arm.name}: {error}") from error
     for a, b in spec.comparisons:
         spec.arm(a), spec.arm(b)
 
@@ -264,10 +272,10 @@ def log_data_overview(cfg: TrialConfig, ctx) -> None:
 def run_study(spec: StudySpec, stores: Stores, reports: Path, command: str) -> Path | None:
     import mlflow
     import optuna
-    from harness.report import build_index, build_report
 
     from harness.objective import RunContext
     from harness.pretrain import source_checkpoint
+    from harness.report import build_index, build_report
     from harness.tracking import experiment_id, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -296,8 +304,22 @@ def run_study(spec: StudySpec, stores: Stores, reports: Path, command: str) -> P
             print(f"\ninterrupted: finished trials are kept in {stores.root}; rerun the same command to resume",
                   file=sys.stderr)
             return None
-    print(f"parent MLflow run {parent.info.run_id}; report: {report}")
+    print_summary(studies, report, parent.info.run_id, stores.mlflow_uri)
     return report
+
+
+def print_summary(studies: dict, report: Path, parent_run_id: str, tracking_uri: str) -> None:
+    """A few lines for the terminal: each arm's search, then the report's verdicts."""
+    print(f"\n{'arm':16s} {'complete':>8s} {'pruned':>6s} {'failed':>6s} {'best val acc':>12s}")
+    for name, study in studies.items():
+        states = [t.state.name for t in study.trials]
+        best = max((t.value for t in study.trials if t.state.name == "COMPLETE"), default=float("nan"))
+        print(f"{name:16s} {states.count('COMPLETE'):8d} {states.count('PRUNED'):6d} {states.count('FAIL'):6d} "
+              f"{best:12.3f}")
+    summary = report.with_name("summary.json")
+    if summary.exists():
+        print("\n" + "\n".join(json.loads(summary.read_text())["verdicts"]))
+    print(f"\nreport: {report}\nMLflow parent run: {parent_run_id} (browse: mlflow ui --backend-store-uri {tracking_uri})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,10 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if report is None:
-        return 130
-    print(report.with_name("summary.md").read_text() if report.with_name("summary.md").exists() else "")
-    return 0
+    return 130 if report is None else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+"""A tiny version of the default study, run for real into a temporary mlruns/, then resumed."""
+
+import mlflow
+import optuna
+import pytest
+
+import harness.objective
+from harness.spec import Stores
+from harness.study import main
+
+TINY = ["--trials", "2", "--seeds", "2", "--epochs", "2"]
+ARMS = ("sgd-frozen", "adam-frozen", "sgd-unfrozen", "adam-unfrozen")
+
+
+def run_tiny(tmp_path):
+    return main(["sgd_vs_adam", *TINY, "--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")])
+
+
+def runs(tmp_path, phase):
+    mlflow.set_tracking_uri(Stores(tmp_path / "mlruns").mlflow_uri)
+    return mlflow.search_runs(experiment_names=["sgd_vs_adam"], filter_string=f"tags.phase = '{phase}'",
+                              output_format="list")
+
+
+def optuna_trials(tmp_path, arm):
+    storage = Stores(tmp_path / "mlruns").optuna_url
+    return optuna.load_study(study_name=f"sgd_vs_adam/{arm}", storage=storage).trials
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("e2e")
+    assert run_tiny(tmp_path) == 0
+    return tmp_path
+
+
+def test_every_trial_and_confirmation_is_a_child_run_of_one_parent(finished):
+    (parent,) = runs(finished, "study")
+    search, confirm = runs(finished, "search"), runs(finished, "confirm")
+    assert len(search) == 4 * 2 and len(confirm) == 4 * 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in search + confirm} == {parent.info.run_id}
+    assert {r.data.tags["arm"] for r in confirm} == set(ARMS)
+    assert {r.data.tags["seed"] for r in confirm} == {"1", "2"}
+    assert parent.data.tags["command"].startswith("python -m harness.study sgd_vs_adam")
+    assert parent.data.tags["version.torch"]
+
+
+def test_runs_carry_epoch_metrics_and_confirmations_a_test_accuracy(finished):
+    client = mlflow.MlflowClient()
+    for run in runs(finished, "search"):
+        if run.data.tags["state"] == "complete":
+            assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [0, 1]
+    assert all(0.0 <= r.data.metrics["test_acc"] <= 1.0 for r in runs(finished, "confirm"))
+
+
+def test_each_arm_is_its_own_optuna_study_with_the_budget(finished):
+    for arm in ARMS:
+        trials = optuna_trials(finished, arm)
+        assert len(trials) == 2
+        assert all(t.user_attrs["mlflow_run_id"] for t in trials)
+
+
+def test_the_report_has_its_sections_and_is_logged_on_the_parent_run(finished):
+    text = (finished / "reports" / "sgd_vs_adam" / "README.md").read_text()
+    for needle in ("Verdict", "adam-frozen", "sgd-unfrozen", "95%", "mlflow ui", "Setup"):
+        assert needle in text
+    (parent,) = runs(finished, "study")
+    names = [a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "report")]
+    assert "report/README.md" in names and any(n.endswith(".png") for n in names)
+    assert (finished / "reports" / "README.md").is_file()
+
+
+def test_running_again_resumes_without_new_trials(finished):
+    assert run_tiny(finished) == 0
+    assert all(len(optuna_trials(finished, arm)) == 2 for arm in ARMS)
+    assert len(runs(finished, "confirm")) == 4 * 2  # confirmed seeds are not rerun
+    assert len(runs(finished, "pretrain")) == 1  # the source checkpoint is reused
+
+
+def test_ctrl_c_keeps_finished_trials_and_the_next_run_tops_up(tmp_path, monkeypatch):
+    real_fit, calls = harness.objective.fit, []
+
+    def fit_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # the second trial of the second arm
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(harness.objective, "fit", fit_then_interrupt)
+    assert run_tiny(tmp_path) == 130
+    killed = [r for r in runs(tmp_path, "search") if r.info.status == "KILLED"]
+    assert len(killed) == 1 and killed[0].data.tags["state"] == "killed"
+    assert len(optuna_trials(tmp_path, "sgd-frozen")) == 2  # the first arm finished before the interruption
+    assert "RUNNING" not in [t.state.name for t in optuna_trials(tmp_path, "adam-frozen")]
+    monkeypatch.setattr(harness.objective, "fit", real_fit)
+    assert run_tiny(tmp_path) == 0
+    states = [t.state.name for t in optuna_trials(tmp_path, "adam-frozen")]
+    assert states.count("FAIL") == 1 and len(states) == 3  # the interrupted trial is redone, not counted
+    assert all(len(optuna_trials(tmp_path, arm)) == 2 for arm in ("sgd-unfrozen", "adam-unfrozen"))
