@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def checkpoint_key(cfg: TrialConfig) -> str:
     flat = pretrain_config(cfg).flat()
     flat.pop("data_root")  # where the files are does not change what they are
     digest = hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{cfg.model}-{cfg.dataset}-{digest}"
+    dataset = re.sub(r"[^\w.-]+", "_", cfg.dataset)  # folder:/a/b -> folder_a_b: the key names files
+    return f"{cfg.model}-{dataset}-{digest}"
 
 
 def find_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint | None:

@@ -42,7 +42,7 @@ class Evaluation:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, split: Split, batch_size: int = 1024) -> Evaluation:
     model.eval()
-    logits = torch.cat([model(split.x[i : i + batch_size]) for i in range(0, len(split), batch_size)])
+    logits = torch.cat([model(x) for x, _ in split.batches(batch_size)])
     predictions = logits.argmax(1)
     return Evaluation(
         loss=F.cross_entropy(logits, split.y).item(),
@@ -86,11 +86,9 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
         model.freeze(frozen_stages_at(cfg, n_stages, epoch))
         model.train()
         lr = optimizer.param_groups[0]["lr"]  # the head's group: discriminative lrs scale down from it
-        total_loss = torch.zeros((), device=task.train.x.device)
-        correct = torch.zeros((), device=task.train.x.device)
-        for batch in torch.randperm(n, generator=generator).split(cfg.batch_size):
-            batch = batch.to(task.train.x.device)
-            x, y = task.train.x[batch], task.train.y[batch]
+        total_loss = torch.zeros((), device=task.train.y.device)
+        correct = torch.zeros((), device=task.train.y.device)
+        for x, y in task.train.batches(cfg.batch_size, torch.randperm(n, generator=generator)):
             if cfg.augment:
                 x = augment(x, task.hflip, generator)
             logits = model(x)
@@ -98,7 +96,7 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.detach() * len(batch)
+            total_loss += loss.detach() * len(y)
             correct += (logits.argmax(1) == y).sum()
         train_loss = total_loss.item() / n  # one host sync per epoch, not per batch
         if not math.isfinite(train_loss):

@@ -1,0 +1,304 @@
+"""harness.data: datasets, folders, splits, transforms, streaming. No downloads: the network is cut for every test."""
+
+import socket
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from fabricate import digits, write_folder, write_mnist
+from torchvision.transforms.v2 import functional as TF
+
+from harness import data
+from harness.data import DATASETS, DatasetUnavailable, check_data, dataset_spec, load_raw, make_task
+from harness.models import Preprocess, preprocessing
+from harness.spec import TrialConfig
+
+RGB32 = Preprocess(32, 3, (0.5,) * 3, (0.5,) * 3)
+GREY32 = Preprocess(32, 1, (0.5,), (0.5,))
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Every name lookup fails, as it does offline: a test can never download, and a download attempt fails."""
+
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "network disabled in tests")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """One folder of class subfolders: 4 classes of 20, 25, 30 and 35 coloured digits of varying sizes."""
+    images, labels = digits(per_class=35, classes=4)
+    keep = np.concatenate([np.flatnonzero(labels == c)[: 20 + 5 * c] for c in range(4)])
+    return write_folder(tmp_path_factory.mktemp("single"), images[keep], labels[keep], sizes=(20, 44))
+
+
+@pytest.fixture(scope="module")
+def train_val(tmp_path_factory):
+    """The ants-and-bees layout: train/<class>/ (12 images a class) and val/<class>/ (5 a class), 3 classes."""
+    root = tmp_path_factory.mktemp("train_val")
+    images, labels = digits(per_class=17, classes=3)
+    is_val = np.concatenate([np.arange(17) >= 12 for _ in range(3)])  # digits() comes sorted by class
+    write_folder(root / "train", images[~is_val], labels[~is_val])
+    write_folder(root / "val", images[is_val], labels[is_val])
+    return root
+
+
+def folder_cfg(path, **changes) -> TrialConfig:
+    settings = {"source_classes": None, "target_classes": None, "shots": None, **changes}  # all classes, all images
+    return TrialConfig(dataset=f"folder:{path}", **settings)
+
+
+def counts(task, name) -> np.ndarray:
+    return np.bincount(getattr(task, name).y.cpu().numpy(), minlength=len(task.classes))
+
+
+# --- image folders ------------------------------------------------------------------------------------------
+
+
+def test_single_folder_is_split_into_train_val_and_test(single):
+    task = make_task(folder_cfg(single), RGB32)
+    sizes = {name: len(s) for name, s in task.splits().items()}
+    assert sum(sizes.values()) == 20 + 25 + 30 + 35
+    assert sizes["test"] == round(0.4 * 110)
+    assert task.classes == ["class_0", "class_1", "class_2", "class_3"]
+
+
+def test_train_val_layout_uses_val_folder_as_test(train_val):
+    task = make_task(folder_cfg(train_val), RGB32)
+    assert counts(task, "test").tolist() == [5, 5, 5]  # exactly the val/ folder
+    assert counts(task, "train").sum() + counts(task, "val").sum() == 36  # train/ alone, split by the harness
+
+
+def test_train_val_test_layout_uses_test_folder_and_pools_val_into_training(train_val, tmp_path):
+    root = tmp_path / "three"
+    images, labels = digits(per_class=4, classes=3)
+    write_folder(root / "test", images, labels)
+    for part in ("train", "val"):
+        (root / part).symlink_to(train_val / part)
+    task = make_task(folder_cfg(root), RGB32)
+    assert counts(task, "test").tolist() == [4, 4, 4]
+    assert counts(task, "train").sum() + counts(task, "val").sum() == 36 + 15
+
+
+def test_images_of_varying_sizes_are_decoded_to_the_models_size(single):
+    imagenet_like = Preprocess(40, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), resize=48)
+    task = make_task(folder_cfg(single), imagenet_like)
+    assert all(s.x.shape[1:] == (3, 40, 40) for s in task.splits().values())
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no such directory"):
+        dataset_spec(f"folder:{tmp_path / 'nowhere'}")
+
+
+def test_folder_without_class_subfolders_is_a_clear_error(tmp_path):
+    (tmp_path / "loose.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="no class subfolders"):
+        dataset_spec(f"folder:{tmp_path}")
+
+
+def test_class_folder_without_images_is_a_clear_error(tmp_path):
+    images, labels = digits(per_class=3, classes=2)
+    write_folder(tmp_path, images, labels)
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(ValueError, match=r"no images .* \['empty_class'\]"):
+        load_raw(f"folder:{tmp_path}", "data")
+
+
+def test_too_few_classes_for_the_class_split_fail_the_check(single):
+    with pytest.raises(ValueError, match=r"target_classes \[5, 6, 7, 8, 9\] not in .* 4 classes"):
+        check_data(TrialConfig(dataset=f"folder:{single}"))  # the default split: 0-4 -> 5-9
+
+
+def test_study_cli_refuses_too_few_classes_before_writing_anything(single, tmp_path, capsys):
+    from harness.study import main
+
+    code = main(["sgd_vs_adam", "--dataset", f"folder:{single}", "--root", str(tmp_path / "mlruns"),
+                 "--reports", str(tmp_path / "reports")])
+    assert code == 2
+    assert "4 classes" in capsys.readouterr().err
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "reports").exists()
+
+
+
+def test_a_folder_datasets_pretraining_checkpoint_is_a_plain_file_name(single):
+    from harness.pretrain import checkpoint_key
+
+    key = checkpoint_key(TrialConfig(dataset=f"folder:{single}"))
+    assert "/" not in key and ":" not in key
+
+# --- splits and subsets -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_stratified_splits_keep_class_proportions_within_one_image(single, split):
+    task = make_task(folder_cfg(single), RGB32)
+    got = counts(task, split)
+    expected = got.sum() * np.array([20, 25, 30, 35]) / 110
+    assert np.all(np.abs(got - expected) <= 1), (got, expected)
+
+
+def test_train_val_and_test_indices_are_disjoint(single):
+    task = make_task(folder_cfg(single), RGB32)
+    train, val, test = (set(s.indices.tolist()) for s in task.splits().values())
+    assert not (train & val or train & test or val & test)
+
+
+def test_few_shot_takes_exactly_n_images_per_class(single):
+    task = make_task(folder_cfg(single, shots=7), RGB32)
+    assert counts(task, "train").tolist() == [7, 7, 7, 7]
+
+
+def test_few_shot_with_more_shots_than_images_is_an_error(single):
+    with pytest.raises(ValueError, match="shots=50"):
+        make_task(folder_cfg(single, shots=50), RGB32)
+
+
+def test_source_and_target_class_splits_are_disjoint(single):
+    cfg = folder_cfg(single, source_classes=(0, 1), target_classes=(2, 3))
+    source, target = make_task(cfg, RGB32, role="source"), make_task(cfg, RGB32, role="target")
+    assert source.classes == ["class_0", "class_1"] and target.classes == ["class_2", "class_3"]
+    for name in ("train", "val", "test"):
+        assert not set(getattr(source, name).indices) & set(getattr(target, name).indices)
+        assert set(getattr(target, name).y.tolist()) == {0, 1}  # relabelled 0..n-1
+
+
+def test_no_class_list_means_all_classes(single):
+    assert len(make_task(folder_cfg(single, target_classes=None), RGB32).classes) == 4
+
+
+def test_same_split_seed_gives_the_same_fingerprints(single):
+    a, b = (make_task(folder_cfg(single, split_seed=3), RGB32) for _ in range(2))
+    assert a.fingerprints() == b.fingerprints()
+
+
+def test_another_split_seed_gives_other_fingerprints(single):
+    a, b = (make_task(folder_cfg(single, split_seed=seed), RGB32) for seed in (0, 1))
+    assert all(a.fingerprints()[name] != b.fingerprints()[name] for name in ("train", "val", "test"))
+
+
+# --- transforms ---------------------------------------------------------------------------------------------
+
+
+def test_grey_dataset_feeds_an_rgb_model_three_identical_channels():
+    task = make_task(TrialConfig(), preprocessing("resnet18", "none"))  # digits are grey
+    x = task.train.x
+    assert x.shape[1] == 3 and torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])
+
+
+def test_rgb_images_become_their_luminance_for_a_grey_model(single):
+    rgb, grey = (make_task(folder_cfg(single), pre) for pre in (RGB32, GREY32))
+    assert grey.train.x.shape[1] == 1
+    assert torch.allclose(grey.train.x, TF.rgb_to_grayscale(rgb.train.x * 0.5 + 0.5) * 2 - 1, atol=1e-5)
+
+
+def test_evaluation_inputs_are_identical_on_every_build(single):
+    a, b = (make_task(folder_cfg(single), RGB32) for _ in range(2))
+    assert torch.equal(a.val.x, b.val.x) and torch.equal(a.test.x, b.test.x)
+
+
+def test_digit_datasets_are_never_flipped():
+    assert not any(DATASETS[name].hflip for name in ("digits", "mnist", "svhn"))
+    assert all(DATASETS[name].hflip for name in ("cifar10", "stl10", "flowers102", "oxford_iiit_pet"))
+
+
+# --- torchvision datasets -----------------------------------------------------------------------------------
+
+EXPECTED_FOLDERS = {
+    "mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py",
+    "cifar100": "cifar-100-python", "svhn": "train_32x32.mat", "stl10": "stl10_binary",
+    "flowers102": "flowers-102", "oxford_iiit_pet": "oxford-iiit-pet",
+}
+
+
+def test_every_downloadable_dataset_has_an_offline_message():
+    assert set(EXPECTED_FOLDERS) == {name for name, spec in DATASETS.items() if spec.download is not None}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_FOLDERS))
+def test_offline_and_missing_dataset_names_the_folder_and_the_download(name, tmp_path):
+    with pytest.raises(DatasetUnavailable) as error:
+        load_raw(name, str(tmp_path))
+    message = str(error.value)
+    assert str(tmp_path / EXPECTED_FOLDERS[name]) in message
+    assert "https://" in message or "http://" in message
+
+
+def test_missing_files_are_downloaded_and_a_failure_reports_its_cause(monkeypatch, tmp_path):
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise urllib.error.URLError("refused")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    with pytest.raises(DatasetUnavailable, match="refused"):
+        load_raw("cifar10", str(tmp_path))
+    assert calls  # the download was tried once the files were found missing
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    """A local MNIST in torchvision's raw idx format: 8 training and 3 test digits a class."""
+    root = tmp_path_factory.mktemp("mnist")
+    images, labels = digits(per_class=11)  # sorted by class
+    is_test = np.concatenate([np.arange(11) >= 8 for _ in range(10)])
+    write_mnist(root, (images[~is_test], labels[~is_test]), (images[is_test], labels[is_test]))
+    return root
+
+
+def test_mnist_from_a_local_copy_runs_end_to_end_with_its_official_test_split(mnist_root):
+    cfg = TrialConfig(dataset="mnist", data_root=str(mnist_root), shots=4)  # digits 0-4 -> 5-9
+    task = make_task(cfg, preprocessing("lenet5", "none"))
+    assert counts(task, "train").tolist() == [4] * 5
+    assert task.test.indices.tolist() == list(range(15, 30))  # t10k's digits 5-9, none carved from train
+    assert task.train.x.shape[1:] == (1, 32, 32)
+
+
+# --- streaming ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def streamed(monkeypatch):
+    monkeypatch.setattr(data, "TENSOR_BUDGET_BYTES", 0)  # every split streams
+
+
+def test_a_split_over_the_memory_budget_streams(single, streamed):
+    task = make_task(folder_cfg(single), RGB32)
+    assert all(s.x is None for s in task.splits().values())
+
+
+def test_streamed_batches_equal_the_in_memory_ones(single, monkeypatch):
+    in_memory = make_task(folder_cfg(single), RGB32)
+    monkeypatch.setattr(data, "TENSOR_BUDGET_BYTES", 0)
+    streamed = make_task(folder_cfg(single), RGB32)
+    order = torch.randperm(len(in_memory.train), generator=torch.Generator().manual_seed(0))
+    for (xa, ya), (xb, yb) in zip(in_memory.train.batches(16, order), streamed.train.batches(16, order), strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_training_on_a_streamed_task_gives_the_same_result(single, monkeypatch):
+    from harness.models import build_model
+    from harness.train import fit
+
+    cfg = folder_cfg(single, epochs=2, augment=True)
+    pre = preprocessing(cfg.model, "none")
+    histories = []
+    for budget in (data.TENSOR_BUDGET_BYTES, 0):
+        monkeypatch.setattr(data, "TENSOR_BUDGET_BYTES", budget)
+        task = make_task(cfg, pre)
+        torch.manual_seed(0)
+        result = fit(build_model(cfg.model, len(task.classes), "none"), task, cfg)
+        histories.append([{k: v for k, v in h.items() if k != "epoch_seconds"} for h in result.history])
+    assert histories[0] == histories[1]
+
+
+def test_dataset_spec_names_the_choices_for_an_unknown_dataset():
+    with pytest.raises(ValueError, match="cifar10.*folder:PATH"):
+        dataset_spec("imagenet")
+
