@@ -31,6 +31,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+def class_list(text: str) -> tuple[int, ...] | str:
+    """'0-4' or '0,2,4' -> class indices; 'all' keeps every class (stored as the string, resolved below)."""
+    if text == "all":
+        return "all"
+    try:
+        classes = []
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            classes += range(int(low), int(high or low) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class indices like 0-4 or 0,2,4 or all, not {text!r}") from None
+    return tuple(classes)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness.study",
@@ -55,6 +69,10 @@ def parser() -> argparse.ArgumentParser:
                    "(default: the study's)")
     p.add_argument("--data-root", help="folder for downloadable datasets (default: $HARNESS_DATA_ROOT, else data)")
     p.add_argument("--shots", type=positive_int, help="training images per target class")
+    p.add_argument("--source-classes", type=class_list, metavar="LIST",
+                   help="classes the source model is pretrained on, e.g. 0-4 or 0,2,4 (default: the study's)")
+    p.add_argument("--target-classes", type=class_list, metavar="LIST",
+                   help="classes of the target task, e.g. 5-9; 'all' for every class")
     p.add_argument("--root", type=Path, default=Path("mlruns"), help="folder of all run records (default: mlruns)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///ROOT/optuna.db; journal:FILE for many workers)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///ROOT/mlflow.db)")
@@ -63,11 +81,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 CLI_OVERRIDES = {"epochs": "epochs", "model": "model", "weights": "weights", "dataset": "dataset",
-                 "data_root": "data_root", "shots": "shots"}
+                 "data_root": "data_root", "shots": "shots", "source_classes": "source_classes",
+                 "target_classes": "target_classes"}
 
 
 def apply_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
     base_changes = {field: getattr(args, arg) for arg, field in CLI_OVERRIDES.items() if getattr(args, arg) is not None}
+    for field in ("source_classes", "target_classes"):
+        if base_changes.get(field) == "all":
+            base_changes[field] = None
     changes: dict[str, Any] = {"base": dataclasses.replace(spec.base, **base_changes)}
     if args.trials is not None:
         changes["n_trials"] = args.trials

@@ -48,3 +48,18 @@ def test_an_unknown_name_is_refused_naming_the_valid_choices(tmp_path, capsys, f
     assert run_cli(tmp_path, "sgd_vs_adam", flag, value) == 2
     assert choice in capsys.readouterr().err
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_class_lists_accept_ranges_lists_and_all():
+    from harness.spec import load_study
+    from harness.study import apply_overrides, parser
+
+    args = parser().parse_args(["sgd_vs_adam", "--source-classes", "0-2,7", "--target-classes", "all"])
+    spec = apply_overrides(load_study("sgd_vs_adam"), args)
+    assert spec.base.source_classes == (0, 1, 2, 7) and spec.base.target_classes is None
+
+
+def test_a_class_split_the_dataset_lacks_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert run_cli(tmp_path, "sgd_vs_adam", "--target-classes", "5-12") == 2
+    assert "0..9" in capsys.readouterr().err
+    assert not (tmp_path / "mlruns").exists()
