@@ -100,7 +100,7 @@ def apply_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
 
 def check(spec: StudySpec) -> None:
     """Fail before anything is written: every arm's names must be known, with the valid choices named."""
-    from harness.data import check_data
+    from harness.datasets import check_data
     from harness.models import STRATEGIES, WeightsUnavailable, model_spec, require_imagenet
     from harness.optim import optimizer_spec
 

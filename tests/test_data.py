@@ -11,7 +11,8 @@ from fabricate import digits, write_folder, write_mnist
 from torchvision.transforms.v2 import functional as TF
 
 from harness import data
-from harness.data import DATASETS, DatasetUnavailable, check_data, dataset_spec, load_raw, make_task
+from harness.data import make_task
+from harness.datasets import DATASETS, DatasetUnavailable, check_data, dataset_spec, load_raw
 from harness.models import Preprocess, preprocessing
 from harness.spec import TrialConfig
 
