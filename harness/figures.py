@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -23,14 +24,44 @@ from harness.stats import expected_max_band
 DPI = 110
 PERCENT = 100.0
 ACC = "accuracy (%)"
-STATE_MARKERS = {"COMPLETE": "o", "PRUNED": "X"}  # failed trials have no score and are not drawn
+STATE_MARKERS = {"complete": "o", "pruned": "X"}  # failed trials have no score and are not drawn
 MAX_CLASSES_SHOWN = 10  # sample grid rows: beyond this, a grid is unreadable
 Colour = tuple[float, float, float]
+Palette = Mapping[str, Colour]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One entry of the report's figure section."""
+
+    title: str
+    caption: str
+    file: str | None = None  # None: not drawn, and the caption says why
+
+
+@dataclass(frozen=True)
+class FigureData:
+    """What the figures show, read from the stores by harness.report. Accuracies are fractions."""
+
+    arms: list[str]  # the study's arm order, which fixes the colours
+    sgd_arms: list[str]
+    sampler: str
+    classes: list[str]
+    samples: Mapping[str, np.ndarray]  # <split>_x (N x C x H x W in [0, 1]) and <split>_y
+    class_counts: Mapping[str, Sequence[int]]  # split -> images per class
+    trials: pd.DataFrame  # finished search trials: arm, state, lr, effective_lr, best_val_acc, wall_seconds
+    confirm: pd.DataFrame  # counted confirmation runs: arm, seed, run_id, test_acc
+    history: pd.DataFrame  # their val_acc per epoch: arm, seed, epoch, val_acc
+    importance: pd.DataFrame  # arm, param, importance
+    setting: str | None  # StudySpec.x_axis
+    setting_points: pd.DataFrame  # variant, arm, x, mean, ci_low, ci_high
+    confusion: Mapping[str, list] | None  # the best confirmation run's confusion.json
+    best_run: str  # "arm, seed s: test accuracy x%"
 
 
 def arm_palette(arms: Sequence[str]) -> dict[str, Colour]:
     """One colour per arm, in the study's arm order, shared by every figure."""
-    colours = sns.color_palette("colorblind" if len(arms) <= 10 else "husl", len(arms))
+    colours = sns.color_palette("tab10" if len(arms) <= 10 else "husl", len(arms))  # tab10: distinct hues
     return dict(zip(arms, colours, strict=True))
 
 
@@ -51,35 +82,50 @@ def _legend_outside(ax: plt.Axes, title: str | None = None) -> None:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), title=title, frameon=False)
 
 
-def sample_grid(samples: Mapping[str, np.ndarray], classes: Sequence[str], path: Path, per_class: int = 4) -> Path:
-    """Rows are classes, column groups are splits: `<split>_x` (N x C x H x W in [0, 1]) and `<split>_y`."""
+def _present(palette: Palette, arms: pd.Series) -> list[str]:
+    return [a for a in palette if a in set(arms)]
+
+
+def _mosaic(images: np.ndarray, rows: list[np.ndarray], per_class: int, pad: int) -> np.ndarray:
+    """One split's images as a classes x per_class tile (H x W x C in [0, 1]), white where images lack."""
+    _, c, h, w = images.shape
+    tile = np.ones((len(rows) * (h + pad), per_class * (w + pad), c), dtype=np.float32)
+    for r, chosen in enumerate(rows):
+        for j, index in enumerate(chosen[:per_class]):
+            top, left = r * (h + pad), j * (w + pad)
+            tile[top : top + h, left : left + w] = images[index].transpose(1, 2, 0)
+    return tile
+
+
+def sample_grid(samples: Mapping[str, np.ndarray], classes: Sequence[str], path: Path,
+                per_class: int = 4) -> Path:
+    """Rows are classes, column groups are splits; drawn as one image, fast and sharp at any size."""
     splits = [k.removesuffix("_x") for k in samples if k.endswith("_x")]
-    shown = list(range(min(len(classes), MAX_CLASSES_SHOWN)))
-    rows, cols = len(shown), per_class * len(splits)
-    with _figure(path, 0.75 * cols + 0.8, 0.8 * rows + 0.6, nrows=rows, ncols=cols, squeeze=False) as (fig, axes):
-        for s, split in enumerate(splits):
-            x, y = samples[f"{split}_x"], samples[f"{split}_y"]
-            for r, c in enumerate(shown):
-                chosen = np.flatnonzero(y == c)[:per_class]
-                for j in range(per_class):
-                    ax = axes[r, s * per_class + j]
-                    ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
-                    if j < len(chosen):
-                        image = x[chosen[j]]
-                        grey = image.shape[0] == 1
-                        ax.imshow(image[0] if grey else image.transpose(1, 2, 0), cmap="gray" if grey else None,
-                                  vmin=0, vmax=1)
-                    if s == 0 and j == 0:
-                        ax.set_ylabel(f"class {classes[c]}", rotation=0, ha="right", va="center")
-            axes[0, s * per_class].set_title(f"{split}", loc="left", fontweight="bold")
-        fig.subplots_adjust(wspace=0.08, hspace=0.08)
+    shown = range(min(len(classes), MAX_CLASSES_SHOWN))
+    h = samples[f"{splits[0]}_x"].shape[-2]
+    pad = max(1, h // 16)
+    chosen = {s: [np.flatnonzero(samples[f"{s}_y"] == c) for c in shown] for s in splits}
+    tiles = [_mosaic(samples[f"{s}_x"], chosen[s], per_class, pad) for s in splits]
+    gap = np.ones((tiles[0].shape[0], 3 * pad, tiles[0].shape[2]), dtype=np.float32)
+    canvas = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
+    grey, group = canvas.shape[2] == 1, tiles[0].shape[1] + gap.shape[1]
+    with _figure(path, 0.7 * per_class * len(splits) + 1.2, 0.7 * len(shown) + 0.7) as (_, ax):
+        ax.imshow(canvas[..., 0] if grey else canvas, cmap="gray" if grey else None, vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_xticks([i * group + tiles[0].shape[1] / 2 for i in range(len(splits))], splits)
+        ax.set_yticks([(r + 0.5) * (h + pad) for r in shown], [f"class {classes[c]}" for c in shown])
+        ax.xaxis.tick_top()
+        ax.tick_params(length=0)
+        ax.grid(False)
+        ax.spines[:].set_visible(False)
+        ax.set_title(f"{per_class} sample images per class and split", pad=24)
     return path
 
 
 def class_counts(counts: Mapping[str, Sequence[int]], classes: Sequence[str], path: Path) -> Path:
-    """Images per class in each split (grouped bars, one colour per split)."""
-    frame = pd.DataFrame([(split, str(classes[i]), n) for split, ns in counts.items() for i, n in enumerate(ns)],
-                         columns=["split", "class", "images"])
+    """Images per class in each split (grouped bars, one grey per split)."""
+    rows = [(split, str(classes[i]), n) for split, ns in counts.items() for i, n in enumerate(ns)]
+    frame = pd.DataFrame(rows, columns=["split", "class", "images"])
     with _figure(path, max(5.0, 0.45 * len(classes) * len(counts) + 2), 3.5) as (_, ax):
         sns.barplot(frame, x="class", y="images", hue="split", palette="Greys_r", edgecolor="black", ax=ax)
         ax.set(xlabel="class", ylabel="images (count)", title="class counts per split")
@@ -87,14 +133,16 @@ def class_counts(counts: Mapping[str, Sequence[int]], classes: Sequence[str], pa
     return path
 
 
-def expected_max_curves(values: Mapping[str, Sequence[float]], palette: Mapping[str, Colour], path: Path) -> Path:
+def expected_max_curves(values: Mapping[str, Sequence[float]], palette: Palette, path: Path) -> Path:
     """Expected best validation accuracy after n i.i.d. trials (Dodge et al. 2019), 95% bootstrap band."""
     with _figure(path) as (_, ax):
         for arm, v in values.items():
             curve, low, high = expected_max_band(v)
             n = np.arange(1, len(curve) + 1)
             ax.plot(n, curve * PERCENT, marker=".", color=palette[arm], label=arm)
-            ax.fill_between(n, low * PERCENT, high * PERCENT, color=palette[arm], alpha=0.2, linewidth=0)
+            ax.fill_between(n, low * PERCENT, high * PERCENT, color=palette[arm], alpha=0.1, linewidth=0)
+            for edge in (low, high):  # bands overlap: dotted edges keep each arm's readable
+                ax.plot(n, edge * PERCENT, color=palette[arm], linestyle=":", linewidth=1)
         ax.set(xlabel="trials (n, complete only)", ylabel=f"expected max validation {ACC}",
                title="expected best validation accuracy vs budget")
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -103,72 +151,87 @@ def expected_max_curves(values: Mapping[str, Sequence[float]], palette: Mapping[
     return path
 
 
-def val_acc_vs(trials: pd.DataFrame, x: str, xlabel: str, title: str, palette: Mapping[str, Colour],
-               path: Path) -> Path:
-    """Each trial's best validation accuracy against a (log-scaled) hyperparameter, hue = arm."""
-    frame = trials.assign(acc=trials["best_val_acc"] * PERCENT)
+def val_acc_vs(trials: pd.DataFrame, x: str, xlabel: str, title: str, palette: Palette, path: Path,
+               log: bool = True) -> Path:
+    """Each trial's best validation accuracy against `x`, hue = arm, marker = complete or pruned."""
+    frame = trials.assign(acc=trials["best_val_acc"] * PERCENT, state=trials["state"].str.lower())
     with _figure(path) as (_, ax):
         sns.scatterplot(frame, x=x, y="acc", hue="arm", style="state", markers=STATE_MARKERS, palette=palette,
-                        hue_order=[a for a in palette if a in set(frame["arm"])], s=45, alpha=0.85, ax=ax)
-        ax.set(xscale="log", xlabel=xlabel, ylabel=f"best validation {ACC}", title=title)
+                        hue_order=_present(palette, frame["arm"]), s=45, alpha=0.85, ax=ax)
+        ax.set(xscale="log" if log else "linear", xlabel=xlabel, ylabel=f"best validation {ACC}", title=title)
         _legend_outside(ax)
     return path
 
 
-def accuracy_vs_wall_time(trials: pd.DataFrame, palette: Mapping[str, Colour], path: Path) -> Path:
-    return val_acc_vs(trials, "wall_seconds", "wall time per trial (s, log)",
-                      "validation accuracy vs cost per trial", palette, path)
-
-
-def learning_curves(history: pd.DataFrame, palette: Mapping[str, Colour], path: Path) -> Path:
-    """Validation accuracy per epoch of the confirmation runs: mean line, band = +-1 sd across seeds."""
+def learning_curves(history: pd.DataFrame, palette: Palette, path: Path) -> Path:
+    """Validation accuracy per epoch of the confirmation runs: mean line, band = ± 1 sd across seeds."""
     frame = history.assign(acc=history["val_acc"] * PERCENT)
     with _figure(path) as (_, ax):
         sns.lineplot(frame, x="epoch", y="acc", hue="arm", palette=palette, errorbar="sd",
-                     hue_order=[a for a in palette if a in set(frame["arm"])], ax=ax)
-        ax.set(xlabel="epoch", ylabel=f"validation {ACC}", title="confirmation runs: mean +- sd across seeds")
+                     hue_order=_present(palette, frame["arm"]), ax=ax)
+        ax.set(xlabel="epoch", ylabel=f"validation {ACC}", title="confirmation runs: mean ± sd across seeds")
         ax.xaxis.get_major_locator().set_params(integer=True)
         _legend_outside(ax, "arm")
     return path
 
 
-def test_accuracy(confirm: pd.DataFrame, palette: Mapping[str, Colour], path: Path) -> Path:
+def test_accuracy(confirm: pd.DataFrame, palette: Palette, path: Path) -> Path:
     """Confirmation test accuracy per arm: a box over the seeds, with every seed as a dot."""
     frame = confirm.assign(acc=confirm["test_acc"] * PERCENT)
-    order = [a for a in palette if a in set(frame["arm"])]
+    order = _present(palette, frame["arm"])
+    common = {"x": "arm", "y": "acc", "hue": "arm", "order": order, "palette": palette, "legend": False}
     with _figure(path, max(4.5, 1.3 * len(order) + 1.5), 4.0) as (_, ax):
-        sns.boxplot(frame, x="arm", y="acc", hue="arm", order=order, palette=palette, fill=False,
-                    showfliers=False, width=0.5, legend=False, ax=ax)
-        sns.stripplot(frame, x="arm", y="acc", hue="arm", order=order, palette=palette, size=6,
-                      jitter=0.12, edgecolor="black", linewidth=0.5, legend=False, ax=ax)
+        sns.boxplot(frame, fill=False, saturation=1, showfliers=False, width=0.5, ax=ax, **common)
+        sns.stripplot(frame, size=6, jitter=0.12, edgecolor="black", linewidth=0.5, ax=ax, **common)
         ax.set(xlabel="arm", ylabel=f"test {ACC}", title="confirmation test accuracy (one dot per seed)")
         if len(order) > 4:
             ax.tick_params(axis="x", labelrotation=30)
     return path
 
 
-def importances(frame: pd.DataFrame, palette: Mapping[str, Colour], path: Path) -> Path:
-    """Optuna parameter importances per arm (normalised to sum to 1 within an arm)."""
-    params = frame["param"].nunique()
-    with _figure(path, 6.5, max(2.5, 0.35 * len(frame) + 1)) as (_, ax):
-        sns.barplot(frame, x="importance", y="param", hue="arm", palette=palette,
-                    hue_order=[a for a in palette if a in set(frame["arm"])], ax=ax)
-        ax.set(xlabel="importance (fraction of the arm's total)", ylabel="hyperparameter",
-               title=f"hyperparameter importance ({params} parameters)")
-        _legend_outside(ax, "arm")
+def importances(frame: pd.DataFrame, palette: Palette, path: Path) -> Path:
+    """Optuna parameter importances, one panel per arm (its own parameters, largest first), arm colours."""
+    arms = _present(palette, frame["arm"])
+    cols = min(2, len(arms))
+    rows = -(-len(arms) // cols)
+    tallest = frame.groupby("arm").size().max()
+    with _figure(path, 4.2 * cols, rows * (0.32 * tallest + 1.0), nrows=rows, ncols=cols, sharex=True,
+                 squeeze=False) as (fig, axes):
+        for ax, arm in zip(axes.flat, arms):
+            mine = frame[frame["arm"] == arm].sort_values("importance", ascending=False)
+            ax.barh(mine["param"], mine["importance"], color=palette[arm], height=0.6)
+            ax.invert_yaxis()
+            ax.set_title(arm, color=palette[arm], fontweight="bold")
+            ax.set(xlim=(0, 1))
+        for ax in axes.flat[len(arms):]:
+            ax.set_visible(False)
+        for ax in axes[-1]:
+            ax.set_xlabel("importance (fraction of the arm's total)")
+        fig.suptitle("hyperparameter importance (fANOVA)")
+        fig.tight_layout()
     return path
 
 
 def accuracy_vs_setting(points: pd.DataFrame, setting: str, path: Path) -> Path:
     """Test accuracy (mean, 95% CI) against an arm setting; columns variant, x, mean, ci_low, ci_high.
 
-    Lines are variants (arms equal but for the setting), so colours here mark variants, not arms."""
-    colours = dict(zip(points["variant"].unique(), sns.color_palette("dark", points["variant"].nunique())))
+    Lines are variants (arms equal but for the setting), so colours here mark variants, not arms. A
+    variant without the setting (x NaN, e.g. a baseline) is a dashed reference line with its CI band."""
+    swept, references = points[points["x"].notna()], points[points["x"].isna()]
+    variants = list(swept["variant"].unique())
+    colours = dict(zip(variants, sns.color_palette("dark", len(variants)), strict=True))
+    steps = np.diff(np.unique(swept["x"]))
+    dodge = 0.04 * (steps.min() if len(steps) else 1.0)  # side by side: equal results must not hide
     with _figure(path) as (_, ax):
-        for variant, group in points.sort_values("x").groupby("variant", sort=False):
+        for i, (variant, group) in enumerate(swept.sort_values("x").groupby("variant", sort=False)):
             mean = group["mean"] * PERCENT
             err = [mean - group["ci_low"] * PERCENT, group["ci_high"] * PERCENT - mean]
-            ax.errorbar(group["x"], mean, yerr=err, marker="o", capsize=4, color=colours[variant], label=variant)
+            ax.errorbar(group["x"] + (i - (len(variants) - 1) / 2) * dodge, mean, yerr=err, capsize=4,
+                        marker="osD^v<>"[i % 7], color=colours[variant], label=variant)
+        greys = sns.color_palette("Greys_r", len(references) + 2)
+        for grey, ref in zip(greys, references.itertuples()):
+            ax.axhline(ref.mean * PERCENT, color=grey, linestyle="--", label=f"{ref.variant} (no {setting})")
+            ax.axhspan(ref.ci_low * PERCENT, ref.ci_high * PERCENT, color=grey, alpha=0.12, linewidth=0)
         ax.set(xlabel=setting, ylabel=f"test {ACC}, mean and 95% CI", title=f"test accuracy vs {setting}")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend()
@@ -181,9 +244,137 @@ def confusion(classes: Sequence[str], matrix: Sequence[Sequence[int]], title: st
     size = min(9.0, 2.5 + 0.5 * len(classes))
     with _figure(path, size + 1.0, size) as (_, ax):
         sns.heatmap(np.asarray(matrix), annot=len(classes) <= 20, fmt="d", cmap="Blues", square=True,
-                    xticklabels=classes, yticklabels=classes, cbar_kws={"label": "test images (count)"}, ax=ax)
+                    xticklabels=classes, yticklabels=classes, ax=ax,
+                    cbar_kws={"label": "test images (count)"})
         ax.set(xlabel="predicted class", ylabel="true class")
         ax.set_title(title, fontsize="medium")
         ax.tick_params(axis="y", labelrotation=0)
     return path
 
+
+# --- the report's figure section -------------------------------------------------------------------
+
+CAPTIONS = {  # file -> (title, caption)
+    "samples.png": ("Sample images", "A few images per class from each split, before normalisation."),
+    "class_counts.png": ("Class counts", "Images per class in each split."),
+    "expected_max.png": (
+        "Expected best validation accuracy vs budget",
+        ("Expected maximum validation accuracy after n trials (Dodge et al. 2019), from COMPLETE trials "
+         "only (pruned ones are left out); shaded between dotted lines: 95% bootstrap band over trials."),
+    ),
+    "val_acc_vs_lr.png": (
+        "Validation accuracy vs learning rate",
+        "Each search trial's best validation accuracy; pruned trials (x) show their best before pruning.",
+    ),
+    "val_acc_vs_effective_lr.png": (
+        "SGD: validation accuracy vs effective learning rate",
+        "Li et al. 2020: at equal lr / (1 - momentum), momentum 0 and 0.9 should perform alike.",
+    ),
+    "acc_vs_wall_time.png": (
+        "Accuracy vs wall time",
+        "Each search trial's best validation accuracy against its wall time; pruned trials (x) stop early.",
+    ),
+    "importances.png": (
+        "Hyperparameter importance",
+        "Optuna's fANOVA importance per arm, from complete trials (arms with fewer than 3 are left out).",
+    ),
+    "test_acc.png": (
+        "Confirmation test accuracy",
+        ("Each arm's best configuration rerun over seeds and scored once on the held-out test split: "
+         "box over seeds, one dot per seed."),
+    ),
+    "learning_curves.png": (
+        "Learning curves",
+        "Validation accuracy per epoch of the confirmation runs: mean across seeds, band ± 1 sd.",
+    ),
+    "test_acc_vs_setting.png": (
+        "Test accuracy vs {setting}",
+        ("Mean and 95% bootstrap CI per arm; one line per variant (arms with the same optimizer, strategy "
+         "and other fixed settings), colours marking variants, not arms; an arm without the setting is a "
+         "dashed reference line."),
+    ),
+    "confusion.png": (
+        "Confusion matrix of the best model",
+        "The confirmation run with the highest test accuracy ({best_run}).",
+    ),
+}
+
+
+def _shown(file: str, saved_as: str | None = None, **fill: str) -> Figure:
+    title, caption = CAPTIONS[file]
+    return Figure(title.format(**fill), caption.format(**fill), saved_as or file)
+
+
+def _data_figures(data: FigureData, out: Path) -> list[Figure]:
+    shown = []
+    if data.samples and data.classes:
+        sample_grid(data.samples, data.classes, out / "samples.png")
+        shown.append(_shown("samples.png"))
+    if data.class_counts and data.classes:
+        class_counts(data.class_counts, data.classes, out / "class_counts.png")
+        shown.append(_shown("class_counts.png"))
+    return shown
+
+
+def _budget_figure(data: FigureData, scored: pd.DataFrame, palette: Palette, out: Path) -> Figure:
+    title = CAPTIONS["expected_max.png"][0]
+    if data.sampler not in ("qmc", "random"):
+        return Figure(title, f"Not drawn: the {data.sampler} sampler's trials are not i.i.d., so the "
+                             "expected maximum over n trials (Dodge et al. 2019) does not apply.")
+    complete = scored[scored["state"] == "COMPLETE"]
+    values = {a: complete.loc[complete["arm"] == a, "best_val_acc"].to_list()
+              for a in _present(palette, complete["arm"])}
+    if not values:
+        return Figure(title, "Not drawn: no complete trials.")
+    expected_max_curves(values, palette, out / "expected_max.png")
+    return _shown("expected_max.png")
+
+
+def _search_figures(data: FigureData, palette: Palette, out: Path) -> list[Figure]:
+    trials = data.trials
+    scored = trials[trials["state"].isin(["COMPLETE", "PRUNED"]) & trials["best_val_acc"].notna()]
+    shown = [_budget_figure(data, scored, palette, out)]
+    if scored["lr"].notna().any():
+        val_acc_vs(scored, "lr", "learning rate (log)", "validation accuracy vs learning rate", palette,
+                   out / "val_acc_vs_lr.png")
+        shown.append(_shown("val_acc_vs_lr.png"))
+    sgd = scored[scored["arm"].isin(data.sgd_arms) & scored["lr"].notna()]
+    if not sgd.empty:
+        val_acc_vs(sgd, "effective_lr", "effective learning rate lr / (1 - momentum) (log)",
+                   "SGD: validation accuracy vs effective learning rate", palette,
+                   out / "val_acc_vs_effective_lr.png")
+        shown.append(_shown("val_acc_vs_effective_lr.png"))
+    if scored["wall_seconds"].notna().any():
+        val_acc_vs(scored, "wall_seconds", "wall time per trial (s)", "validation accuracy vs cost per trial",
+                   palette, out / "acc_vs_wall_time.png", log=False)
+        shown.append(_shown("acc_vs_wall_time.png"))
+    if not data.importance.empty:
+        importances(data.importance, palette, out / "importances.png")
+        shown.append(_shown("importances.png"))
+    return shown
+
+
+def _confirm_figures(data: FigureData, palette: Palette, out: Path) -> list[Figure]:
+    if data.confirm.empty:
+        return [Figure("Confirmation runs", "Not drawn: no arm has confirmation runs yet.")]
+    test_accuracy(data.confirm, palette, out / "test_acc.png")
+    shown = [_shown("test_acc.png")]
+    if not data.history.empty:
+        learning_curves(data.history, palette, out / "learning_curves.png")
+        shown.append(_shown("learning_curves.png"))
+    if data.setting and not data.setting_points.empty:
+        file = f"test_acc_vs_{data.setting}.png"
+        accuracy_vs_setting(data.setting_points, data.setting, out / file)
+        shown.append(_shown("test_acc_vs_setting.png", file, setting=data.setting))
+    if data.confusion:
+        confusion([str(c) for c in data.confusion["classes"]], data.confusion["matrix"], data.best_run,
+                  out / "confusion.png")
+        shown.append(_shown("confusion.png", best_run=data.best_run))
+    return shown
+
+
+def draw_all(data: FigureData, out: Path) -> list[Figure]:
+    """Draw every figure the data allows into `out`; the list says what was drawn, and why not otherwise."""
+    palette = arm_palette(data.arms)
+    search, confirm = _search_figures(data, palette, out), _confirm_figures(data, palette, out)
+    return _data_figures(data, out) + search + confirm

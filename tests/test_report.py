@@ -1,0 +1,360 @@
+"""Specification of harness.report: reports and an index built from a synthetic store that follows the
+schema in harness.tracking exactly (parent run, search and confirmation child runs, Optuna studies)."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+from harness.report import build_index, build_report, load_record, main, setting_points, verdicts
+from harness.spec import Arm, Stores, StudySpec, TrialConfig
+from harness.tracking import experiment_id, open_storage, optuna_study_name
+
+CLASSES = ["5", "6", "7", "8", "9"]
+EPOCHS = 4
+LOG_LR = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
+UNIT = optuna.distributions.FloatDistribution(0.0, 0.99)  # momentum or beta1
+LOG_WD = optuna.distributions.FloatDistribution(1e-6, 1e-2, log=True)
+JITTER = [0.01, -0.02, 0.0, 0.015, -0.005]
+SHUFFLED = [0.0, 0.015, -0.02, -0.005, 0.01]  # the same spread in another order: paired differences vary
+
+
+def _no_search(trial, arm):
+    raise AssertionError("a report never searches")
+
+
+def make_spec(name: str, arms: tuple[Arm, ...], n_trials: int = 6, **kwargs) -> StudySpec:
+    return StudySpec(name=name, question=f"Which arm of {name} wins?", arms=arms, search_space=_no_search,
+                     base=TrialConfig(study=name, epochs=EPOCHS), n_trials=n_trials, seeds=3, **kwargs)
+
+
+FROZEN = (Arm("sgd-frozen", "sgd", "linear_probe"), Arm("adam-frozen", "adam", "linear_probe"))
+CLEAR = make_spec("clear", FROZEN, comparisons=(("adam-frozen", "sgd-frozen"),))
+TIE = make_spec("tie", (Arm("sgd", "sgd"), Arm("adam", "adam"), Arm("rmsprop", "rmsprop")), n_trials=3)
+SWEEP = make_spec("sweep", (*(Arm(f"{opt}-n{n}", opt, "full", {"transfer_stages": n})
+                               for opt in ("sgd", "adam") for n in range(3)),
+                             Arm("baseline", "sgd", "full", {"weights": "none"})),
+                  n_trials=3, x_axis="transfer_stages", sampler="tpe",
+                  comparisons=(("adam-n0", "sgd-n0"), ("adam-n2", "sgd-n2")))
+
+
+# --- a synthetic store, written through the MLflow and Optuna clients --------------------------------
+
+
+def _log(client: MlflowClient, eid: str, tags: dict, params: dict, metrics: dict, history: list[float],
+         status: str = "FINISHED") -> str:
+    rid = client.create_run(eid, tags=tags).info.run_id
+    per_epoch = [Metric("val_acc", v, 0, epoch) for epoch, v in enumerate(history)]
+    client.log_batch(rid, metrics=per_epoch + [Metric(k, v, 0, 0) for k, v in metrics.items()],
+                     params=[Param(k, str(v)) for k, v in params.items()])
+    client.set_terminated(rid, status)
+    return rid
+
+
+def _parent(client: MlflowClient, eid: str, spec: StudySpec) -> str:
+    tags = {"phase": "study", "study": spec.name, "command": f"python -m harness.study {spec.name} --seeds 5",
+            "git_commit": "abc1234", "version.torch": "2.5.1", "version.mlflow": "3.17.2"}
+    rid = client.create_run(eid, tags=tags).info.run_id
+    settings = {"n_trials": spec.n_trials, "seeds": 5, "sampler": spec.sampler, "prune": spec.prune}
+    client.log_batch(rid, params=[Param(k, str(v)) for k, v in settings.items()])  # as the run ran them
+    counts = {"train": [30] * 5, "val": [28] * 5, "test": [72] * 5}
+    overview = {"dataset": "digits", "classes": CLASSES, "counts": counts,
+                "sizes": {k: sum(v) for k, v in counts.items()},
+                "fingerprints": {"train": "aaa111", "val": "bbb222", "test": "ccc333"}}
+    client.log_dict(rid, overview, "data/overview.json")
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split in counts:
+        arrays[f"{split}_x"] = rng.random((20, 1, 32, 32)).astype(np.float32)
+        arrays[f"{split}_y"] = np.repeat(np.arange(5), 4)
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez_compressed(Path(tmp) / "samples.npz", **arrays)
+        client.log_artifact(rid, str(Path(tmp) / "samples.npz"), "data")
+    client.set_terminated(rid)
+    return rid
+
+
+def _child_tags(parent: str, arm: Arm, phase: str, trial: int, seed: int, state: str) -> dict:
+    return {"mlflow.parentRunId": parent, "phase": phase, "arm": arm.name, "optimizer": arm.optimizer,
+            "freeze": arm.strategy, "optuna_trial": str(trial), "seed": str(seed), "state": state,
+            "state_reason": "median pruner" if state == "pruned" else "", "checkpoint": "lenet5-src-0123",
+            "checkpoint_run_id": "pretrainrun42"}
+
+
+def _config(spec: StudySpec, arm: Arm, params: dict, seed: int) -> TrialConfig:
+    extra = "momentum" if arm.optimizer == "sgd" else "beta1"
+    return arm.config(spec.base, lr=params["lr"], weight_decay=params["weight_decay"],
+                      optimizer_params={extra: params[extra]}, seed=seed)
+
+
+def _search(client, eid, parent, spec: StudySpec, arm: Arm, storage, rng) -> None:
+    """Trials 0, 1, 2 are complete, pruned, failed; the rest complete."""
+    study = optuna.create_study(study_name=optuna_study_name(spec.name, arm.name), storage=storage,
+                                direction="maximize")
+    study.set_user_attr("sampler", spec.sampler)
+    extra = "momentum" if arm.optimizer == "sgd" else "beta1"
+    states = ["COMPLETE", "PRUNED", "FAIL"] + ["COMPLETE"] * (spec.n_trials - 3)
+    for number, state in enumerate(states):
+        params = {"lr": 10 ** rng.uniform(-4, 0), extra: rng.uniform(0, 0.99), "weight_decay": 1e-4}
+        top = 0.55 + 0.35 * np.exp(-((np.log10(params["lr"]) + 1.5) ** 2))
+        history = list(top * np.linspace(0.6, 1.0, EPOCHS)[: 2 if state == "PRUNED" else EPOCHS])
+        metrics = {"wall_seconds": rng.uniform(2, 9)}
+        if state != "FAIL":
+            metrics["best_val_acc"] = max(history)
+        tags = _child_tags(parent, arm, "search", number, 0, {"FAIL": "failed"}.get(state, state.lower()))
+        rid = _log(client, eid, tags, _config(spec, arm, params, 0).flat(), metrics, history,
+                   "FAILED" if state == "FAIL" else "FINISHED")
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState[state], value=max(history) if state == "COMPLETE" else None,
+            params=params, distributions={"lr": LOG_LR, extra: UNIT, "weight_decay": LOG_WD},
+            intermediate_values=dict(enumerate(history)),
+            user_attrs={"mlflow_run_id": rid, "state_reason": ""}))
+
+
+def _confirm(client, eid, parent, spec, arm, storage, test_acc: list[float], decoys: bool) -> list[str]:
+    best = optuna.load_study(study_name=optuna_study_name(spec.name, arm.name), storage=storage).best_trial
+    ids = []
+    for seed, acc in enumerate(test_acc, start=1):
+        history = list(acc * np.linspace(0.7, 1.0, EPOCHS) + 0.01 * seed)
+        metrics = {"test_acc": acc, "best_val_acc": max(history), "wall_seconds": 5.0}
+        rid = _log(client, eid, _child_tags(parent, arm, "confirm", best.number, seed, "complete"),
+                   _config(spec, arm, best.params, seed).flat(), metrics, history)
+        right = round(72 * acc)
+        matrix = [[right if i == j else (72 - right) // 4 for j in range(5)] for i in range(5)]
+        client.log_dict(rid, {"classes": CLASSES, "matrix": matrix}, "confusion.json")
+        ids.append(rid)
+    if decoys:  # runs that must not count: a FAILED rerun of the best trial, a finished run of another trial
+        failed = _child_tags(parent, arm, "confirm", best.number, 1, "failed")
+        _log(client, eid, failed, {}, {"test_acc": 0.0}, [], "FAILED")
+        other = _child_tags(parent, arm, "confirm", best.number + 100, 1, "complete")
+        _log(client, eid, other, {}, {"test_acc": 0.01}, [])
+    return ids
+
+
+def write_study(stores: Stores, spec: StudySpec, test_acc: dict[str, list[float]],
+                decoys: bool = False) -> dict[str, list[str]]:
+    """A study's records as harness.study leaves them, plus `decoys` (confirm runs that must not count);
+    returns the counted confirm run ids per arm."""
+    eid = experiment_id(stores, spec.name)
+    client, storage = MlflowClient(stores.mlflow_uri), open_storage(stores)
+    parent = _parent(client, eid, spec)
+    rng = np.random.default_rng(len(spec.name))
+    confirmed = {}
+    for arm in spec.arms:
+        _search(client, eid, parent, spec, arm, storage, rng)
+        if arm.name in test_acc:
+            accs = test_acc[arm.name]
+            confirmed[arm.name] = _confirm(client, eid, parent, spec, arm, storage, accs, decoys)
+    return confirmed
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict:
+    """One store holding three studies; the reports of two (the third is only judged: figures take time)."""
+    root = tmp_path_factory.mktemp("store")
+    stores, reports = Stores(root=root / "mlruns"), root / "reports"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    clear = {"sgd-frozen": [0.6 + j for j in JITTER], "adam-frozen": [0.9 + j for j in SHUFFLED]}
+    confirmed = write_study(stores, CLEAR, clear, decoys=True)
+    write_study(stores, TIE, {"sgd": [0.8 + j for j in JITTER], "adam": [0.8 + j for j in SHUFFLED]})
+    depth = {a.name: 0.9 - 0.1 * a.fixed.get("transfer_stages", 1) + 0.03 * (a.optimizer == "adam")
+             for a in SWEEP.arms}
+    write_study(stores, SWEEP, {name: [acc + j for j in JITTER[:3]] for name, acc in depth.items()})
+    readmes = {spec.name: build_report(spec, stores, reports) for spec in (CLEAR, SWEEP)}
+    return {"root": root, "stores": stores, "reports": reports, "readme": readmes, "confirmed": confirmed,
+            "text": {name: path.read_text() for name, path in readmes.items()},
+            "tie": verdicts(load_record(TIE, stores))}
+
+
+def _section(text: str, title: str) -> str:
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _row(table: str, arm: str) -> str:
+    return next(line for line in table.splitlines() if line.startswith(f"| {arm} |"))
+
+
+# --- verdicts --------------------------------------------------------------------------------------
+
+
+def test_report_starts_with_title_question_and_sections_in_order(built):
+    text = built["text"]["clear"]
+    assert text.startswith("# clear\n\n> Which arm of clear wins?")
+    titles = ["## Verdict", "## Results per arm", "## The six steps", "## Figures", "## Setup"]
+    positions = [text.index(t) for t in titles]
+    assert positions == sorted(positions)
+
+
+def test_a_clearly_better_arm_is_named_the_winner_with_its_ci(built):
+    verdict = _section(built["text"]["clear"], "Verdict")
+    assert "- adam-frozen beats sgd-frozen by 30.0 points of test accuracy (95% CI " in verdict
+
+
+def test_equal_arms_give_no_significant_difference(built):
+    sentences, _ = built["tie"]
+    assert sentences[0].startswith("No significant difference at this budget: sgd - adam = ")
+
+
+def test_without_comparisons_every_pair_is_compared_and_an_arm_without_confirmation_is_named(built):
+    sentences, compared = built["tie"]
+    assert len(sentences) == 3  # sgd-adam, sgd-rmsprop, adam-rmsprop
+    assert sentences[1] == "No verdict for sgd vs rmsprop: rmsprop has no confirmation runs."
+    assert compared == 1 and "Holm" not in sentences[0]  # one pair could be compared: no family to correct
+
+
+def test_more_than_one_comparison_reports_holm_adjusted_p_values(built):
+    assert "Holm-adjusted p" in _section(built["text"]["sweep"], "Verdict")
+
+
+# --- table, six steps, setup -----------------------------------------------------------------------
+
+
+def test_table_counts_only_finished_confirm_runs_of_the_best_trial(built):
+    row = _row(_section(built["text"]["clear"], "Results per arm"), "adam-frozen")
+    assert "| 90.0 ± 1.4 (n=5) |" in row
+
+
+def test_table_shows_trial_states_and_best_hyperparameters(built):
+    row = _row(_section(built["text"]["clear"], "Results per arm"), "sgd-frozen")
+    assert "| 4 / 1 / 1 |" in row  # complete / pruned / failed
+    assert "lr=" in row and "momentum=" in row and "weight_decay=0.0001" in row
+
+
+def test_table_wall_time_sums_the_arms_search_and_confirm_runs(built):
+    runs = load_record(CLEAR, built["stores"]).children("sgd-frozen")
+    row = _row(_section(built["text"]["clear"], "Results per arm"), "sgd-frozen")
+    assert f"| {runs['metrics.wall_seconds'].sum():.0f} s |" in row
+
+
+def test_six_steps_point_at_their_evidence(built):
+    steps = _section(built["text"]["clear"], "The six steps").strip().splitlines()
+    assert [line[:3] for line in steps] == ["1. ", "2. ", "3. ", "4. ", "5. ", "6. "]
+    expected = ["torch 2.5.1", "digits, classes 5, 6, 7, 8, 9", "train 150 images (`aaa111`)",
+                "(samples.png)", "checkpoint `lenet5-src-0123` (MLflow run `pretrainrun42`)",
+                "(confusion.png)"]
+    for line, evidence in zip(steps, expected, strict=True):
+        assert evidence in line
+
+
+def test_setup_lists_task_command_commit_versions_and_how_to_browse(built):
+    setup = _section(built["text"]["clear"], "Setup")
+    for fact in ("digits, source classes (0, 1, 2, 3, 4) -> target classes (5, 6, 7, 8, 9)", "lenet5",
+                 "`python -m harness.study clear --seeds 5`", "`abc1234`", "mlflow 3.17.2", "sampler qmc",
+                 "6 trials per arm", "found: 1, 2, 3, 4, 5", "epochs 4",
+                 "mlflow ui --backend-store-uri sqlite:///", "http://127.0.0.1:5000/#/experiments/"):
+        assert fact in setup
+
+
+def test_setup_shows_the_settings_the_run_used_not_the_study_files_defaults(built):
+    setup = _section(built["text"]["clear"], "Setup")
+    assert "5 seeds per arm" in setup  # the parent run's params (--seeds 5), not StudySpec.seeds = 3
+
+
+def test_setup_lists_parent_and_counted_child_run_ids(built):
+    setup = _section(built["text"]["clear"], "Setup")
+    record = load_record(CLEAR, built["stores"])
+    for run_id in list(record.parents["run_id"]) + [r for ids in built["confirmed"].values() for r in ids]:
+        assert run_id in setup
+    assert setup.count("<details>") == 2
+    assert setup.count("counted in the verdict") == 10  # 5 seeds x 2 arms; the decoys are listed, not counted
+
+
+# --- figures ---------------------------------------------------------------------------------------
+
+
+def test_every_figure_link_is_a_relative_png_that_exists(built):
+    readme = built["readme"]["clear"]
+    links = re.findall(r"\]\(([^)]+\.png)\)", readme.read_text())
+    assert len(set(links)) >= 9
+    for link in links:
+        assert not link.startswith(("/", "http")) and (readme.parent / link).is_file()
+
+
+def test_the_expected_figures_are_drawn(built):
+    expected = {"samples", "class_counts", "expected_max", "val_acc_vs_lr", "val_acc_vs_effective_lr",
+                "acc_vs_wall_time", "importances", "learning_curves", "test_acc", "confusion"}
+    assert {p.stem for p in built["readme"]["clear"].parent.glob("*.png")} == expected
+
+
+def test_a_non_iid_sampler_gets_a_note_instead_of_an_expected_max_curve(built):
+    assert not (built["readme"]["sweep"].parent / "expected_max.png").exists()
+    assert "tpe sampler's trials are not i.i.d." in built["text"]["sweep"]
+
+
+def test_a_study_with_an_x_axis_plots_test_accuracy_against_it(built):
+    assert (built["readme"]["sweep"].parent / "test_acc_vs_transfer_stages.png").is_file()
+    assert "![Test accuracy vs transfer_stages](test_acc_vs_transfer_stages.png)" in built["text"]["sweep"]
+
+
+def test_x_axis_variants_group_arms_differing_only_in_the_setting_and_keep_a_baseline_apart(built):
+    points = setting_points(load_record(SWEEP, built["stores"]), "transfer_stages")
+    variants = points.groupby("variant")["x"].apply(list).to_dict()
+    assert variants.keys() == {"sgd-n", "adam-n", "baseline"}
+    assert sorted(variants["sgd-n"]) == [0, 1, 2]
+    assert np.isnan(variants["baseline"][0])  # no transfer_stages: drawn as a reference line
+
+
+# --- summaries, index, errors, CLI -----------------------------------------------------------------
+
+
+def test_summary_json_holds_the_question_and_verdicts(built):
+    summary = json.loads((built["readme"]["clear"].parent / "summary.json").read_text())
+    assert summary["question"] == CLEAR.question
+    assert summary["verdicts"][0].startswith("adam-frozen beats sgd-frozen")
+
+
+def test_index_lists_each_study_with_its_verdict_and_a_relative_link(built):
+    index = build_index(built["reports"]).read_text()
+    assert "[sweep](sweep/README.md)" in index
+    assert "adam-frozen beats sgd-frozen" in _row(index, "[clear](clear/README.md)")
+
+
+def test_a_study_without_runs_fails_with_a_message_and_writes_nothing(built, tmp_path):
+    with pytest.raises(ValueError, match="no MLflow runs of study 'ghost'"):
+        build_report(make_spec("ghost", CLEAR.arms), built["stores"], tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()
+
+
+def test_cli_rejects_an_unknown_study_and_lists_the_choices(tmp_path, capsys):
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    (studies / "alpha.py").write_text("")
+    code = main(["nope", "--root", str(tmp_path / "mlruns"), "--studies", str(studies)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "unknown study 'nope'" in err and "alpha" in err
+    assert not (tmp_path / "mlruns").exists()  # bad input writes nothing
+
+
+def test_cli_needs_a_name_or_all(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code != 0
+    assert "--all" in capsys.readouterr().err
+
+
+STUDY_FILE = """from harness.spec import Arm, StudySpec
+STUDY = StudySpec(name="clear", question="Which arm of clear wins?", search_space=None,
+                  arms=(Arm("sgd-frozen", "sgd", "linear_probe"), Arm("adam-frozen", "adam", "linear_probe")),
+                  comparisons=(("adam-frozen", "sgd-frozen"),))
+"""
+
+
+def test_cli_all_rebuilds_every_study_with_runs_and_the_index(built, tmp_path):
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    (studies / "clear.py").write_text(STUDY_FILE)
+    (studies / "unrun.py").write_text(STUDY_FILE.replace('name="clear"', 'name="unrun"'))
+    code = main(["--all", "--root", str(built["stores"].root), "--studies", str(studies),
+                 "--reports", str(tmp_path / "reports")])
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["README.md", "clear"]
+    assert "[clear](clear/README.md)" in (tmp_path / "reports" / "README.md").read_text()
