@@ -249,8 +249,10 @@ def verdict(c: Comparison, metric: str = "test accuracy", unit_scale: float = 10
     p_label = "Holm-adjusted p" if c.p_adjusted != c.p_value else "p"
     p_text = f"{p_label} {_format_p(c.p_adjusted)}"
     if not c.significant:
+        # the interval alone may exclude zero with few seeds (a bootstrap of 2-3 values is too narrow): say why
+        why = "" if low <= 0 <= high else f"; the interval excludes zero but the {p_label} does not support it"
         return (f"No significant difference at this budget: {c.a} - {c.b} = {f(diff)} {unit} of {metric} "
-                f"({level} {f(low)} to {f(high)}; {p_text}).")
+                f"({level} {f(low)} to {f(high)}; {p_text}{why}).")
     if diff > 0:
         winner, loser, effect, lo, hi, prob = c.a, c.b, diff, low, high, c.prob_a_beats_b
     else:

@@ -3,9 +3,10 @@
 What a study leaves in them (the report reads exactly this):
 
 MLflow experiment = the study name, artifacts under <root>/artifacts/<study>.
-- parent run (one per invocation): tags phase=study, study, command, git_commit, version.<package>;
-  artifacts data/overview.json (dataset, classes, class counts, split sizes and fingerprints, preprocessing)
-  and data/samples.npz (<split>_x as N x C x H x W in [0, 1], <split>_y); report/ (the generated report).
+- parent run (one per invocation): tags phase=study, command, git_commit, version.<package>; params n_trials,
+  seeds, sampler, prune, arms, epochs, split.<split> (fingerprints); artifacts data/overview.json (keys
+  dataset, classes, counts, sizes, fingerprints, preprocess, source_classes, target_classes, shots) and
+  data/samples.npz (<split>_x as N x C x H x W in [0, 1], <split>_y); report/ (the generated report).
 - pretrain runs: tags phase=pretrain, checkpoint; per-epoch metrics; the checkpoint file as an artifact.
 - child runs, one per trial (phase=search) and per confirmation seed (phase=confirm): tags arm, optimizer,
   freeze, phase, optuna_study, optuna_trial, seed, config_hash, checkpoint, checkpoint_run_id,

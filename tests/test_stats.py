@@ -205,3 +205,10 @@ def test_verdict_says_no_significant_difference_when_ci_includes_zero():
     c = make_comparison(diff=0.004, ci_low=-0.012, ci_high=0.020, p_value=0.55, p_adjusted=0.55)
     assert verdict(c) == ("No significant difference at this budget: Adam - SGD = 0.4 points of "
                           "test accuracy (95% CI -1.2 to 2.0; p = 0.55).")
+
+
+def test_verdict_explains_a_zero_free_interval_that_the_test_does_not_back():
+    c = Comparison(a="A", b="B", diff=0.10, ci_low=0.06, ci_high=0.14, p_value=0.42, p_adjusted=0.42,
+                   prob_a_beats_b=1.0, paired=True, n_a=2, n_b=2)
+    sentence = verdict(c)
+    assert sentence.startswith("No significant difference") and "excludes zero but the p does not" in sentence
