@@ -328,8 +328,24 @@ def _header(record: StudyRecord, sentences: list[str], compared: int) -> str:
     holm = " and Holm-adjusted p-values" if compared > 1 else ""
     method = ("Each arm's best trial rerun over seeds and scored once on the held-out test split; "
               f"differences a - b paired by seed where shared, with 95% bootstrap CIs{holm}.")
-    bullets = "\n".join(f"- {s}" for s in sentences)
+    bullets = "\n".join(f"- {s}" for s in sentences + _not_reproduced(record))
     return f"# {record.spec.name}\n\n> {record.spec.question}\n\n## Verdict\n\n{bullets}\n\n{method}"
+
+
+def _not_reproduced(record: StudyRecord) -> list[str]:
+    """Warn where an arm's best search trial was luck: its validation score falls away over fresh seeds."""
+    lines = []
+    for name, arm in record.arms.items():
+        val = pd.to_numeric(arm.confirm.get("metrics.best_val_acc", pd.Series(dtype=float)), errors="coerce").dropna()
+        if arm.best is None or len(val) < 2:
+            continue
+        mean, sd = float(val.mean()), float(val.std(ddof=1))
+        if arm.best.value - mean > max(0.05, 2 * sd):  # 5 points and two seed-sds below the search's score
+            lines.append(
+                f"Caution, {name}: its best trial reached {_pct(arm.best.value)}% validation accuracy in the search "
+                f"but {_pct(mean)} ± {_pct(sd)}% over the confirmation seeds. That configuration does not "
+                "reproduce (the search's best was partly luck), and its test accuracy reflects it.")
+    return lines
 
 
 def _arm_row(record: StudyRecord, name: str, arm: ArmRecord) -> str:

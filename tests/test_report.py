@@ -358,3 +358,19 @@ def test_cli_all_rebuilds_every_study_with_runs_and_the_index(built, tmp_path):
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["README.md", "clear"]
     assert "[clear](clear/README.md)" in (tmp_path / "reports" / "README.md").read_text()
+
+
+def test_a_best_trial_that_does_not_reproduce_over_seeds_is_flagged():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from harness.report import _not_reproduced
+
+    def arm(best, confirm_vals):
+        return SimpleNamespace(best=SimpleNamespace(value=best),
+                               confirm=pd.DataFrame({"metrics.best_val_acc": confirm_vals}))
+
+    record = SimpleNamespace(arms={"lucky": arm(0.92, [0.20, 0.21, 0.46]), "steady": arm(0.92, [0.90, 0.91, 0.89])})
+    (line,) = _not_reproduced(record)
+    assert line.startswith("Caution, lucky") and "does not reproduce" in line
