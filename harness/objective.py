@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -36,7 +36,7 @@ def config_hash(cfg: TrialConfig) -> str:
 class RunContext:
     """What every run of one invocation shares: where checkpoints live, and the tasks already built."""
 
-    checkpoints: Any  # Path
+    checkpoints: Path
     tasks: dict[tuple, Task] = field(default_factory=dict)
 
     def task(self, cfg: TrialConfig) -> Task:
