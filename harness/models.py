@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 import torchvision
@@ -70,29 +71,46 @@ def _alexnet_stages(net: nn.Module) -> StagePaths:
     return _each_conv("features", net.features) + _hidden_linears("classifier", net.classifier)
 
 
-def _last_linear(net: nn.Module) -> str:
-    return [name for name, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
+def head_path(net: nn.Module) -> str:
+    """The classifier layer: the last Linear, or the last (1x1) convolution where there is none (SqueezeNet)."""
+    linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    convs = [name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    if not linears and not convs:
+        raise ValueError(f"{type(net).__name__} has no Linear or Conv2d layer to serve as its head")
+    return (linears or convs)[-1]
 
 
-def derived_stages(net: nn.Module) -> StagePaths:
-    """Stages of any torchvision classifier: its top-level children that hold parameters, the head aside.
+def _n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
-    A child that contains the head (a `classifier` Sequential) is opened one level, so its hidden layers
-    become stages of their own.
+
+def derived_stages(net: nn.Module, min_stages: int = 4) -> StagePaths:
+    """Stages of any torchvision classifier, from its structure: its children that hold parameters.
+
+    A child holding the head is opened (its hidden layers become stages); then, while there are fewer than
+    `min_stages`, the largest stage that has children is opened, so a network that keeps all its blocks in
+    one `features` Sequential (MobileNet, EfficientNet, DenseNet, ViT's encoder) gets one stage per block.
     """
-    head = _last_linear(net)
-    stages = []
-    for name, child in net.named_children():
-        if not any(True for _ in child.parameters()) or name == head:
-            continue
-        if head.startswith(name + "."):
-            for sub, grandchild in child.named_children():
-                path = f"{name}.{sub}"
-                if path != head and any(True for _ in grandchild.parameters()):
-                    stages.append((path.replace(".", "_"), [path]))
+    head = head_path(net)
+
+    def opened(path: str) -> list[str]:
+        prefix = f"{path}." if path else ""
+        module = net.get_submodule(path)
+        return [prefix + n for n, c in module.named_children() if prefix + n != head and _n_params(c)]
+
+    paths = opened("")
+    while True:
+        holding_head = [p for p in paths if head.startswith(p + ".")]
+        openable = [p for p in paths if opened(p)]
+        if holding_head:
+            target = holding_head[0]
+        elif len(paths) < min_stages and openable:
+            target = max(openable, key=lambda p: _n_params(net.get_submodule(p)))
         else:
-            stages.append((name, [name]))
-    return stages
+            break
+        at = paths.index(target)
+        paths[at : at + 1] = opened(target)
+    return [(p.replace(".", "_"), [p]) for p in paths]
 
 
 @dataclass(frozen=True)
@@ -136,7 +154,8 @@ def model_spec(name: str) -> ModelSpec:
     if name in MODELS:
         return MODELS[name]
     if name in torchvision_classifiers():
-        return _tv(name)
+        min_size = torchvision.models.get_model_weights(name).DEFAULT.meta["min_size"]  # metadata, no download
+        return _tv(name, input_size=max(32, *min_size))  # ViT and Swin take nothing smaller than 224
     raise ValueError(
         f"unknown model {name!r}; registry: {', '.join(MODELS)}; "
         "or any torchvision classification model (torchvision.models.list_models())"
@@ -207,33 +226,81 @@ def imagenet_weights(name: str) -> torchvision.models.WeightsEnum:
     return torchvision.models.get_model_weights(spec.torchvision_name).DEFAULT
 
 
+def imagenet_file(weights: torchvision.models.WeightsEnum) -> Path:
+    """Where torch.hub caches a weights file: <torch.hub.get_dir()>/checkpoints/<the file name in its URL>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def _unavailable(name: str, weights: torchvision.models.WeightsEnum, error: Exception) -> WeightsUnavailable:
+    file = imagenet_file(weights)
+    return WeightsUnavailable(
+        f"ImageNet weights for {name} ({weights}) could not be loaded from torch's cache or downloaded "
+        f"({error}). Download {weights.url} and put {file.name} in {file.parent}"
+    )
+
+
+def require_imagenet(name: str) -> Path:
+    """The cached weights file of `name`, downloaded through torchvision first if it is missing.
+
+    A study calls this before it writes anything, so that offline it stops at once with `WeightsUnavailable`.
+    """
+    weights = imagenet_weights(name)
+    file = imagenet_file(weights)
+    if not file.is_file():
+        try:
+            weights.get_state_dict(progress=True, check_hash=True)
+        except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad hash a RuntimeError
+            raise _unavailable(name, weights, error) from error
+    return file
+
+
 def load_imagenet(name: str) -> nn.Module:
-    """Torchvision's weights through its own API and cache; a clear message when offline."""
+    """Torchvision's weights through its own API and cache; a clear message when offline, never random weights."""
     weights = imagenet_weights(name)
     try:
         return torchvision.models.get_model(model_spec(name).torchvision_name, weights=weights)
-    except (OSError, RuntimeError) as error:  # URLError is an OSError
-        folder = Path(torch.hub.get_dir()) / "checkpoints"
-        raise WeightsUnavailable(
-            f"ImageNet weights for {name} are not cached and could not be downloaded ({error}). "
-            f"Download {weights.url} and put {Path(weights.url).name} in {folder}"
-        ) from error
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad hash a RuntimeError
+        raise _unavailable(name, weights, error) from error
 
 
 def _replace_head(net: nn.Module, head: str, num_classes: int) -> None:
     old = net.get_submodule(head)
-    net.set_submodule(head, nn.Linear(old.in_features, num_classes))
+    if isinstance(old, nn.Linear):
+        net.set_submodule(head, nn.Linear(old.in_features, num_classes))
+    else:  # SqueezeNet classifies with a 1x1 convolution
+        net.set_submodule(head, nn.Conv2d(old.in_channels, num_classes, old.kernel_size))
+
+
+def _without_aux_heads(net: nn.Module) -> nn.Module:
+    """GoogLeNet and Inception v3 add auxiliary logits while training; transfer uses the main head only."""
+    if getattr(net, "aux_logits", False):
+        net.aux_logits = False
+        for name in ("aux1", "aux2", "AuxLogits"):
+            if hasattr(net, name):
+                setattr(net, name, None)
+    return net
 
 
 def load_checkpoint(net: nn.Module, path: str | Path, head: str) -> None:
-    """Load a state dict safely (weights_only); a head of another shape is left to be replaced."""
+    """Load a state dict safely (weights_only); a head of another shape is left to be replaced.
+
+    Takes the state dict of the bare network or of a `TransferNet` (keys prefixed `net.`).
+    """
     state = torch.load(path, map_location="cpu", weights_only=True)
-    own = net.state_dict()
-    state = {k: v for k, v in state.items() if not (k.startswith(head + ".") and v.shape != own[k].shape)}
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith(head + ".")]
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"checkpoint {path} is not a state dict (a mapping of names to tensors)")
+    if state and all(k.startswith("net.") for k in state):
+        state = {k.removeprefix("net."): v for k, v in state.items()}
+    own, in_head = net.state_dict(), head + "."
+    state = {k: v for k, v in state.items() if not k.startswith(in_head)}  # the head is replaced anyway
+    wrong = [f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})"
+             for k, v in state.items() if k in own and v.shape != own[k].shape]
+    missing = [k for k in own if k not in state and not k.startswith(in_head)]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected or wrong:
+        raise ValueError(f"checkpoint {path} does not fit this model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
+    net.load_state_dict(state, strict=False)
 
 
 def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_eval: bool = True,
@@ -247,11 +314,12 @@ def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_ev
     ['conv1', 'conv2', 'fc1', 'fc2']
     """
     spec = model_spec(name)
-    net = load_imagenet(name) if weights == "imagenet" else spec.build()
-    head = _last_linear(net)
+    if weights not in ("none", "imagenet") and not Path(weights).is_file():
+        raise ValueError(f"weights must be none, imagenet or an existing checkpoint file, not {weights!r} "
+                         "(weights=source is pretrained by harness.pretrain, which passes its checkpoint file)")
+    net = _without_aux_heads(load_imagenet(name) if weights == "imagenet" else spec.build())
+    head = head_path(net)
     if weights not in ("none", "imagenet"):
-        if not Path(weights).is_file():
-            raise ValueError(f"weights must be none, imagenet, source or an existing checkpoint file; not {weights!r}")
         load_checkpoint(net, weights, head)
     stages = spec.stages(net)
     if transfer_stages is not None:
@@ -285,19 +353,18 @@ def preprocessing(name: str, weights: str) -> Preprocess:
     return Preprocess(spec.input_size, spec.in_channels, (0.5,) * spec.in_channels, (0.5,) * spec.in_channels)
 
 
-def _n_frozen_static(n_stages: int, epoch: int, cfg) -> int:
-    return {"linear_probe": n_stages, "full": 0, "freeze_k": cfg.freeze_k}[cfg.strategy]
-
-
 # Fine-tuning strategies: how many stages (from the input side) are frozen at a given epoch.
 STRATEGIES: dict[str, Callable[[int, int, object], int]] = {
-    "linear_probe": _n_frozen_static,  # only the new head trains
-    "freeze_k": _n_frozen_static,  # Yosinski et al. 2014: the first k transferred stages frozen
-    "full": _n_frozen_static,  # every layer fine-tunes
+    "linear_probe": lambda n, epoch, cfg: n,  # only the new head trains
+    "freeze_k": lambda n, epoch, cfg: cfg.freeze_k,  # Yosinski et al. 2014: the first k stages frozen
+    "full": lambda n, epoch, cfg: 0,  # every layer fine-tunes
     "gradual": lambda n, epoch, cfg: max(n - epoch, 0),  # ULMFiT: one more stage from the top each epoch
     "lp_ft": lambda n, epoch, cfg: n if epoch < cfg.lp_epochs else 0,  # Kumar et al. 2022
 }
 
 
 def frozen_stages_at(cfg, n_stages: int, epoch: int) -> int:
-    return min(STRATEGIES[cfg.strategy](n_stages, epoch, cfg), n_stages)
+    """Stages frozen at `epoch`; a freeze_k beyond the model's stages is left for `freeze` to refuse, not clamped."""
+    if cfg.strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {cfg.strategy!r}; choices: {', '.join(STRATEGIES)}")
+    return STRATEGIES[cfg.strategy](n_stages, epoch, cfg)

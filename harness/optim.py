@@ -16,10 +16,11 @@ import torch
 from harness.models import TransferNet
 
 
-def _lr_wd(trial: optuna.Trial) -> dict[str, Any]:
+def _lr_wd(trial: optuna.Trial, lr: tuple[float, float] = (1e-4, 1.0),
+           weight_decay: tuple[float, float] = (1e-6, 1e-2)) -> dict[str, Any]:
     return {
-        "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "lr": trial.suggest_float("lr", *lr, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", *weight_decay, log=True),
     }
 
 
@@ -32,8 +33,15 @@ def _sgd_space(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-def _adaptive_space(trial: optuna.Trial, beta1: bool = True) -> dict[str, Any]:
-    space = _lr_wd(trial)  # the same wide lr range as SGD: narrow ranges can flip rankings (Choi et al.)
+ADAPTIVE_LR = (1e-5, 1e-1)  # four decades around Adam's usual 1e-3; fine-tuning often wants 1e-5..1e-4
+DECOUPLED_WD = (1e-4, 1.0)  # AdamW shrinks weights by lr * weight_decay per step: L2-sized values do nothing
+
+
+def _adaptive_space(trial: optuna.Trial, beta1: bool = True, lr: tuple[float, float] = ADAPTIVE_LR,
+                    weight_decay: tuple[float, float] = (1e-6, 1e-2)) -> dict[str, Any]:
+    # each optimizer's lr range is wide around its own usual values: a range that cuts off one optimizer's
+    # optimum biases the comparison against it (Choi et al. 2019)
+    space = _lr_wd(trial, lr, weight_decay)
     params = {"eps": trial.suggest_float("eps", 1e-10, 1e-1, log=True)}
     if beta1:
         params["beta1"] = trial.suggest_float("beta1", 0.5, 0.99)
@@ -67,17 +75,22 @@ class OptimizerSpec:
     cls: type[torch.optim.Optimizer]
     kwargs: Callable[[dict[str, Any]], dict[str, Any]]  # optimizer_params -> constructor keywords
     space: Callable[[optuna.Trial], dict[str, Any]]  # default search space -> TrialConfig overrides
+    params: tuple[str, ...]  # the optimizer_params it takes; any other is a mistake, not silently ignored
 
+
+ADAM_PARAMS = ("beta1", "beta2", "eps")
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "sgd": OptimizerSpec(torch.optim.SGD, _sgd_kwargs, _sgd_space),
-    "adam": OptimizerSpec(torch.optim.Adam, _adam_kwargs, _adaptive_space),
-    "adamw": OptimizerSpec(torch.optim.AdamW, _adam_kwargs, _adaptive_space),
-    "nadam": OptimizerSpec(torch.optim.NAdam, _adam_kwargs, _adaptive_space),
-    "radam": OptimizerSpec(torch.optim.RAdam, _adam_kwargs, _adaptive_space),
-    "rmsprop": OptimizerSpec(torch.optim.RMSprop, _rmsprop_kwargs, _rmsprop_space),
-    "adagrad": OptimizerSpec(
-        torch.optim.Adagrad, lambda p: {"eps": p.get("eps", 1e-10)}, lambda t: _adaptive_space(t, beta1=False)
+    "sgd": OptimizerSpec(torch.optim.SGD, _sgd_kwargs, _sgd_space, ("momentum", "nesterov")),
+    "adam": OptimizerSpec(torch.optim.Adam, _adam_kwargs, _adaptive_space, ADAM_PARAMS),
+    "adamw": OptimizerSpec(torch.optim.AdamW, _adam_kwargs,
+                           lambda t: _adaptive_space(t, weight_decay=DECOUPLED_WD), ADAM_PARAMS),
+    "nadam": OptimizerSpec(torch.optim.NAdam, _adam_kwargs, _adaptive_space, ADAM_PARAMS),
+    "radam": OptimizerSpec(torch.optim.RAdam, _adam_kwargs, _adaptive_space, ADAM_PARAMS),
+    "rmsprop": OptimizerSpec(torch.optim.RMSprop, _rmsprop_kwargs, _rmsprop_space, ("alpha", "eps", "momentum")),
+    "adagrad": OptimizerSpec(  # its accumulated squares shrink the step over time: SGD-sized lrs
+        torch.optim.Adagrad, lambda p: {"eps": p.get("eps", 1e-10)},
+        lambda t: _adaptive_space(t, beta1=False, lr=(1e-4, 1.0)), ("eps",),
     ),
 }
 
@@ -119,5 +132,8 @@ def param_groups(model: TransferNet, lr: float, weight_decay: float, stage_lr_de
 def build_optimizer(cfg, model: TransferNet) -> torch.optim.Optimizer:
     """Freeze first, then build: the optimizer holds no parameter of a stage frozen when it is built."""
     spec = optimizer_spec(cfg.optimizer)
+    unknown = sorted(set(cfg.optimizer_params) - set(spec.params))
+    if unknown:
+        raise ValueError(f"{cfg.optimizer} takes optimizer_params {', '.join(spec.params)}; not {', '.join(unknown)}")
     groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.stage_lr_decay)
     return spec.cls(groups, lr=cfg.lr, **spec.kwargs(dict(cfg.optimizer_params)))

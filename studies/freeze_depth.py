@@ -1,0 +1,53 @@
+"""How transferable are the features of each layer? Yosinski et al. 2014 on the digits task.
+
+LeNet-5 is pretrained on digits 0-4 (A) and transferred to digits 5-9 (B). For n = 0..4 transferred stages
+(conv1, conv2, fc1, fc2; the head is always new):
+- "AnB-n": the first n stages copied from the source net and frozen; the stages above re-initialised and trained;
+- "AnB+-n": the first n stages copied, the rest re-initialised, and every layer fine-tuned;
+- "baseline": the same net trained on B from random weights (n = 0 is the same thing reached through the
+  transfer path, a check that the two paths agree).
+Yosinski et al. found AnB falls as n grows (the top layers are specific to A) and AnB+ at or above the
+baseline at every n. The report plots test accuracy against n (`x_axis`), with intervals, for each variant.
+
+The optimizer is fixed and only its learning rate is searched: the question is about the transfer depth, not
+the optimizer, and a one-dimensional search needs few trials. SGD with momentum 0.9, as Yosinski et al. used;
+with momentum fixed, the lr sweeps the effective lr lr / (1 - momentum) that Li et al. 2020 found to be what
+matters. Every arm gets the same Sobol sequence of lrs, so arms are compared at the same lrs.
+"""
+
+from harness.spec import Arm, StudySpec, TrialConfig
+
+STAGES = 4  # lenet5: conv1, conv2, fc1, fc2
+
+
+def search_space(trial, arm: Arm) -> dict:
+    """The learning rate over 2.5 decades around SGD's usual 0.01-0.1 for a small net at momentum 0.9."""
+    overrides = {"lr": trial.suggest_float("lr", 1e-3, 0.3, log=True)}
+    if arm.strategy == "freeze_k":
+        # AnB freezes exactly the transferred stages. Set here rather than in Arm.fixed, so that the AnB arms
+        # differ only in transfer_stages and the report draws them as one variant along n.
+        overrides["freeze_k"] = arm.fixed["transfer_stages"]
+    return overrides
+
+
+STUDY = StudySpec(
+    name="freeze_depth",
+    question="Do transferred layers help or hurt with depth, frozen (AnB) or fine-tuned (AnB+)? (Yosinski et al. 2014)",
+    arms=(
+        Arm("baseline", "sgd", "full", fixed={"weights": "none"}),
+        *(Arm(f"AnB-{n}", "sgd", "freeze_k", fixed={"transfer_stages": n}) for n in range(STAGES + 1)),
+        *(Arm(f"AnB+-{n}", "sgd", "full", fixed={"transfer_stages": n}) for n in range(STAGES + 1)),
+    ),
+    search_space=search_space,
+    base=TrialConfig(study="freeze_depth", model="lenet5", weights="source", dataset="digits",
+                     optimizer_params={"momentum": 0.9}, epochs=12),
+    n_trials=6,  # per arm: a one-dimensional lr search
+    seeds=10,  # Yosinski's effects are a few points: intervals from 10 seeds can show them
+    sampler="qmc",
+    prune=False,  # the median pruner waits for 5 trials: with 6 it would judge one trial on little evidence
+    comparisons=(
+        *((f"AnB+-{n}", "baseline") for n in range(1, STAGES + 1)),
+        *((f"AnB-{n}", "baseline") for n in range(1, STAGES + 1)),
+    ),
+    x_axis="transfer_stages",
+)
