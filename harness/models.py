@@ -120,13 +120,16 @@ class ModelSpec:
     in_channels: int = 3
     input_size: int = 32  # what the harness feeds it on small tasks; ImageNet weights declare their own
     torchvision_name: str | None = None  # for ImageNet weights
+    pretrain_lr: float = 1e-3  # Adam's lr for source pretraining from scratch (weights=source)
 
 
-def _tv(name: str, stages: Callable[[nn.Module], StagePaths] = derived_stages, input_size: int = 32) -> ModelSpec:
+def _tv(name: str, stages: Callable[[nn.Module], StagePaths] = derived_stages, input_size: int = 32,
+        pretrain_lr: float = 1e-3) -> ModelSpec:
     return ModelSpec(
         build=lambda: torchvision.models.get_model(name, weights=None),
         stages=stages,
         input_size=input_size,
+        pretrain_lr=pretrain_lr,
         torchvision_name=name,
     )
 
@@ -137,8 +140,9 @@ MODELS: dict[str, ModelSpec] = {
         stages=lambda net: [(n, [n]) for n in ("conv1", "conv2", "fc1", "fc2")],
         in_channels=1,
     ),
-    "alexnet": _tv("alexnet", _alexnet_stages, input_size=64),  # smaller inputs pool down to nothing
-    "vgg16": _tv("vgg16", _vgg_stages),
+    # without BatchNorm, AlexNet and VGG-16 stay at chance from scratch with Adam at 1e-3; 1e-4 trains them
+    "alexnet": _tv("alexnet", _alexnet_stages, input_size=64, pretrain_lr=1e-4),  # smaller inputs pool to nothing
+    "vgg16": _tv("vgg16", _vgg_stages, pretrain_lr=1e-4),
     "vgg16_bn": _tv("vgg16_bn", _vgg_stages),
     "resnet18": _tv("resnet18", _resnet_stages),
     "resnet50": _tv("resnet50", _resnet_stages),

@@ -17,14 +17,15 @@ import mlflow
 import torch
 
 from harness.data import make_task
-from harness.models import build_model, preprocessing
+from harness.models import build_model, model_spec, preprocessing
 from harness.spec import TrialConfig
 from harness.tracking import start_child_run
 from harness.train import device, fit, seed_everything
 
-# The recipe is fixed, not searched: every arm of a study must start from the same checkpoint.
+# The recipe is fixed, not searched: every arm of a study must start from the same checkpoint. The lr is the
+# model's own (ModelSpec.pretrain_lr) and is logged with the rest on the pretraining run.
 PRETRAIN_RECIPE = {
-    "arm": "pretrain", "weights": "none", "strategy": "full", "optimizer": "adam", "lr": 1e-3,
+    "arm": "pretrain", "weights": "none", "strategy": "full", "optimizer": "adam",
     "weight_decay": 1e-4, "optimizer_params": {}, "lr_schedule": "cosine", "augment": False, "seed": 0,
     "shots": None, "freeze_k": 0, "lp_epochs": 0, "stage_lr_decay": 1.0, "transfer_stages": None,
     "bn_frozen_eval": True,
@@ -40,9 +41,8 @@ class Checkpoint:
 
 def pretrain_config(cfg: TrialConfig) -> TrialConfig:
     """The source task's config: the same data split, the source classes as the target, the fixed recipe."""
-    return dataclasses.replace(
-        cfg, study="", target_classes=cfg.source_classes, epochs=cfg.pretrain_epochs, **PRETRAIN_RECIPE
-    )
+    recipe = {**PRETRAIN_RECIPE, "lr": model_spec(cfg.model).pretrain_lr}
+    return dataclasses.replace(cfg, study="", target_classes=cfg.source_classes, epochs=cfg.pretrain_epochs, **recipe)
 
 
 def checkpoint_key(cfg: TrialConfig) -> str:

@@ -26,3 +26,10 @@ def test_source_pretraining_is_logged_cached_and_reused(stores, tracking):
     assert runs[0].data.metrics["best_val_acc"] > 0.8  # five digit classes, chance is 0.2: a real model was trained
     artifacts = mlflow.MlflowClient().list_artifacts(first.run_id, "checkpoint")
     assert [a.path for a in artifacts] == [f"checkpoint/{first.path.name}"]
+
+
+def test_pretraining_uses_the_models_own_learning_rate():
+    from harness.pretrain import pretrain_config
+
+    assert pretrain_config(CFG).lr == 1e-3
+    assert pretrain_config(dataclasses.replace(CFG, model="vgg16")).lr == 1e-4  # plain VGG stalls at 1e-3
