@@ -87,7 +87,8 @@ class StudySpec:
     search_space: Callable[..., dict[str, Any]]  # (optuna.Trial, Arm) -> TrialConfig overrides
     base: TrialConfig = TrialConfig()
     n_trials: int = 20  # per arm
-    seeds: int = 5  # confirmation reruns of each arm's best configuration
+    seeds: int = 5  # confirmation reruns of each arm's best configurations
+    confirm_top: int = 3  # best trials rerun over the seeds; the best mean validation accuracy is tested
     sampler: str = "qmc"  # qmc | random (i.i.d. trials, fair comparison) | tpe (find the best config)
     prune: bool = True
     comparisons: tuple[tuple[str, str], ...] = ()  # (a, b) pairs the verdict reports as a - b

@@ -223,28 +223,50 @@ def search(spec: StudySpec, arm, storage, ctx) -> Any:
 
 
 def confirm_all(spec: StudySpec, studies: dict, experiment_id: str, ctx) -> None:
-    """Retrain each arm's best config over the seeds; a seed already confirmed is skipped (resume)."""
-    import mlflow
+    """Rerun each arm's `confirm_top` best trials over fresh seeds; keep the one with the best mean validation
+    accuracy (Optuna study attr `selected_trial`), whose test accuracy the report judges.
+
+    One lucky seed can crown a fragile configuration; averaging validation over seeds does not. Test accuracy
+    plays no part in the choice. A (trial, seed) already confirmed is skipped, so this resumes too.
+    """
     from tqdm import tqdm
 
     from harness.objective import confirm
 
-    jobs = []
+    jobs, candidates = [], {}
     for arm in spec.arms:
         study = studies[arm.name]
-        if not any(t.state.name == "COMPLETE" for t in study.trials):
+        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+        if not complete:
             print(f"{arm.name}: no complete trial, nothing to confirm", flush=True)
             continue
-        best = study.best_trial
-        done = mlflow.search_runs(
-            [experiment_id], output_format="list",
-            filter_string=f"tags.phase = 'confirm' and tags.optuna_study = '{study.study_name}' "
-            f"and tags.optuna_trial = '{best.number}' and attributes.status = 'FINISHED'",
-        )
-        done_seeds = {int(r.data.tags["seed"]) for r in done}
-        jobs += [(arm, best, seed, study.study_name) for seed in confirmation_seeds(spec) if seed not in done_seeds]
-    for arm, best, seed, study_name in tqdm(jobs, desc="confirmation runs", unit="run"):
-        confirm(spec, arm, best, seed, ctx, study_name)
+        candidates[arm.name] = sorted(complete, key=lambda t: -t.value)[: spec.confirm_top]
+        for trial in candidates[arm.name]:
+            done = confirmed_val_acc(experiment_id, study.study_name, trial.number)
+            jobs += [(arm, trial, seed, study.study_name) for seed in confirmation_seeds(spec) if seed not in done]
+    for arm, trial, seed, study_name in tqdm(jobs, desc="confirmation runs", unit="run"):
+        confirm(spec, arm, trial, seed, ctx, study_name)
+    for name, trials in candidates.items():
+        study = studies[name]
+        mean_val = {t.number: _mean(confirmed_val_acc(experiment_id, study.study_name, t.number)) for t in trials}
+        study.set_user_attr("selected_trial", max(mean_val, key=mean_val.get))
+        study.set_user_attr("confirm_val_acc", {str(k): v for k, v in mean_val.items()})
+
+
+def _mean(values: dict) -> float:
+    return sum(values.values()) / len(values) if values else float("-inf")
+
+
+def confirmed_val_acc(experiment_id: str, study_name: str, trial_number: int) -> dict[int, float]:
+    """Finished confirmation runs of one trial: seed -> best validation accuracy."""
+    import mlflow
+
+    runs = mlflow.search_runs(
+        [experiment_id], output_format="list",
+        filter_string=f"tags.phase = 'confirm' and tags.optuna_study = '{study_name}' "
+        f"and tags.optuna_trial = '{trial_number}' and attributes.status = 'FINISHED'",
+    )
+    return {int(r.data.tags["seed"]): r.data.metrics["best_val_acc"] for r in runs}
 
 
 def confirmation_seeds(spec: StudySpec) -> range:
@@ -306,7 +328,8 @@ def run_study(spec: StudySpec, stores: Stores, reports: Path, command: str) -> P
     storage = open_storage(stores)
     eid = experiment_id(stores, spec.name)
     ctx = RunContext(checkpoints=stores.checkpoints)
-    params = {"n_trials": spec.n_trials, "seeds": spec.seeds, "sampler": spec.sampler, "prune": spec.prune,
+    params = {"n_trials": spec.n_trials, "seeds": spec.seeds, "confirm_top": spec.confirm_top,
+              "sampler": spec.sampler, "prune": spec.prune,
               "arms": ",".join(a.name for a in spec.arms), "epochs": spec.base.epochs}
     with mlflow.start_run(experiment_id=eid, run_name=f"{spec.name} study", tags=run_tags(command)) as parent:
         try:

@@ -4,7 +4,7 @@ What a study leaves in them (the report reads exactly this):
 
 MLflow experiment = the study name, artifacts under <root>/artifacts/<study>.
 - parent run (one per invocation): tags phase=study, command, git_commit, version.<package>; params n_trials,
-  seeds, sampler, prune, arms, epochs, split.<split> (fingerprints); artifacts data/overview.json (keys
+  seeds, confirm_top, sampler, prune, arms, epochs, split.<split> (fingerprints); artifacts data/overview.json (keys
   dataset, classes, counts, sizes, fingerprints, preprocess, source_classes, target_classes, shots) and
   data/samples.npz (<split>_x as N x C x H x W in [0, 1], <split>_y); report/ (the generated report).
 - pretrain runs: tags phase=pretrain, checkpoint; per-epoch metrics; the checkpoint file as an artifact.

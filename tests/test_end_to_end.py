@@ -37,7 +37,8 @@ def finished(tmp_path_factory):
 def test_every_trial_and_confirmation_is_a_child_run_of_one_parent(finished):
     (parent,) = runs(finished, "study")
     search, confirm = runs(finished, "search"), runs(finished, "confirm")
-    assert len(search) == 4 * 2 and len(confirm) == 4 * 2
+    complete = [r for r in search if r.data.tags["state"] == "complete"]
+    assert len(search) == 4 * 2 and len(confirm) == 2 * len(complete)  # each complete trial (top 3) x 2 seeds
     assert {r.data.tags["mlflow.parentRunId"] for r in search + confirm} == {parent.info.run_id}
     assert {r.data.tags["arm"] for r in confirm} == set(ARMS)
     assert {r.data.tags["seed"] for r in confirm} == {"1", "2"}
@@ -70,10 +71,18 @@ def test_the_report_has_its_sections_and_is_logged_on_the_parent_run(finished):
     assert (finished / "reports" / "README.md").is_file()
 
 
+def test_the_chosen_trial_has_the_best_mean_validation_over_the_confirmation_seeds(finished):
+    for arm in ARMS:
+        study = optuna.load_study(study_name=f"sgd_vs_adam/{arm}", storage=Stores(finished / "mlruns").optuna_url)
+        means = study.user_attrs["confirm_val_acc"]
+        assert study.user_attrs["selected_trial"] == int(max(means, key=means.get))
+
+
 def test_running_again_resumes_without_new_trials(finished):
+    before = len(runs(finished, "confirm"))
     assert run_tiny(finished) == 0
     assert all(len(optuna_trials(finished, arm)) == 2 for arm in ARMS)
-    assert len(runs(finished, "confirm")) == 4 * 2  # confirmed seeds are not rerun
+    assert len(runs(finished, "confirm")) == before  # confirmed seeds are not rerun
     assert len(runs(finished, "pretrain")) == 1  # the source checkpoint is reused
 
 
