@@ -329,6 +329,12 @@ def _child_params(record: StudyRecord) -> dict[str, str]:
             if c.startswith("params.") and pd.notna(newest[c])}
 
 
+def _distinct(record: StudyRecord, param: str) -> str:
+    """Every value a param took across the trial and confirmation runs (a study may vary the model per arm)."""
+    column = record.children().get(f"params.{param}", pd.Series(dtype=object)).dropna()
+    return ", ".join(dict.fromkeys(map(str, column))) or "?"
+
+
 def _header(record: StudyRecord, sentences: list[str], compared: int) -> str:
     holm = " and Holm-adjusted p-values" if compared > 1 else ""
     top = record.setting("confirm_top")
@@ -391,7 +397,7 @@ def _six_steps(record: StudyRecord, out: Path) -> str:
         f"best run {_describe(best)}, {_link(out, 'confusion.png', 'confusion matrix')}")
     dataset = ov.get("dataset", params.get("dataset", "?"))
     classes = ", ".join(map(str, ov.get("classes", []))) or "?"
-    model = f"{params.get('model', '?')}, weights `{params.get('weights', '?')}`"
+    model = f"{_distinct(record, 'model')}, weights `{_distinct(record, 'weights')}`"
     steps = [
         f"**Import libraries**: {_versions(tags)} (parent-run tags `version.*`).",
         (f"**Import the dataset**: {dataset}, classes {classes}; "
@@ -450,7 +456,7 @@ def _setup(record: StudyRecord) -> str:
     items = [
         (f"**Task**: {p['dataset']}, source classes {p['source_classes']} -> target classes "
          f"{p['target_classes']}, {p['shots']} training images per class."),
-        f"**Model**: {p['model']}, weights `{p['weights']}`; {_checkpoints(record)}.",
+        f"**Model**: {_distinct(record, 'model')}, weights `{_distinct(record, 'weights')}`; {_checkpoints(record)}.",
         f"**Splits**: {sizes}.",
         (f"**Budget**: {record.setting('n_trials')} trials per arm (finished: {found}); "
          f"sampler {record.sampler}; {pruning}."),

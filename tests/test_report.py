@@ -374,3 +374,14 @@ def test_a_best_trial_that_does_not_reproduce_over_seeds_is_flagged():
     record = SimpleNamespace(arms={"lucky": arm(0.92, [0.20, 0.21, 0.46]), "steady": arm(0.92, [0.90, 0.91, 0.89])})
     (line,) = _not_reproduced(record)
     assert line.startswith("Caution, lucky") and "does not reproduce" in line
+
+
+def test_a_study_that_varies_the_model_names_every_model():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from harness.report import _distinct
+
+    runs = pd.DataFrame({"params.model": ["resnet50", "lenet5", "resnet50", None]})
+    assert _distinct(SimpleNamespace(children=lambda: runs), "model") == "resnet50, lenet5"
