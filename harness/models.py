@@ -32,7 +32,7 @@ class LeNet5(nn.Module):
         return self.head(self.fc2(self.fc1(self.conv2(self.conv1(x)))))
 
 
-def _blocks_between_pools(prefix: str, seq: nn.Sequential, names: list[str] | None = None) -> StagePaths:
+def _blocks_between_pools(prefix: str, seq: nn.Sequential) -> StagePaths:
     """Split a conv `features` Sequential into blocks ending at each MaxPool (VGG's five blocks)."""
     stages, current = [], []
     for index, module in enumerate(seq):
@@ -43,8 +43,6 @@ def _blocks_between_pools(prefix: str, seq: nn.Sequential, names: list[str] | No
             current = []
     if current:
         stages.append((f"block{len(stages) + 1}", current))
-    if names:
-        stages = [(name, paths) for name, (_, paths) in zip(names, stages, strict=True)]
     return stages
 
 
