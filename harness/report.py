@@ -246,8 +246,10 @@ def setting_points(record: StudyRecord, setting: str) -> pd.DataFrame:
         others = [f"{k}={v}" for k, v in sorted(arm.arm.fixed.items()) if k != setting]
         s = summarize(list(arm.test_acc().values()))
         rows.append({"key": " ".join([arm.arm.optimizer, arm.arm.strategy, *others]), "arm": name,
-                     "x": pd.to_numeric(x, errors="coerce"), "mean": s.mean, "ci_low": s.ci_low,
-                     "ci_high": s.ci_high})
+                     "x": pd.to_numeric(x, errors="coerce"), "mean": s.mean,
+                     # too few seeds for an interval: no error bar rather than an infinite one
+                     "ci_low": s.ci_low if np.isfinite(s.ci_low) else s.mean,
+                     "ci_high": s.ci_high if np.isfinite(s.ci_high) else s.mean})
     if not rows:
         return pd.DataFrame()
     points = pd.DataFrame(rows)
@@ -369,7 +371,8 @@ def _arm_row(record: StudyRecord, name: str, arm: ArmRecord) -> str:
     test = ci = "no confirmation runs"
     if arm.test_acc():
         s = summarize(list(arm.test_acc().values()))
-        test, ci = f"{_pct(s.mean)} ± {_pct(s.sd)} (n={s.n})", f"{_pct(s.ci_low)} to {_pct(s.ci_high)}"
+        ci = f"{_pct(s.ci_low)} to {_pct(s.ci_high)}" if np.isfinite(s.ci_low) else "too few seeds"
+        test = f"{_pct(s.mean)} ± {_pct(s.sd)} (n={s.n})"
     counts = " / ".join(str(arm.count(s)) for s in FINISHED)
     params = ", ".join(f"{k}={_value(v)}" for k, v in arm.best.params.items()) if arm.best else "-"
     return f"| {name} | {best} | {seeds_val} | {test} | {ci} | {counts} | {_duration(wall)} | {params} |"

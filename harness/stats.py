@@ -11,6 +11,7 @@ import numpy as np
 from scipy import stats
 
 ALPHA = 0.05  # significance level used by Comparison.significant
+MIN_BOOTSTRAP_N = 3  # fewer values per sample give no bootstrap interval (reported as unbounded)
 TIE = 1e-12  # spreads/differences below this are float noise, not signal (scores are O(1))
 
 ArmValues = Mapping[int, float] | Sequence[float]  # seed -> value, or plain values
@@ -71,8 +72,8 @@ def _bootstrap_ci(
 ) -> tuple[float, float]:
     """Bootstrap CI of `statistic`: BCa, else percentile, else the degenerate [point, point]."""
     point = float(statistic(*samples, axis=-1))
-    if any(len(s) < 2 for s in samples):
-        return (-np.inf, np.inf) if len(samples) > 1 else (point, point)  # one draw says nothing about spread
+    if any(len(s) < MIN_BOOTSTRAP_N for s in samples):
+        return -np.inf, np.inf  # resampling one or two values only re-reads them: no interval, not [min, max]
     if all(_is_constant(s) for s in samples):
         return point, point  # every resample gives the same statistic
     for method in ("BCa", "percentile"):
@@ -246,6 +247,9 @@ def verdict(c: Comparison, metric: str = "test accuracy", unit_scale: float = 10
         return f"{x:.{decimals}f}"
 
     level = f"{c.confidence * 100:g}% CI"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return (f"No verdict at this budget: {c.a} - {c.b} = {f(diff)} {unit} of {metric}, but too few seeds "
+                f"(n = {min(c.n_a, c.n_b)}) for a {level}; rerun with --seeds 3 or more.")
     p_label = "Holm-adjusted p" if c.p_adjusted != c.p_value else "p"
     p_text = f"{p_label} {_format_p(c.p_adjusted)}"
     if not c.significant:

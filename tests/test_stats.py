@@ -87,11 +87,18 @@ def test_summarize_constant_values_give_a_point_interval_without_warnings():
     assert (s.mean, s.sd, s.ci_low, s.ci_high) == (0.8, 0.0, 0.8, 0.8)
 
 
-def test_summarize_single_value_has_zero_sd():
+def test_summarize_single_value_has_zero_sd_and_no_interval():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         s = summarize([0.7])
-    assert (s.n, s.sd, s.ci_low, s.ci_high) == (1, 0.0, 0.7, 0.7)
+    assert (s.n, s.sd, s.ci_low, s.ci_high) == (1, 0.0, -np.inf, np.inf)
+
+
+def test_two_seeds_give_no_interval_and_no_verdict():
+    # resampling two values only re-reads them: an interval from them would be [min, max], not a 95% CI
+    c = compare("A", {1: 0.90, 2: 0.91}, "B", {1: 0.60, 2: 0.62})
+    assert (c.ci_low, c.ci_high) == (-np.inf, np.inf) and not c.significant
+    assert verdict(c).startswith("No verdict at this budget") and "--seeds 3" in verdict(c)
 
 
 # --- compare --------------------------------------------------------------------------------------
