@@ -49,8 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness.study",
         description="Run a transfer-learning study: one Optuna search per arm (same budget, same seeded "
-        "sampler), every trial an MLflow run, the best config of each arm retrained over several seeds and "
-        "tested once on held-out data, then a markdown report in reports/NAME/. Rerunning resumes.",
+        "sampler), every trial an MLflow run; each arm's best configs rerun over fresh seeds, the best by mean "
+        "validation accuracy tested once on held-out data; then a markdown report in reports/NAME/ with the "
+        "verdict and its uncertainty. Rerunning resumes.",
         epilog="examples:\n  python -m harness.study sgd_vs_adam\n  python -m harness.study sgd_vs_adam "
         "--trials 5 --seeds 3 --epochs 6\n  python -m harness.study --list\n"
         "browse: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db",

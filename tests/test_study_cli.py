@@ -63,3 +63,11 @@ def test_a_class_split_the_dataset_lacks_is_refused_before_anything_is_written(t
     assert run_cli(tmp_path, "sgd_vs_adam", "--target-classes", "5-12") == 2
     assert "0..9" in capsys.readouterr().err
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_help_names_every_registered_dataset():
+    from harness.datasets import DATASETS
+    from harness.study import parser
+
+    text = parser().format_help()
+    assert all(name in text for name in DATASETS)  # the help is typed out: this keeps it from drifting
