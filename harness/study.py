@@ -161,7 +161,9 @@ def counts_toward_budget(trial) -> bool:
 
 
 def _fixed_settings(spec: StudySpec, arm) -> str:
-    return json.dumps(arm.config(spec.base).flat(), sort_keys=True, default=str)
+    flat = arm.config(spec.base).flat()
+    flat.pop("data_root")  # moving the data does not change the experiment
+    return json.dumps(flat, sort_keys=True, default=str)
 
 
 def check_resume(spec: StudySpec, stores: Stores) -> None:

@@ -71,3 +71,19 @@ def test_help_names_every_registered_dataset():
 
     text = parser().format_help()
     assert all(name in text for name in DATASETS)  # the help is typed out: this keeps it from drifting
+
+
+def test_resuming_with_other_settings_is_refused_naming_them(tmp_path, capsys):
+    import optuna
+
+    from harness.spec import Stores, load_study
+    from harness.study import check_resume, open_arm_study
+    from harness.tracking import open_storage
+
+    stores = Stores(root=tmp_path / "mlruns")
+    spec = load_study("sgd_vs_adam")
+    open_arm_study(spec, spec.arms[0], open_storage(stores))  # a first run with the default epochs
+    check_resume(spec, stores)  # the same settings resume
+    assert run_cli(tmp_path, "sgd_vs_adam", "--epochs", "3") == 2
+    assert "epochs" in capsys.readouterr().err
+    assert optuna.load_study(study_name="sgd_vs_adam/sgd-frozen", storage=stores.optuna_url).trials == []
