@@ -131,8 +131,10 @@ def _sampler_qmc(seed: int, n_done: int):
     import optuna
 
     # the Sobol index comes from the storage, so the same seed continues the sequence on resume
-    return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False,
-                                      independent_sampler=optuna.samplers.RandomSampler(seed=seed + n_done))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False,
+                                          independent_sampler=optuna.samplers.RandomSampler(seed=seed + n_done))
 
 
 def _sampler_random(seed: int, n_done: int):
@@ -326,7 +328,6 @@ def run_study(spec: StudySpec, stores: Stores, reports: Path, command: str) -> P
     from harness.tracking import experiment_id, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # QMCSampler
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     storage = open_storage(stores)
     eid = experiment_id(stores, spec.name)
