@@ -340,8 +340,9 @@ def _distinct(record: StudyRecord, param: str) -> str:
 def _header(record: StudyRecord, sentences: list[str], compared: int) -> str:
     holm = " and Holm-adjusted p-values" if compared > 1 else ""
     top = record.setting("confirm_top")
-    method = (f"Each arm's {top} best trials rerun over fresh seeds; the one with the best mean validation accuracy "
-              "scored once on the held-out test split; "
+    chosen = ("Each arm's best trial rerun over fresh seeds and" if top == "1" else
+              f"Each arm's {top} best trials rerun over fresh seeds; the one with the best mean validation accuracy")
+    method = (f"{chosen} scored once on the held-out test split; "
               f"differences a - b paired by seed where shared, with 95% bootstrap CIs{holm}.")
     bullets = "\n".join(f"- {s}" for s in sentences + _not_reproduced(record))
     return f"# {record.spec.name}\n\n> {record.spec.question}\n\n## Verdict\n\n{bullets}\n\n{method}"
