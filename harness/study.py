@@ -237,6 +237,7 @@ def confirm_all(spec: StudySpec, studies: dict, experiment_id: str, ctx) -> None
     from tqdm import tqdm
 
     from harness.objective import confirm
+    from harness.train import Diverged
 
     jobs, candidates = [], {}
     for arm in spec.arms:
@@ -250,7 +251,10 @@ def confirm_all(spec: StudySpec, studies: dict, experiment_id: str, ctx) -> None
             done = confirmed_val_acc(experiment_id, study.study_name, trial.number)
             jobs += [(arm, trial, seed, study.study_name) for seed in confirmation_seeds(spec) if seed not in done]
     for arm, trial, seed, study_name in tqdm(jobs, desc="confirmation runs", unit="run"):
-        confirm(spec, arm, trial, seed, ctx, study_name)
+        try:
+            confirm(spec, arm, trial, seed, ctx, study_name)
+        except Diverged:  # recorded as a failed run; the seed counts as no model at all (see confirmed_val_acc)
+            pass
     for name, trials in candidates.items():
         study = studies[name]
         mean_val = {t.number: _mean(confirmed_val_acc(experiment_id, study.study_name, t.number)) for t in trials}
@@ -263,15 +267,22 @@ def _mean(values: dict) -> float:
 
 
 def confirmed_val_acc(experiment_id: str, study_name: str, trial_number: int) -> dict[int, float]:
-    """Finished confirmation runs of one trial: seed -> best validation accuracy."""
+    """Confirmation runs of one trial that reached an end: seed -> best validation accuracy, 0.0 for a seed
+    whose training diverged (a result, not to be rerun: it left no model)."""
     import mlflow
 
     runs = mlflow.search_runs(
         [experiment_id], output_format="list",
         filter_string=f"tags.phase = 'confirm' and tags.optuna_study = '{study_name}' "
-        f"and tags.optuna_trial = '{trial_number}' and attributes.status = 'FINISHED'",
+        f"and tags.optuna_trial = '{trial_number}'",
     )
-    return {int(r.data.tags["seed"]): r.data.metrics["best_val_acc"] for r in runs}
+    values = {}
+    for run in runs:
+        if run.info.status == "FINISHED":
+            values[int(run.data.tags["seed"])] = run.data.metrics["best_val_acc"]
+        elif run.data.tags.get("state_reason", "").startswith("diverged"):
+            values.setdefault(int(run.data.tags["seed"]), 0.0)
+    return values
 
 
 def confirmation_seeds(spec: StudySpec) -> range:

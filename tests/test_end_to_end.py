@@ -106,3 +106,24 @@ def test_ctrl_c_keeps_finished_trials_and_the_next_run_tops_up(tmp_path, monkeyp
     states = [t.state.name for t in optuna_trials(tmp_path, "adam-frozen")]
     assert states.count("FAIL") == 1 and len(states) == 3  # the interrupted trial is redone, not counted
     assert all(len(optuna_trials(tmp_path, arm)) == 2 for arm in ("sgd-unfrozen", "adam-unfrozen"))
+
+
+def test_a_diverging_confirmation_seed_is_recorded_and_the_study_still_reports(tmp_path, monkeypatch):
+    from harness.train import Diverged
+
+    real_fit = harness.objective.fit
+
+    def fit_diverging_at_seed_2(model, task, cfg, on_epoch=None):
+        if cfg.seed == 2:  # the search runs at seed 0, confirmation at seeds 1 and 2
+            raise Diverged("training loss became nan in epoch 0")
+        return real_fit(model, task, cfg, on_epoch)
+
+    monkeypatch.setattr(harness.objective, "fit", fit_diverging_at_seed_2)
+    args = ["sgd_vs_adam", "--trials", "1", "--seeds", "2", "--epochs", "1", "--root", str(tmp_path / "mlruns"),
+            "--reports", str(tmp_path / "reports")]
+    assert main(args) == 0
+    failed = [r for r in runs(tmp_path, "confirm") if r.info.status == "FAILED"]
+    assert len(failed) == 4 and all(r.data.tags["state_reason"].startswith("diverged") for r in failed)
+    assert (tmp_path / "reports" / "sgd_vs_adam" / "README.md").is_file()
+    assert main(args) == 0  # resuming does not retry a diverged seed
+    assert len(runs(tmp_path, "confirm")) == 8
