@@ -284,6 +284,13 @@ def check_data(cfg) -> None:
                 f"(0..{spec.num_classes - 1}); set source_classes and target_classes in the study's "
                 "TrialConfig (None means all classes)"
             )
+    if cfg.weights == "source":
+        # the source task splits its own pool: shared classes would put target val/test images in pretraining
+        every = range(spec.num_classes)
+        shared = sorted(set(cfg.source_classes or every) & set(cfg.target_classes or every))
+        if shared:
+            raise ValueError(f"source_classes and target_classes share {shared}: with weights=source the "
+                             "pretraining would see the target's validation and test images; make them disjoint")
 
 
 @functools.lru_cache(maxsize=4)

@@ -76,7 +76,7 @@ def source_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint:
         result = fit(model, task, pcfg, on_epoch=lambda epoch, m: mlflow.log_metrics(m, step=epoch))
         model.load_state_dict(result.best_state)
         mlflow.log_metrics({"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch})
-        path, tmp = folder / f"{key}.pt", folder / f"{key}.pt.tmp"
+        path, tmp = folder / f"{key}.pt", folder / f"{key}.{os.getpid()}.pt.tmp"  # workers never share a temp file
         torch.save(model.net.state_dict(), tmp)
         os.replace(tmp, path)  # atomic: an interrupted save never leaves a half-written checkpoint
         mlflow.log_artifact(str(path), artifact_path="checkpoint")

@@ -341,8 +341,9 @@ def _header(record: StudyRecord, sentences: list[str], compared: int) -> str:
     holm = " and Holm-adjusted p-values" if compared > 1 else ""
     top = record.setting("confirm_top")
     chosen = ("Each arm's best trial rerun over fresh seeds and" if top == "1" else
-              f"Each arm's {top} best trials rerun over fresh seeds; the one with the best mean validation accuracy")
-    method = (f"{chosen} scored once on the held-out test split; "
+              f"Each arm's {top} best trials rerun over fresh seeds; the one with the best mean validation accuracy "
+              "(chosen on validation alone; every candidate's test score is logged, none steers the choice)")
+    method = (f"{chosen} scored once per seed on the held-out test split; "
               f"differences a - b paired by seed where shared, with 95% bootstrap CIs{holm}.")
     bullets = "\n".join(f"- {s}" for s in sentences + _not_reproduced(record))
     return f"# {record.spec.name}\n\n> {record.spec.question}\n\n## Verdict\n\n{bullets}\n\n{method}"

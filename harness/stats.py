@@ -44,6 +44,7 @@ class Comparison:
     n_a: int
     n_b: int
     confidence: float = 0.95
+    family: int = 1  # comparisons Holm's correction ran over (compare_all sets it)
 
     @property
     def significant(self) -> bool:
@@ -90,7 +91,7 @@ def _bootstrap_ci(
         low, high = res.confidence_interval
         if np.isfinite(low) and np.isfinite(high):
             return float(low), float(high)
-    return point, point
+    return -np.inf, np.inf  # no method gave an interval: claim none rather than a zero-width one
 
 
 def _mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -191,7 +192,7 @@ def compare_all(
     """compare() every (a, b) pair, then Holm-adjust the p-values over all pairs (the family)."""
     comparisons = [compare(a, values[a], b, values[b], confidence, n_resamples, seed) for a, b in pairs]
     adjusted = holm([c.p_value for c in comparisons])
-    return [replace(c, p_adjusted=p) for c, p in zip(comparisons, adjusted, strict=True)]
+    return [replace(c, p_adjusted=p, family=len(pairs)) for c, p in zip(comparisons, adjusted, strict=True)]
 
 
 def _expected_max_weights(n_values: int, n_max: int) -> np.ndarray:
@@ -250,7 +251,7 @@ def verdict(c: Comparison, metric: str = "test accuracy", unit_scale: float = 10
     if not (np.isfinite(low) and np.isfinite(high)):
         return (f"No verdict at this budget: {c.a} - {c.b} = {f(diff)} {unit} of {metric}, but too few seeds "
                 f"(n = {min(c.n_a, c.n_b)}) for a {level}; rerun with --seeds 3 or more.")
-    p_label = "Holm-adjusted p" if c.p_adjusted != c.p_value else "p"
+    p_label = "Holm-adjusted p" if c.family > 1 else "p"
     p_text = f"{p_label} {_format_p(c.p_adjusted)}"
     if not c.significant:
         # the interval alone may exclude zero with few seeds (a bootstrap of 2-3 values is too narrow): say why

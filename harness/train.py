@@ -89,6 +89,8 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
         total_loss = torch.zeros((), device=task.train.y.device)
         correct = torch.zeros((), device=task.train.y.device)
         for x, y in task.train.batches(cfg.batch_size, torch.randperm(n, generator=generator)):
+            if len(y) == 1:  # BatchNorm cannot train on one image (1x1 maps at the top of a ResNet): skip it
+                continue
             if cfg.augment:
                 x = augment(x, task.hflip, generator)
             logits = model(x)

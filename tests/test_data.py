@@ -303,3 +303,11 @@ def test_dataset_spec_names_the_choices_for_an_unknown_dataset():
     with pytest.raises(ValueError, match="cifar10.*folder:PATH"):
         dataset_spec("imagenet")
 
+
+
+def test_overlapping_source_and_target_classes_are_refused_for_source_pretraining():
+    from harness.spec import TrialConfig
+
+    with pytest.raises(ValueError, match="share"):
+        check_data(TrialConfig(weights="source", source_classes=None, target_classes=(5, 6, 7, 8, 9)))
+    check_data(TrialConfig(weights="none", source_classes=None, target_classes=None))  # no pretraining: fine

@@ -190,7 +190,13 @@ def test_compare_all_applies_holm_across_all_pairs():
 def test_compare_all_with_one_pair_leaves_p_unadjusted():
     values = {"Adam": {0: 0.8, 1: 0.82, 2: 0.79}, "SGD": {0: 0.78, 1: 0.8, 2: 0.79}}
     (c,) = compare_all([("Adam", "SGD")], values, n_resamples=FAST)
-    assert c.p_adjusted == c.p_value
+    assert c.p_adjusted == c.p_value and c.family == 1
+
+
+def test_a_holm_adjusted_p_is_labelled_so_even_when_it_equals_the_raw_one():
+    values = {"A": {0: 0.8, 1: 0.82, 2: 0.79}, "B": {0: 0.78, 1: 0.8, 2: 0.79}, "C": {0: 0.5, 1: 0.6, 2: 0.55}}
+    comparisons = compare_all([("A", "B"), ("A", "C")], values, n_resamples=FAST)
+    assert all("Holm-adjusted p" in verdict(c) for c in comparisons)
 
 
 # --- verdict --------------------------------------------------------------------------------------
@@ -203,7 +209,7 @@ def test_verdict_names_a_as_winner_with_its_numbers():
 
 
 def test_verdict_names_b_as_winner_with_a_positive_effect():
-    c = make_comparison(diff=-0.032, ci_low=-0.050, ci_high=-0.011, prob_a_beats_b=0.08, p_adjusted=0.02)
+    c = make_comparison(diff=-0.032, ci_low=-0.050, ci_high=-0.011, prob_a_beats_b=0.08, p_adjusted=0.02, family=2)
     assert verdict(c) == ("SGD beats Adam by 3.2 points of test accuracy "
                           "(95% CI 1.1 to 5.0; P(SGD > Adam) = 0.92; Holm-adjusted p = 0.02).")
 

@@ -125,3 +125,10 @@ def test_frozen_batchnorm_updates_its_statistics_when_bn_frozen_eval_is_off(resn
 def test_freeze_k_beyond_the_model_s_stages_is_refused_not_clamped():
     with pytest.raises(ValueError, match="can freeze 0..4 stages, not 6"):
         run("lenet5", config(strategy="freeze_k", freeze_k=6), watch=[])
+
+
+def test_a_last_batch_of_one_image_does_not_break_batchnorm_training():
+    task = synthetic_task("resnet18", n_train=5)  # batches of 2, 2 and 1: a ResNet's top maps are 1x1 at 32 px
+    model = build_model("resnet18", 3)
+    result = fit(model, task, config(model="resnet18", batch_size=2, epochs=1))
+    assert np.isfinite(result.history[0]["train_loss"])
