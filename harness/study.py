@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import platform
@@ -123,8 +124,26 @@ def check(spec: StudySpec) -> None:
                 require_imagenet(cfg.model)  # offline: stop here, naming the file and the folder it belongs in
             except WeightsUnavailable as error:
                 raise ValueError(f"arm {arm.name}: {error}") from error
+        _check_stage_counts(arm.name, cfg)
     for a, b in spec.comparisons:
         spec.arm(a), spec.arm(b)
+
+
+def _check_stage_counts(arm: str, cfg: TrialConfig) -> None:
+    """A fixed freeze_k or transfer_stages must fit the model's stages (a search space's are checked in fit)."""
+    counts = {k: v for k, v in (("freeze_k", cfg.freeze_k), ("transfer_stages", cfg.transfer_stages)) if v}
+    if counts:
+        n_stages = _stage_count(cfg.model)
+        for name, value in counts.items():
+            if not 0 <= value <= n_stages:
+                raise ValueError(f"arm {arm}: {name}={value}, but {cfg.model} has stages 0..{n_stages}")
+
+
+@functools.cache
+def _stage_count(model: str) -> int:
+    from harness.models import build_model
+
+    return len(build_model(model, 2).stage_names)
 
 
 def _sampler_qmc(seed: int, n_done: int):

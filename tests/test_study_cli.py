@@ -87,3 +87,16 @@ def test_resuming_with_other_settings_is_refused_naming_them(tmp_path, capsys):
     assert run_cli(tmp_path, "sgd_vs_adam", "--epochs", "3") == 2
     assert "epochs" in capsys.readouterr().err
     assert optuna.load_study(study_name="sgd_vs_adam/sgd-frozen", storage=stores.optuna_url).trials == []
+
+
+def test_a_fixed_freeze_depth_beyond_the_models_stages_is_refused_before_anything_is_written(tmp_path):
+    import dataclasses
+
+    from harness.spec import Arm, load_study
+    from harness.study import check
+
+    spec = load_study("sgd_vs_adam")
+    spec = dataclasses.replace(spec, arms=(Arm("too-deep", "sgd", "freeze_k", fixed={"freeze_k": 7}),),
+                               comparisons=())
+    with pytest.raises(ValueError, match="freeze_k=7, but lenet5 has stages 0..4"):
+        check(spec)
