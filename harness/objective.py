@@ -6,8 +6,6 @@ Every run, search or confirmation, goes through `tracked_run`, so both are logge
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from sklearn.metrics import confusion_matrix
 from harness.data import Task, make_task
 from harness.models import build_model, preprocessing
 from harness.pretrain import source_checkpoint
-from harness.spec import Arm, StudySpec, TrialConfig
+from harness.spec import Arm, StudySpec, TrialConfig, digest
 from harness.tracking import start_child_run
 from harness.train import Diverged, device, evaluate, fit, seed_everything
 
@@ -29,7 +27,7 @@ from harness.train import Diverged, device, evaluate, fit, seed_everything
 def config_hash(cfg: TrialConfig) -> str:
     """Identifies a configuration up to its seed: confirmation runs of one config share it."""
     flat = dataclasses.replace(cfg, seed=0).flat()
-    return hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return digest(flat)
 
 
 @dataclass
@@ -64,7 +62,7 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
         weights, ckpt_tags = str(ckpt.path), {"checkpoint": ckpt.key, "checkpoint_run_id": ckpt.run_id}
     tags = {**tags, **ckpt_tags, "arm": cfg.arm, "optimizer": cfg.optimizer, "freeze": cfg.strategy,
             "seed": str(cfg.seed), "config_hash": config_hash(cfg), "device": str(device()),
-            **{f"split.{name}": digest for name, digest in task.fingerprints().items()}}
+            **{f"split.{name}": value for name, value in task.fingerprints().items()}}
     run = start_child_run(run_name, tags)
     if on_start is not None:
         on_start(run.info.run_id)

@@ -6,7 +6,6 @@ The pretraining run is logged to MLflow with its checkpoint as an artifact; late
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -18,7 +17,7 @@ import torch
 
 from harness.data import make_task
 from harness.models import build_model, model_spec, preprocessing
-from harness.spec import TrialConfig
+from harness.spec import TrialConfig, digest
 from harness.tracking import start_child_run
 from harness.train import device, fit, seed_everything
 
@@ -48,9 +47,9 @@ def pretrain_config(cfg: TrialConfig) -> TrialConfig:
 def checkpoint_key(cfg: TrialConfig) -> str:
     flat = pretrain_config(cfg).flat()
     flat.pop("data_root")  # where the files are does not change what they are
-    digest = hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    short = digest(flat, length=10)
     dataset = re.sub(r"[^\w.-]+", "_", cfg.dataset)  # folder:/a/b -> folder_a_b: the key names files
-    return f"{cfg.model}-{dataset}-{digest}"
+    return f"{cfg.model}-{dataset}-{short}"
 
 
 def find_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint | None:

@@ -6,7 +6,9 @@ Nothing here imports Optuna, MLflow or torch: a study file can be read and check
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +62,11 @@ class TrialConfig:
         extra = values.pop("optimizer_params")
         values.update({f"opt.{k}": v for k, v in sorted(extra.items())})
         return values
+
+
+def digest(values: Mapping[str, Any], length: int = 12) -> str:
+    """A short, stable hash of a flat config: the same values give the same name across runs and machines."""
+    return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 @dataclass(frozen=True)

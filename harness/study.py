@@ -82,13 +82,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-CLI_OVERRIDES = {"epochs": "epochs", "model": "model", "weights": "weights", "dataset": "dataset",
-                 "data_root": "data_root", "shots": "shots", "source_classes": "source_classes",
-                 "target_classes": "target_classes"}
+CLI_OVERRIDES = ("epochs", "model", "weights", "dataset", "data_root", "shots", "source_classes",
+                 "target_classes")  # flags that set the TrialConfig field of the same name
 
 
 def apply_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
-    base_changes = {field: getattr(args, arg) for arg, field in CLI_OVERRIDES.items() if getattr(args, arg) is not None}
+    base_changes = {field: getattr(args, field) for field in CLI_OVERRIDES if getattr(args, field) is not None}
     for field in ("source_classes", "target_classes"):
         if base_changes.get(field) == "all":
             base_changes[field] = None
@@ -156,19 +155,16 @@ def _sampler_qmc(seed: int, n_done: int):
                                           independent_sampler=optuna.samplers.RandomSampler(seed=seed + n_done))
 
 
-def _sampler_random(seed: int, n_done: int):
-    import optuna
+def _seeded(sampler: str):
+    def build(seed: int, n_done: int):
+        import optuna
 
-    return optuna.samplers.RandomSampler(seed=seed + n_done)  # offset: a resumed run must not replay trials
+        return getattr(optuna.samplers, sampler)(seed=seed + n_done)  # offset: a resume must not replay trials
 
-
-def _sampler_tpe(seed: int, n_done: int):
-    import optuna
-
-    return optuna.samplers.TPESampler(seed=seed + n_done)
+    return build
 
 
-SAMPLERS = {"qmc": _sampler_qmc, "random": _sampler_random, "tpe": _sampler_tpe}
+SAMPLERS = {"qmc": _sampler_qmc, "random": _seeded("RandomSampler"), "tpe": _seeded("TPESampler")}
 SAMPLER_SEED = 0  # the same for every arm: the comparison is fair
 
 
