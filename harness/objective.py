@@ -135,9 +135,20 @@ def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optu
     return objective
 
 
-def confirm(spec: StudySpec, arm: Arm, best: optuna.trial.FrozenTrial, seed: int, ctx: RunContext,
-            study_name: str) -> float:
-    """Retrain the arm's best configuration with `seed` and evaluate it once on the test split."""
-    cfg = dataclasses.replace(trial_config(spec, arm, optuna.trial.FixedTrial(best.params)), seed=seed)
-    tags = {"phase": "confirm", "optuna_study": study_name, "optuna_trial": str(best.number)}
-    return tracked_run(cfg, ctx, f"{arm.name} confirm seed {seed}", tags, test=True)
+def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: str) -> Callable[[optuna.Trial], float]:
+    """A confirmation slot: retrain a search trial's configuration with a fresh seed and evaluate it once on
+    the test split. Its MLflow run is tagged with the search trial it confirms."""
+
+    def confirmation(trial: optuna.Trial) -> float:
+        number, seed = trial.user_attrs["search_trial"], trial.user_attrs["seed"]
+        cfg = dataclasses.replace(trial_config(spec, arm, trial), seed=seed)
+        tags = {"phase": "confirm", "optuna_study": search_study, "optuna_trial": str(number),
+                "confirm_study": trial.study.study_name, "confirm_trial": str(trial.number)}
+        try:
+            return tracked_run(cfg, ctx, f"{arm.name} trial {number}, seed {seed}", tags, test=True,
+                               on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id))
+        except Diverged as error:
+            trial.set_user_attr("state_reason", f"diverged: {error}")
+            raise
+
+    return confirmation

@@ -15,7 +15,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -76,9 +75,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target-classes", type=class_list, metavar="LIST",
                    help="classes of the target task, e.g. 5-9; 'all' for every class")
     p.add_argument("--root", type=Path, default=Path("mlruns"), help="folder of all run records (default: mlruns)")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///ROOT/optuna.db; journal:FILE for many workers)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///ROOT/mlflow.db)")
+    p.add_argument("--storage", help="Optuna storage: sqlite:///FILE (default ROOT/optuna.db), journal:FILE, or "
+                   "postgresql://USER@HOST:PORT/DB to share a study among machines")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI: sqlite:///FILE (default ROOT/mlflow.db) or "
+                   "http://HOST:PORT, an `mlflow server` every machine can reach")
     p.add_argument("--reports", type=Path, default=Path("reports"), help="where reports go (default: reports)")
+    p.add_argument("--studies", type=Path, default=STUDIES_DIR, help="folder of study files (default: studies/)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="worker processes on this machine sharing the study and the CPU threads (default 1; on a "
+                   "GPU box, one per GPU: each worker gets GPU i mod the number of GPUs)")
+    p.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)  # set by --workers for each worker
     return p
 
 
@@ -104,6 +110,7 @@ def check(spec: StudySpec) -> None:
     from harness.datasets import check_data
     from harness.models import STRATEGIES, WeightsUnavailable, model_spec, require_imagenet
     from harness.optim import optimizer_spec
+    from harness.worker import SAMPLERS
 
     if spec.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {spec.sampler!r}; choices: {', '.join(SAMPLERS)}")
@@ -145,49 +152,12 @@ def _stage_count(model: str) -> int:
     return len(build_model(model, 2).stage_names)
 
 
-def _sampler_qmc(seed: int, n_done: int):
-    import optuna
-
-    # the Sobol index comes from the storage, so the same seed continues the sequence on resume
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False,
-                                          independent_sampler=optuna.samplers.RandomSampler(seed=seed + n_done))
-
-
-def _seeded(sampler: str):
-    def build(seed: int, n_done: int):
-        import optuna
-
-        return getattr(optuna.samplers, sampler)(seed=seed + n_done)  # offset: a resume must not replay trials
-
-    return build
-
-
-SAMPLERS = {"qmc": _sampler_qmc, "random": _seeded("RandomSampler"), "tpe": _seeded("TPESampler")}
-SAMPLER_SEED = 0  # the same for every arm: the comparison is fair
-
-
-def counts_toward_budget(trial) -> bool:
-    """Finished trials count; a diverged one too (it is a result). An interrupted or crashed one is redone."""
-    import optuna
-
-    state = optuna.trial.TrialState
-    diverged = trial.state == state.FAIL and trial.user_attrs.get("state_reason", "").startswith("diverged")
-    return trial.state in (state.COMPLETE, state.PRUNED) or diverged
-
-
-def _fixed_settings(spec: StudySpec, arm) -> str:
-    flat = arm.config(spec.base).flat()
-    flat.pop("data_root")  # moving the data does not change the experiment
-    return json.dumps(flat, sort_keys=True, default=str)
-
-
 def check_resume(spec: StudySpec, stores: Stores) -> None:
     """Refuse to top up an arm that was searched with other settings (read-only; before anything is written)."""
     import optuna
 
     from harness.tracking import open_storage, optuna_study_name
+    from harness.worker import fixed_settings
 
     if stores.storage is None and not (stores.root / "optuna.db").exists():
         return  # a fresh root: nothing to resume
@@ -198,110 +168,11 @@ def check_resume(spec: StudySpec, stores: Stores) -> None:
             old = json.loads(optuna.load_study(study_name=name, storage=storage).user_attrs.get("config", "{}"))
         except KeyError:
             continue
-        new = json.loads(_fixed_settings(spec, arm))
+        new = fixed_settings(spec, arm)
         diff = {k: (old[k], new.get(k)) for k in old if old[k] != new.get(k)}
         if diff:
             raise ValueError(f"{name} was run with other settings (old, new): {diff}; "
                              "rerun with those settings to resume, or use another --root to start afresh")
-
-
-def open_arm_study(spec: StudySpec, arm, storage):
-    """Create or load the arm's Optuna study with the study's seeded sampler and pruner."""
-    import optuna
-
-    from harness.tracking import optuna_study_name
-
-    name = optuna_study_name(spec.name, arm.name)
-    try:
-        n_done = len(optuna.load_study(study_name=name, storage=storage).trials)
-    except KeyError:
-        n_done = 0
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3) if spec.prune else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                sampler=SAMPLERS[spec.sampler](SAMPLER_SEED, n_done), pruner=pruner)
-    study.set_user_attr("config", _fixed_settings(spec, arm))
-    study.set_user_attr("sampler", spec.sampler)
-    return study
-
-
-def search(spec: StudySpec, arm, storage, ctx) -> Any:
-    from harness.objective import make_objective
-    from harness.train import Diverged
-
-    study = open_arm_study(spec, arm, storage)
-    remaining = spec.n_trials - sum(counts_toward_budget(t) for t in study.trials)
-    if remaining > 0:
-        print(f"{arm.name}: {remaining} of {spec.n_trials} trials to run", flush=True)
-
-        def stop_at_budget(study, trial) -> None:  # other workers may fill the budget too
-            if sum(counts_toward_budget(t) for t in study.trials) >= spec.n_trials:
-                study.stop()
-
-        study.optimize(make_objective(spec, arm, ctx), n_trials=remaining, catch=(Diverged,),
-                       callbacks=[stop_at_budget], show_progress_bar=True)
-    return study
-
-
-def confirm_all(spec: StudySpec, studies: dict, experiment_id: str, ctx) -> None:
-    """Rerun each arm's `confirm_top` best trials over fresh seeds; keep the one with the best mean validation
-    accuracy (Optuna study attr `selected_trial`), whose test accuracy the report judges.
-
-    One lucky seed can crown a fragile configuration; averaging validation over seeds does not. Test accuracy
-    plays no part in the choice. A (trial, seed) already confirmed is skipped, so this resumes too.
-    """
-    from tqdm import tqdm
-
-    from harness.objective import confirm
-    from harness.train import Diverged
-
-    jobs, candidates = [], {}
-    for arm in spec.arms:
-        study = studies[arm.name]
-        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-        if not complete:
-            print(f"{arm.name}: no complete trial, nothing to confirm", flush=True)
-            continue
-        candidates[arm.name] = sorted(complete, key=lambda t: -t.value)[: spec.confirm_top]
-        for trial in candidates[arm.name]:
-            done = confirmed_val_acc(experiment_id, study.study_name, trial.number)
-            jobs += [(arm, trial, seed, study.study_name) for seed in confirmation_seeds(spec) if seed not in done]
-    for arm, trial, seed, study_name in tqdm(jobs, desc="confirmation runs", unit="run"):
-        try:
-            confirm(spec, arm, trial, seed, ctx, study_name)
-        except Diverged:  # recorded as a failed run; the seed counts as no model at all (see confirmed_val_acc)
-            pass
-    for name, trials in candidates.items():
-        study = studies[name]
-        mean_val = {t.number: _mean(confirmed_val_acc(experiment_id, study.study_name, t.number)) for t in trials}
-        study.set_user_attr("selected_trial", max(mean_val, key=mean_val.get))
-        study.set_user_attr("confirm_val_acc", {str(k): v for k, v in mean_val.items()})
-
-
-def _mean(values: dict) -> float:
-    return sum(values.values()) / len(values) if values else float("-inf")
-
-
-def confirmed_val_acc(experiment_id: str, study_name: str, trial_number: int) -> dict[int, float]:
-    """Confirmation runs of one trial that reached an end: seed -> best validation accuracy, 0.0 for a seed
-    whose training diverged (a result, not to be rerun: it left no model)."""
-    import mlflow
-
-    runs = mlflow.search_runs(
-        [experiment_id], output_format="list",
-        filter_string=f"tags.phase = 'confirm' and tags.optuna_study = '{study_name}' "
-        f"and tags.optuna_trial = '{trial_number}'",
-    )
-    values = {}
-    for run in runs:
-        if run.info.status == "FINISHED":
-            values[int(run.data.tags["seed"])] = run.data.metrics["best_val_acc"]
-        elif run.data.tags.get("state_reason", "").startswith("diverged"):
-            values.setdefault(int(run.data.tags["seed"]), 0.0)
-    return values
-
-
-def confirmation_seeds(spec: StudySpec) -> range:
-    return range(1, spec.seeds + 1)  # the search ran at seed 0: fresh seeds avoid reusing its luck
 
 
 def run_tags(args_line: str) -> dict[str, str]:
@@ -344,82 +215,71 @@ def log_data_overview(cfg: TrialConfig, ctx) -> None:
         mlflow.log_artifact(str(path), artifact_path="data")
 
 
-def run_study(spec: StudySpec, stores: Stores, reports: Path, command: str) -> Path | None:
-    import mlflow
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    if args.list:
+        for name in list_studies(args.studies):
+            print(f"{name:16s} {load_study(name, args.studies).question}")
+        return 0
+    if not args.study:
+        parser().error(f"name a study; choices: {', '.join(list_studies(args.studies))}")
     import optuna
-
-    from harness.objective import RunContext
-    from harness.pretrain import source_checkpoint
-    from harness.report import build_index, build_report
-    from harness.tracking import experiment_id, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    storage = open_storage(stores)
-    eid = experiment_id(stores, spec.name)
-    ctx = RunContext(checkpoints=stores.checkpoints)
-    params = {"n_trials": spec.n_trials, "seeds": spec.seeds, "confirm_top": spec.confirm_top,
-              "sampler": spec.sampler, "prune": spec.prune,
-              "arms": ",".join(a.name for a in spec.arms), "epochs": spec.base.epochs}
-    with mlflow.start_run(experiment_id=eid, run_name=f"{spec.name} study", tags=run_tags(command)) as parent:
-        try:
-            mlflow.log_params(params)
-            log_data_overview(spec.arms[0].config(spec.base), ctx)
-            for arm in spec.arms:
-                cfg = arm.config(spec.base)
-                if cfg.weights == "source":
-                    source_checkpoint(cfg, stores.checkpoints)
-            studies = {arm.name: search(spec, arm, storage, ctx) for arm in spec.arms}
-            confirm_all(spec, studies, eid, ctx)
-            report = build_report(spec, stores, reports)
-            build_index(reports)
-            mlflow.log_artifacts(str(report.parent), artifact_path="report")
-        except KeyboardInterrupt:
-            mlflow.end_run("KILLED")
-            print(f"\ninterrupted: finished trials are kept in {stores.root}; rerun the same command to resume",
-                  file=sys.stderr)
-            return None
-    print_summary(studies, report, parent.info.run_id, stores.mlflow_uri)
-    return report
-
-
-def print_summary(studies: dict, report: Path, parent_run_id: str, tracking_uri: str) -> None:
-    """A few lines for the terminal: each arm's search, then the report's verdicts."""
-    print(f"\n{'arm':16s} {'complete':>8s} {'pruned':>6s} {'failed':>6s} {'best val acc':>12s}")
-    for name, study in studies.items():
-        states = [t.state.name for t in study.trials]
-        best = max((t.value for t in study.trials if t.state.name == "COMPLETE"), default=float("nan"))
-        print(f"{name:16s} {states.count('COMPLETE'):8d} {states.count('PRUNED'):6d} {states.count('FAIL'):6d} "
-              f"{best:12.3f}")
-    summary = report.with_name("summary.json")
-    if summary.exists():
-        print("\n" + "\n".join(json.loads(summary.read_text())["verdicts"]))
-    print(f"\nreport: {report}\nMLflow parent run: {parent_run_id} (browse: mlflow ui --backend-store-uri {tracking_uri})")
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.list:
-        for name in list_studies():
-            print(f"{name:16s} {load_study(name).question}")
-        return 0
-    if not args.study:
-        parser().error(f"name a study; choices: {', '.join(list_studies())}")
     try:
-        spec = apply_overrides(load_study(args.study), args)
+        spec = apply_overrides(load_study(args.study, args.studies), args)
         check(spec)
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
         check_resume(spec, stores)
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    command = shlex.join(["python", "-m", "harness.study", *(sys.argv[1:] if argv is None else argv)])
+    if args.workers > 1:
+        return launch_workers(argv, args.workers)
+    from harness.worker import Worker
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    command = shlex.join(["python", "-m", "harness.study", *argv])
     try:
-        report = run_study(spec, stores, args.reports, command)
+        return Worker(spec, stores, args.reports, command).run()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 130 if report is None else 0
+
+
+def launch_workers(argv: list[str], n: int) -> int:
+    """Run `n` copies of this command as worker processes sharing the stores, the CPU threads split among them
+    and, on a GPU box, GPU i mod the number of GPUs for worker i. Returns the worst exit status."""
+    import os
+
+    import torch
+
+    rest = [a for i, a in enumerate(argv) if a != "--workers" and (i == 0 or argv[i - 1] != "--workers")
+            and not a.startswith("--workers=")]
+    threads = max(1, (os.cpu_count() or 1) // n)
+    gpus = torch.cuda.device_count()
+    procs = []
+    for i in range(n):
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        procs.append(subprocess.Popen([sys.executable, "-m", "harness.study", *rest, "--threads", str(threads)],
+                                      env=env))
+    print(f"started {n} workers ({threads} CPU threads each{f', {gpus} GPUs' if gpus else ''})", flush=True)
+    codes = []
+    for proc in procs:
+        while True:
+            try:
+                codes.append(proc.wait())
+                break
+            except KeyboardInterrupt:  # the workers got the Ctrl-C too: wait for them to record it
+                continue
+    return max(codes, key=lambda c: (c != 0, abs(c)))
 
 
 if __name__ == "__main__":

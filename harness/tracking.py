@@ -20,6 +20,9 @@ mlflow_run_id and state_reason; study user attrs config (the arm's fixed setting
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import mlflow
 import optuna
 
@@ -35,27 +38,57 @@ def use_tracking(stores: Stores) -> None:
 
 
 def experiment_id(stores: Stores, name: str, create: bool = True) -> str | None:
-    """The MLflow experiment for a study, created with its artifacts under <root>/artifacts/<name>."""
+    """The MLflow experiment for a study, created with its artifacts under <root>/artifacts/<name> (a tracking
+    server keeps its own), shown in the UI's model-training view."""
     use_tracking(stores)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     if not create:
         return None
-    location = (stores.artifacts / name).resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    remote = stores.mlflow_uri.startswith(("http://", "https://"))
+    location = None if remote else (stores.artifacts / name).resolve().as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
+    except mlflow.exceptions.MlflowException:  # another worker created it first
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
-def open_storage(stores: Stores) -> optuna.storages.BaseStorage | str:
-    """Optuna storage: an RDB URL as is; `journal:<file>` for many workers without a database server."""
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3 opens it on the runs
+
+
+def use_wal(url: str) -> None:
+    """SQLite in write-ahead-log mode: readers no longer block the one writer, so several local workers can
+    share a store. The mode is a property of the file: set once, it stays."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"), timeout=60)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+
+
+def open_storage(stores: Stores, heartbeat: bool = False) -> optuna.storages.BaseStorage | str:
+    """Optuna storage: `journal:<file>`, SQLite (waiting up to a minute for another worker's write), or any RDB
+    URL (PostgreSQL for many machines; with `heartbeat`, a running trial's worker proves itself alive)."""
+    from harness.queue import GRACE_SECONDS, HEARTBEAT_SECONDS
+
     url = stores.optuna_url
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    if url.startswith("sqlite:///") and stores.storage is None:
-        stores.root.mkdir(parents=True, exist_ok=True)
-    return url
+        path = Path(url.removeprefix("journal:"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    kwargs: dict = {}
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    elif heartbeat:
+        kwargs.update(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+    return optuna.storages.RDBStorage(url, **kwargs)
 
 
 def optuna_study_name(study: str, arm: str) -> str:

@@ -1,0 +1,224 @@
+"""Optuna's storage as the work queue every worker shares: planned slots, atomic claims, stale-work recovery.
+
+A study's work is a fixed set of *slots*: search slot i of an arm (the i-th point of the arm's seeded
+sampler) and confirmation slot "<trial>/<seed>". Each slot is an enqueued (WAITING) Optuna trial with fixed
+parameters; a worker claims one by popping it (`study.ask`). Planning, claiming and recovery run under one
+lock per storage (a file lock beside a local store, an advisory lock in PostgreSQL), so however many workers
+start, each slot is planned once and taken by one worker. A slot whose trial was cut off (Ctrl-C, a killed
+worker) is planned again with the same parameters, so a crash never changes what the study runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import logging
+import os
+import socket
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported; stable since Optuna 2.9
+from optuna.trial import FrozenTrial, TrialState
+
+HEARTBEAT_SECONDS = 5  # a running trial proves its worker alive this often (RDB storages)
+GRACE_SECONDS = 30  # ... and is taken for dead after this long without a beat
+RETRY_REASONS = ("interrupted", "stale")  # a FAIL with these reasons was cut off: its slot runs again
+SAMPLER_SEED = 0  # the same for every arm: the comparison is fair
+
+
+# --- who is working ------------------------------------------------------------------------------------
+
+
+def _start_ticks(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux): tells a live pid from a reused one."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+@functools.cache
+def worker_id() -> str:
+    """host:pid:start, unique to this process on this machine."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
+
+
+def worker_dead(worker: str) -> bool:
+    """True when `worker` ran on this machine and is gone. A worker on another machine is judged by its
+    heartbeat instead (RDB storages), so here it counts as alive."""
+    host, _, rest = worker.partition(":")
+    pid_text, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return bool(ticks) and _start_ticks(pid) != ticks  # the pid was reused by another process
+
+
+# --- one lock per storage ------------------------------------------------------------------------------
+
+
+def _lock_file(url: str, root: Path) -> Path:
+    """Beside the Optuna storage file, so every process that shares the storage shares the lock."""
+    for prefix in ("journal:", "sqlite:///"):
+        if url.startswith(prefix):
+            path = Path(url.removeprefix(prefix).split("?")[0])
+            return path.parent / f".{path.name}.lock"
+    return root / ".harness.lock"
+
+
+@contextlib.contextmanager
+def store_lock(url: str, root: Path) -> Iterator[None]:
+    """Serialise planning and claiming among all workers of a storage, on one machine or many."""
+    if url.startswith("postgresql"):
+        import sqlalchemy
+
+        key = zlib.crc32(b"harness-queue")  # one lock for the whole storage: critical sections are short
+        with _pg_engine(url).connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    path = _lock_file(url, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released by the OS if this process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@functools.cache
+def _pg_engine(url: str):
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    return sqlalchemy.create_engine(url, poolclass=NullPool)
+
+
+# --- slots -----------------------------------------------------------------------------------------------
+
+
+def slot_of(trial: FrozenTrial) -> str | None:
+    return trial.user_attrs.get("slot")
+
+
+def retryable(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("state_reason", "").startswith(RETRY_REASONS)
+
+
+def counts(trial: FrozenTrial) -> bool:
+    """A finished trial is a result and counts toward the budget: complete, pruned, diverged, or failed for
+    a reason rerunning would repeat. One cut off (interrupted, stale) does not; its slot runs again."""
+    return trial.state.is_finished() and not retryable(trial)
+
+
+def slot_status(study: optuna.Study) -> dict[str, str]:
+    """slot -> done | pending (waiting or running) | lost (cut off: to plan again)."""
+    states: dict[str, set[str]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if slot_of(trial) is not None:
+            state = "done" if counts(trial) else "lost" if retryable(trial) else "pending"
+            states.setdefault(slot_of(trial), set()).add(state)
+    return {slot: next(s for s in ("done", "pending", "lost") if s in seen) for slot, seen in states.items()}
+
+
+def plan(study: optuna.Study, slots: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> int:
+    """Enqueue every slot not done or pending: slot -> (fixed params, user attrs). Call under `store_lock`.
+
+    A lost slot is enqueued again with the parameters its cut-off trial had, so a crash reruns the same
+    configuration. Returns how many trials were enqueued."""
+    status = slot_status(study)
+    fixed = {slot_of(t): t.system_attrs.get("fixed_params") or t.params
+             for t in study.get_trials(deepcopy=False) if slot_of(t) is not None}
+    added = 0
+    for slot, (params, attrs) in slots.items():
+        if status.get(slot) in ("done", "pending"):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # params of a conditional space may not all be known yet
+            study.enqueue_trial(fixed.get(slot, params), user_attrs={**attrs, "slot": slot})
+        added += 1
+    return added
+
+
+def claim(study: optuna.Study) -> optuna.Trial | None:
+    """Pop one waiting trial of `study` for this worker, or None. Call under `store_lock`: `ask` creates a
+    new trial when none waits, and the lock makes "one waits" still true when ask runs."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize": we beat ourselves
+        trial = study.ask()
+    trial.set_user_attr("worker", worker_id())
+    return trial
+
+
+def fail_stale(study: optuna.Study, on_stale: Callable[[FrozenTrial], None]) -> int:
+    """Mark RUNNING trials whose worker is gone FAIL (reason stale) and call `on_stale` for each; their slots
+    are then lost and planned again. RDB storages judge by Optuna's heartbeat, local ones by the pid."""
+    stale = []
+    if is_heartbeat_enabled(study._storage):
+        stale = list(study._storage._get_stale_trial_ids(study._study_id))
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id not in stale and worker_dead(trial.user_attrs.get("worker", "")):
+            stale.append(trial._trial_id)
+    for trial_id in stale:
+        trial = study._storage.get_trial(trial_id)
+        reason = f"stale: worker {trial.user_attrs.get('worker', '?')} stopped without finishing"
+        study._storage.set_trial_user_attr(trial_id, "state_reason", reason)
+        try:
+            study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it finished after all
+        on_stale(study._storage.get_trial(trial_id))
+    return len(stale)
+
+
+class Heartbeat:
+    """A thread that beats for the trial this worker runs (RDB storages) and calls `extra` each beat."""
+
+    def __init__(self, extra: Callable[[], None] | None = None, interval: float = HEARTBEAT_SECONDS):
+        import threading
+
+        self.extra, self.interval = extra, interval
+        self.current: tuple[Any, int] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="harness-heartbeat")
+        self._thread.start()
+
+    def beat_for(self, storage: Any, trial_id: int | None) -> None:
+        self.current = None if trial_id is None else (storage, trial_id)
+        self._beat()
+
+    def _beat(self) -> None:
+        current = self.current
+        try:
+            if current is not None and is_heartbeat_enabled(current[0]):
+                current[0].record_heartbeat(current[1])
+            if self.extra is not None:
+                self.extra()
+        except Exception as error:  # noqa: BLE001 - a missed beat is retried at the next; the work goes on
+            logging.getLogger("harness").debug("heartbeat missed: %s", error)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._beat()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,231 @@
+"""Many workers on one study: exact budgets, no repeated work, crash-safe resume, on local stores and on
+PostgreSQL + an MLflow tracking server.
+
+The server tests need HARNESS_TEST_POSTGRES (postgresql://USER@HOST:PORT, a role that may create databases)
+and HARNESS_TEST_MLFLOW (http://HOST:PORT of an `mlflow server` with served artifacts); `.ci/run` starts both.
+Without them they skip, unless HARNESS_TEST_REQUIRE_SERVERS=1 (set by `.ci/run`), where a skip is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+
+from harness.spec import Stores
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = '''
+from harness.spec import Arm, StudySpec, TrialConfig
+
+
+def search_space(trial, arm):
+    return {{"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True)}}
+
+
+STUDY = StudySpec(
+    name="{name}", question="A tiny study for the worker tests.",
+    arms=(Arm("sgd", "sgd", "linear_probe"), Arm("adam", "adam", "linear_probe")),
+    search_space=search_space,
+    base=TrialConfig(study="{name}", model="lenet5", weights="source", pretrain_epochs=2, epochs=5, shots=10),
+    n_trials=4, seeds=2, confirm_top=1, prune=False, comparisons=(("adam", "sgd"),),
+)
+'''
+
+
+class Tiny:
+    """A tiny two-arm study file and the command line that runs it into one set of stores."""
+
+    def __init__(self, tmp_path: Path, storage: str | None = None, tracking_uri: str | None = None):
+        self.name = f"tiny_{uuid.uuid4().hex[:8]}"  # unique: server stores outlive a test
+        self.studies = tmp_path / "studies"
+        self.studies.mkdir(parents=True, exist_ok=True)
+        (self.studies / f"{self.name}.py").write_text(TINY.format(name=self.name))
+        self.stores = Stores(tmp_path / "mlruns", tracking_uri, storage)
+        self.reports = tmp_path / "reports"
+
+    def args(self, *extra: str) -> list[str]:
+        args = [sys.executable, "-m", "harness.study", self.name, "--studies", str(self.studies),
+                "--root", str(self.stores.root), "--reports", str(self.reports), *extra]
+        for flag, value in (("--storage", self.stores.storage), ("--tracking-uri", self.stores.tracking_uri)):
+            if value:
+                args += [flag, value]
+        return args
+
+    def start(self, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen(self.args(*extra), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    def storage(self):
+        from harness.tracking import open_storage
+
+        return open_storage(self.stores)
+
+    def studies_of(self) -> dict[str, optuna.Study]:
+        storage = self.storage()
+        return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
+                for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(self.name + "/")}
+
+    def runs(self):
+        mlflow.set_tracking_uri(self.stores.mlflow_uri)
+        return mlflow.search_runs(experiment_names=[self.name], output_format="list")
+
+
+def wait_all(procs: list[subprocess.Popen], timeout: float = 300) -> list[str]:
+    outs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=timeout)
+        outs.append(out)
+    return outs
+
+
+def assert_study_done_exactly_once(tiny: Tiny) -> None:
+    """Exactly n_trials counted trials per arm, distinct parameters, each confirmation (trial, seed) once,
+    nothing left RUNNING in Optuna or MLflow, one report."""
+    from harness.queue import counts
+
+    studies = tiny.studies_of()
+    assert len(studies) == 4  # two arms, each a search and a confirmation study
+    for name, study in studies.items():
+        trials = study.get_trials(deepcopy=False)
+        assert not [t for t in trials if not t.state.is_finished()], f"{name} left a trial unfinished"
+        counted = [t for t in trials if counts(t)]
+        if name.endswith("/confirm"):
+            slots = Counter(t.user_attrs["slot"] for t in counted)
+            assert len(slots) == 2 and set(slots.values()) == {1}, slots  # top 1 trial x 2 seeds, once each
+        else:
+            assert len(counted) == 4, f"{name}: {len(counted)} counted trials for a budget of 4"
+            assert len({tuple(sorted(t.params.items())) for t in counted}) == 4, f"{name} repeated parameters"
+            assert sorted(t.user_attrs["slot"] for t in counted) == ["0", "1", "2", "3"]
+    runs = tiny.runs()
+    assert not [r for r in runs if r.info.status == "RUNNING"], "an MLflow run was left RUNNING"
+    confirm = Counter((r.data.tags["arm"], r.data.tags["optuna_trial"], r.data.tags["seed"])
+                      for r in runs if r.data.tags.get("phase") == "confirm" and r.info.status == "FINISHED")
+    assert len(confirm) == 4 and set(confirm.values()) == {1}, confirm  # 2 arms x top 1 x 2 seeds, once each
+    client = mlflow.MlflowClient()
+    parents = [r for r in runs if r.data.tags.get("phase") == "study"]
+    with_report = [r for r in parents if any(a.path == "report" for a in client.list_artifacts(r.info.run_id))]
+    assert len(with_report) == 1, f"{len(with_report)} workers wrote the report"
+    assert (tiny.reports / tiny.name / "README.md").is_file() or tiny.stores.tracking_uri
+
+
+def slot_results(tiny: Tiny) -> dict[tuple[str, str], tuple]:
+    """(study, slot) -> (params, value) of every counted trial: what decides the verdict."""
+    from harness.queue import counts
+
+    return {(name, t.user_attrs["slot"]): (tuple(sorted(t.params.items())), t.value)
+            for name, study in tiny.studies_of().items() for t in study.get_trials() if counts(t)}
+
+
+def kill_mid_trial(tiny: Tiny, proc: subprocess.Popen, timeout: float = 240) -> int:
+    """SIGKILL `proc` while it runs a trial (search or confirmation); returns the trial's number."""
+    from harness.tracking import open_storage
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the worker finished before it could be killed"
+        try:
+            storage = open_storage(tiny.stores)
+            for summary in optuna.get_all_study_summaries(storage):
+                study = optuna.load_study(study_name=summary.study_name, storage=storage)
+                for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                    if trial.user_attrs.get("worker", "").split(":")[1:2] == [str(proc.pid)] \
+                            and trial.user_attrs.get("mlflow_run_id"):
+                        proc.send_signal(signal.SIGKILL)
+                        proc.wait()
+                        return trial.number
+        except Exception as error:  # noqa: BLE001 - the stores are being created: look again
+            print(f"stores not ready: {error}")
+        time.sleep(0.05)
+    raise AssertionError("no running trial to kill")
+
+
+# --- local stores ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def together(tmp_path_factory) -> Tiny:
+    """Three workers started at the same instant on fresh local stores."""
+    tiny = Tiny(tmp_path_factory.mktemp("together"))
+    outs = wait_all([tiny.start() for _ in range(3)])
+    assert all("Traceback" not in out for out in outs), outs
+    return tiny
+
+
+@pytest.mark.slow
+def test_three_workers_started_at_the_same_instant_on_fresh_local_stores(together):
+    assert_study_done_exactly_once(together)
+
+
+@pytest.mark.slow
+def test_workers_flag_splits_the_study_among_processes_on_local_stores(tmp_path):
+    tiny = Tiny(tmp_path)
+    (out,) = wait_all([tiny.start("--workers", "3")])
+    assert "started 3 workers" in out and "Traceback" not in out, out
+    assert_study_done_exactly_once(tiny)
+    workers = {r.data.tags["worker"] for r in tiny.runs() if r.data.tags.get("phase") == "study"}
+    assert 2 <= len(workers) <= 3  # a worker that found nothing left to take opens no parent run
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_reruns_that_configuration_and_the_verdict_is_unchanged(tmp_path, together):
+    crashed = Tiny(tmp_path)
+    crashed.name, crashed.studies = together.name, together.studies  # the same study: the same seeded points
+    proc = crashed.start()
+    kill_mid_trial(crashed, proc)
+    assert [r for r in crashed.runs() if r.info.status == "RUNNING"]  # the killed worker's, until a restart
+    (out,) = wait_all([crashed.start()])
+    assert "Traceback" not in out, out
+    assert_study_done_exactly_once(crashed)
+    killed = [r for r in crashed.runs() if r.info.status == "KILLED"]
+    assert killed and all("stopped" in r.data.tags.get("state_reason", "") for r in killed)
+    assert slot_results(crashed) == slot_results(together)  # the uninterrupted study's results, exactly
+
+
+# --- PostgreSQL and an MLflow tracking server ----------------------------------------------------------
+
+
+def _servers() -> tuple[str, str]:
+    pg, server = os.environ.get("HARNESS_TEST_POSTGRES"), os.environ.get("HARNESS_TEST_MLFLOW")
+    if not (pg and server):
+        reason = "needs HARNESS_TEST_POSTGRES and HARNESS_TEST_MLFLOW (.ci/run starts both servers)"
+        if os.environ.get("HARNESS_TEST_REQUIRE_SERVERS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return pg, server
+
+
+def _fresh_database(pg: str) -> str:
+    import sqlalchemy
+
+    name = f"optuna_{uuid.uuid4().hex[:8]}"
+    engine = sqlalchemy.create_engine(f"{pg}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return f"{pg}/{name}"
+
+
+@pytest.mark.slow
+def test_three_workers_on_postgres_and_a_tracking_server_one_killed_mid_trial(tmp_path):
+    pg, server = _servers()
+    tiny = Tiny(tmp_path, storage=_fresh_database(pg), tracking_uri=server)
+    procs = [tiny.start() for _ in range(3)]
+    kill_mid_trial(tiny, procs[0])
+    outs = wait_all(procs[1:])
+    assert all("Traceback" not in out for out in outs), outs
+    assert_study_done_exactly_once(tiny)
+    from harness.report import main as report_main
+
+    assert report_main([tiny.name, "--studies", str(tiny.studies), "--storage", tiny.stores.storage,
+                        "--tracking-uri", server, "--reports", str(tmp_path / "rebuilt")]) == 0
+    assert (tmp_path / "rebuilt" / tiny.name / "README.md").is_file()
