@@ -60,6 +60,12 @@ class ImageFiles:
 class BrokenImage(ValueError):
     """An image file that cannot be decoded; the message names it."""
 
+    def __init__(self, message: str):
+        # raised in a DataLoader worker, it comes back as "Caught BrokenImage ... Original Traceback ...":
+        # keep only its own last line, so the user reads one message, not a worker's traceback
+        last = message.rstrip().splitlines()[-1] if message.strip() else message
+        super().__init__(last.partition("BrokenImage: ")[2] or message)
+
 
 def broken_image_message(path: str | Path, error: Exception) -> str:
     return f"cannot read image {path} ({type(error).__name__}: {error}); remove or replace that file"

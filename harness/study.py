@@ -102,7 +102,13 @@ def apply_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
 def check(spec: StudySpec) -> None:
     """Fail before anything is written: every arm's names must be known, with the valid choices named."""
     from harness.datasets import check_data
-    from harness.models import STRATEGIES, WeightsUnavailable, check_weights_file, model_spec, require_imagenet
+    from harness.models import (
+        STRATEGIES,
+        WeightsUnavailable,
+        check_weights_file,
+        model_spec,
+        require_imagenet,
+    )
     from harness.optim import optimizer_spec
 
     if spec.sampler not in SAMPLERS:

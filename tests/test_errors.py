@@ -150,3 +150,17 @@ def test_a_one_class_target_is_refused_before_anything_is_written(tmp_path, caps
     assert run_cli(tmp_path, "sgd_vs_adam", "--target-classes", "7") == 2
     assert "target_classes [7]: a classifier needs at least 2 classes" in capsys.readouterr().err
     assert nothing_written(tmp_path)
+
+
+def test_a_broken_image_met_by_a_loader_worker_is_one_message_not_the_workers_traceback(tmp_path):
+    from harness.data import make_task
+    from harness.models import preprocessing
+
+    images, labels = digits(per_class=60, classes=10)  # splits of over 256 images are read by worker processes
+    folder = write_folder(tmp_path / "imgs", images, labels)
+    broken = min((folder / "class_7").iterdir())
+    broken.write_bytes(b"junk")
+    cfg = TrialConfig(dataset=f"folder:{folder}", target_classes=None, shots=None)
+    with pytest.raises(BrokenImage) as caught:
+        make_task(cfg, preprocessing("lenet5", "none"))
+    assert str(caught.value).startswith(f"cannot read image {broken} (") and "Traceback" not in str(caught.value)
