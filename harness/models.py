@@ -299,8 +299,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"checkpoint {path} holds Python objects ({found.group(1)}), not just tensors; it "
                              f"was refused unread, so none of its code ran. Use a plain state dict: {SAVE_HINT}"
                              ) from None
-        raise ValueError(f"checkpoint {path} is not a PyTorch file (its bytes are no pickle torch can read); "
-                         f"it may be corrupted or another format: {SAVE_HINT}") from None
+        raise ValueError(f"checkpoint {path} is not a readable PyTorch file (its bytes are no pickle torch can "
+                         f"read); it may be corrupted or another format: {SAVE_HINT}") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:  # truncated, or not torch's
         reason = " ".join(str(error).split()).split(". ")[0][:200]  # torch's first sentence says what failed
         raise ValueError(f"checkpoint {path} is not a readable PyTorch file ({type(error).__name__}: {reason}); "
