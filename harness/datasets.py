@@ -38,7 +38,13 @@ class ImageFiles:
     def read(self, idx: np.ndarray, size: int) -> torch.Tensor:
         out = torch.empty(len(idx), 3, size, size, dtype=torch.uint8)
         for i, j in enumerate(idx):
-            with Image.open(self.paths[j]) as image:
+            out[i] = self._decode(self.paths[j], size)
+        return out
+
+    @staticmethod
+    def _decode(path: str, size: int) -> torch.Tensor:
+        try:
+            with Image.open(path) as image:
                 image.draft("RGB", (size, size))  # JPEG decodes at a reduced scale: faster, less memory
                 image = image.convert("RGB")
                 w, h = image.size
@@ -46,8 +52,23 @@ class ImageFiles:
                 w, h = max(size, round(w * scale)), max(size, round(h * scale))
                 left, top = (w - size) // 2, (h - size) // 2
                 image = image.resize((w, h), Image.Resampling.BILINEAR).crop((left, top, left + size, top + size))
-                out[i] = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
-        return out
+                return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+        except (OSError, ValueError, SyntaxError) as error:  # PIL's errors for broken, truncated, non-image files
+            raise BrokenImage(broken_image_message(path, error)) from None
+
+
+class BrokenImage(ValueError):
+    """An image file that cannot be decoded; the message names it."""
+
+    def __init__(self, message: str):
+        # raised in a DataLoader worker, it comes back as "Caught BrokenImage ... Original Traceback ...":
+        # keep only its own last line, so the user reads one message, not a worker's traceback
+        last = message.rstrip().splitlines()[-1] if message.strip() else message
+        super().__init__(last.partition("BrokenImage: ")[2] or message)
+
+
+def broken_image_message(path: str | Path, error: Exception) -> str:
+    return f"cannot read image {path} ({type(error).__name__}: {error}); remove or replace that file"
 
 
 Images = torch.Tensor | ImageFiles  # N x C x H x W in memory (uint8, or floats in [0, 1]), or files
@@ -270,27 +291,61 @@ def dataset_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
+def _check_classes(name: str, spec: DatasetSpec, side: str, classes: tuple[int, ...] | None) -> None:
+    unknown = sorted(c for c in classes or () if not 0 <= c < spec.num_classes)
+    if unknown:
+        raise ValueError(
+            f"{side} {unknown} not in {name}, which has {spec.num_classes} classes "
+            f"(0..{spec.num_classes - 1}); set source_classes and target_classes in the study's "
+            "TrialConfig, or --source-classes / --target-classes (None or 'all' means all classes)"
+        )
+    n_classes = len(set(classes)) if classes is not None else spec.num_classes
+    if n_classes < 2:
+        chosen = f"{side} {list(classes)}" if classes is not None else f"{name}, which has one class"
+        raise ValueError(f"{chosen}: a classifier needs at least 2 classes; choose two or more "
+                         f"(a folder dataset needs a subfolder per class)")
+
+
 def check_data(cfg) -> None:
-    """Fail before a study writes anything: the dataset must exist and have the classes `cfg` names."""
-    spec = dataset_spec(cfg.dataset)
-    sides = {"target_classes": cfg.target_classes}
+    """Fail before a study writes anything: the datasets must exist, be readable and have the classes `cfg`
+    names, for the target and (with weights=source) the source task."""
+    target = dataset_spec(cfg.dataset)
+    _check_classes(cfg.dataset, target, "target_classes", cfg.target_classes)
+    names = [cfg.dataset]
     if cfg.weights == "source":
-        sides["source_classes"] = cfg.source_classes
-    for side, classes in sides.items():
-        unknown = sorted(c for c in classes or () if not 0 <= c < spec.num_classes)
-        if unknown:
-            raise ValueError(
-                f"{side} {unknown} not in {cfg.dataset}, which has {spec.num_classes} classes "
-                f"(0..{spec.num_classes - 1}); set source_classes and target_classes in the study's "
-                "TrialConfig (None means all classes)"
-            )
-    if cfg.weights == "source":
-        # the source task splits its own pool: shared classes would put target val/test images in pretraining
-        every = range(spec.num_classes)
-        shared = sorted(set(cfg.source_classes or every) & set(cfg.target_classes or every))
-        if shared:
-            raise ValueError(f"source_classes and target_classes share {shared}: with weights=source the "
-                             "pretraining would see the target's validation and test images; make them disjoint")
+        source_name = cfg.source_dataset or cfg.dataset
+        try:
+            source = target if source_name == cfg.dataset else dataset_spec(source_name)
+        except ValueError as error:
+            raise ValueError(f"source_dataset: {error}") from None
+        _check_classes(source_name, source, "source_classes", cfg.source_classes)
+        names.append(source_name)
+        if source_name == cfg.dataset:
+            # the source task splits its own pool: shared classes would put target val/test images in pretraining
+            every = range(target.num_classes)
+            shared = sorted(set(every if cfg.source_classes is None else cfg.source_classes)
+                            & set(every if cfg.target_classes is None else cfg.target_classes))
+            if shared:
+                raise ValueError(f"source_classes and target_classes share {shared}: with weights=source the "
+                                 "pretraining would see the target's validation and test images; make them "
+                                 "disjoint, or pretrain on another dataset (source_dataset)")
+    for name in dict.fromkeys(names):
+        if name.startswith(FOLDER):
+            check_images(name.removeprefix(FOLDER))
+
+
+@functools.lru_cache(maxsize=8)
+def check_images(path: str) -> None:
+    """Every image file of a folder dataset opens and passes PIL's integrity check, or the first broken one is
+    named: before a study writes anything, not halfway through building its splits."""
+    pool, held_out, classes = folder_layout(path)
+    paths, _ = _image_list(pool + ([held_out] if held_out else []), classes, require_all=False)
+    for file in paths:
+        try:
+            with Image.open(file) as image:
+                image.verify()  # reads the file's structure (PNG checksums, headers) without decoding pixels
+        except (OSError, ValueError, SyntaxError) as error:  # UnidentifiedImageError is an OSError
+            raise BrokenImage(broken_image_message(file, error)) from None
 
 
 @functools.lru_cache(maxsize=4)

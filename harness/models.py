@@ -5,6 +5,8 @@ Which stages are frozen is explicit state of the model (`TransferNet.frozen`), n
 
 from __future__ import annotations
 
+import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,14 +285,45 @@ def _without_aux_heads(net: nn.Module) -> nn.Module:
     return net
 
 
+SAVE_HINT = "save one with torch.save(model.state_dict(), PATH)"
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a file, loaded safely: `weights_only` runs no code from the file, and anything that is
+    not a readable mapping of names to tensors is a `ValueError` that says what the file is instead."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"unsupported global:? (?:GLOBAL )?(\S+)", str(error), re.IGNORECASE)
+        if found:  # a pickle of Python objects (code to run, perhaps): refused before any of it ran
+            raise ValueError(f"checkpoint {path} holds Python objects ({found.group(1)}), not just tensors; it "
+                             f"was refused unread, so none of its code ran. Use a plain state dict: {SAVE_HINT}"
+                             ) from None
+        raise ValueError(f"checkpoint {path} is not a readable PyTorch file (its bytes are no pickle torch can "
+                         f"read); it may be corrupted or another format: {SAVE_HINT}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:  # truncated, or not torch's
+        reason = " ".join(str(error).split()).split(". ")[0][:200]  # torch's first sentence says what failed
+        raise ValueError(f"checkpoint {path} is not a readable PyTorch file ({type(error).__name__}: {reason}); "
+                         f"it may be truncated or another format: {SAVE_HINT}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"checkpoint {path} is not a state dict (a mapping of names to tensors): {SAVE_HINT}")
+    return state
+
+
+def check_weights_file(path: str | Path, model: str) -> None:
+    """Fail before a study writes anything: `path` must be a safe, readable state dict that fits `model`."""
+    if not Path(path).is_file():
+        raise ValueError(f"weights must be source, imagenet, none or a checkpoint file; no such file: {path}")
+    net = _without_aux_heads(model_spec(model).build())
+    load_checkpoint(net, path, head_path(net))
+
+
 def load_checkpoint(net: nn.Module, path: str | Path, head: str) -> None:
     """Load a state dict safely (weights_only); a head of another shape is left to be replaced.
 
     Takes the state dict of the bare network or of a `TransferNet` (keys prefixed `net.`).
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"checkpoint {path} is not a state dict (a mapping of names to tensors)")
+    state = read_state_dict(path)
     if state and all(k.startswith("net.") for k in state):
         state = {k.removeprefix("net."): v for k, v in state.items()}
     own, in_head = net.state_dict(), head + "."

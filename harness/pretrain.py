@@ -1,6 +1,9 @@
-"""Source pretraining (`weights=source`): train a model on the source classes once, cache it keyed by its config.
+"""Source pretraining (`weights=source`): train a model on the source task once, cache it keyed by its config.
 
-The pretraining run is logged to MLflow with its checkpoint as an artifact; later runs reuse the file.
+The source task is `source_classes` of `source_dataset` (default: the target's dataset), preprocessed for the
+model's input like the target, so a digits-pretrained LeNet-5 can fine-tune on a user's colour photos. The
+pretraining run is logged to MLflow with its checkpoint as an artifact; later runs reuse the file, and a cached
+file that no longer reads (truncated, overwritten) is pretrained again.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import mlflow
 import torch
 
 from harness.data import make_task
-from harness.models import build_model, model_spec, preprocessing
+from harness.models import Preprocess, build_model, model_spec, preprocessing, read_state_dict
 from harness.spec import TrialConfig, digest
 from harness.tracking import start_child_run
 from harness.train import device, fit, seed_everything
@@ -25,7 +29,7 @@ from harness.train import device, fit, seed_everything
 # model's own (ModelSpec.pretrain_lr) and is logged with the rest on the pretraining run.
 PRETRAIN_RECIPE = {
     "arm": "pretrain", "weights": "none", "strategy": "full", "optimizer": "adam",
-    "weight_decay": 1e-4, "optimizer_params": {}, "lr_schedule": "cosine", "augment": False, "seed": 0,
+    "weight_decay": 1e-4, "optimizer_params": {}, "lr_schedule": "cosine", "augment": False,
     "shots": None, "freeze_k": 0, "lp_epochs": 0, "stage_lr_decay": 1.0, "transfer_stages": None,
     "bn_frozen_eval": True,
 }
@@ -39,25 +43,50 @@ class Checkpoint:
 
 
 def pretrain_config(cfg: TrialConfig) -> TrialConfig:
-    """The source task's config: the same data split, the source classes as the target, the fixed recipe."""
-    recipe = {**PRETRAIN_RECIPE, "lr": model_spec(cfg.model).pretrain_lr}
-    return dataclasses.replace(cfg, study="", target_classes=cfg.source_classes, epochs=cfg.pretrain_epochs, **recipe)
+    """The source task's config: its dataset and classes as the target, the same split settings, the fixed
+    recipe, seeded by `pretrain_seed`. `source_dataset` is resolved, so naming the target's dataset as the
+    source explicitly gives the same checkpoint as leaving it None."""
+    recipe = {**PRETRAIN_RECIPE, "lr": model_spec(cfg.model).pretrain_lr, "seed": cfg.pretrain_seed}
+    return dataclasses.replace(cfg, study="", dataset=cfg.source_dataset or cfg.dataset, source_dataset=None,
+                               target_classes=cfg.source_classes, epochs=cfg.pretrain_epochs, **recipe)
+
+
+def source_preprocessing(cfg: TrialConfig) -> Preprocess:
+    """The input the source model is trained on: the model's own, as the target fine-tunes it (weights=source
+    uses the same preprocessing), so grey digits feed an RGB model as 3 channels and colour images a LeNet as 1."""
+    return preprocessing(cfg.model, "none")
 
 
 def checkpoint_key(cfg: TrialConfig) -> str:
-    flat = pretrain_config(cfg).flat()
+    pcfg = pretrain_config(cfg)
+    flat = pcfg.flat()
     flat.pop("data_root")  # where the files are does not change what they are
+    flat["preprocess"] = dataclasses.asdict(source_preprocessing(cfg))  # the input the weights were trained on
     short = digest(flat, length=10)
-    dataset = re.sub(r"[^\w.-]+", "_", cfg.dataset)  # folder:/a/b -> folder_a_b: the key names files
+    dataset = re.sub(r"[^\w.-]+", "_", pcfg.dataset)  # folder:/a/b -> folder_a_b: the key names files
     return f"{cfg.model}-{dataset}-{short}"
 
 
+_readable: set[tuple[str, int, int]] = set()  # (path, size, mtime) of checkpoints already read in this process
+
+
 def find_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint | None:
+    """The cached checkpoint, or None when it is missing or unreadable (then it is pretrained again)."""
     key = checkpoint_key(cfg)
     path, meta = folder / f"{key}.pt", folder / f"{key}.json"
-    if path.is_file() and meta.is_file():
-        return Checkpoint(path, key, json.loads(meta.read_text())["run_id"])
-    return None
+    if not (path.is_file() and meta.is_file()):
+        return None
+    try:
+        run_id = json.loads(meta.read_text())["run_id"]
+        stat = path.stat()
+        if (str(path), stat.st_size, stat.st_mtime_ns) not in _readable:
+            read_state_dict(path)
+            _readable.add((str(path), stat.st_size, stat.st_mtime_ns))
+    except (ValueError, KeyError, TypeError, OSError) as error:  # JSONDecodeError is a ValueError
+        print(f"cached source checkpoint {key} is unreadable ({error}); pretraining it again", file=sys.stderr,
+              flush=True)
+        return None
+    return Checkpoint(path, key, run_id)
 
 
 def source_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint:
@@ -67,12 +96,20 @@ def source_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint:
         return found
     key, pcfg = checkpoint_key(cfg), pretrain_config(cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    task = make_task(pcfg, preprocessing(cfg.model, "none"), role="target", device=device())
+    task = make_task(pcfg, source_preprocessing(cfg), role="target", device=device())
+    print(f"pretraining the source model: {cfg.model} on {pcfg.dataset} classes {', '.join(task.classes)}, "
+          f"{pcfg.epochs} epochs (once; cached as {folder / key}.pt)", flush=True)
     seed_everything(pcfg.seed)
     model = build_model(cfg.model, len(task.classes), "none").to(device())
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics(metrics, step=epoch)
+        print(f"  pretrain epoch {epoch + 1}/{pcfg.epochs}: val acc {metrics['val_acc']:.1%} "
+              f"({metrics['epoch_seconds']:.1f} s)", flush=True)
+
     with start_child_run(f"pretrain {key}", {"phase": "pretrain", "checkpoint": key}) as run:
         mlflow.log_params(pcfg.flat())
-        result = fit(model, task, pcfg, on_epoch=lambda epoch, m: mlflow.log_metrics(m, step=epoch))
+        result = fit(model, task, pcfg, on_epoch=on_epoch)
         model.load_state_dict(result.best_state)
         mlflow.log_metrics({"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch})
         path, tmp = folder / f"{key}.pt", folder / f"{key}.{os.getpid()}.pt.tmp"  # workers never share a temp file

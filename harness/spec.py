@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ class TrialConfig:
     # data: the target task, and the source task its pretrained model came from
     dataset: str = "digits"
     data_root: str = field(default_factory=lambda: os.environ.get("HARNESS_DATA_ROOT", "data"))  # digits need none
+    source_dataset: str | None = None  # the source task's dataset (weights=source); None: the target's dataset
     source_classes: tuple[int, ...] | None = (0, 1, 2, 3, 4)  # Yosinski et al. 2014 class split
     target_classes: tuple[int, ...] | None = (5, 6, 7, 8, 9)
     shots: int | None = 30  # training images per target class; None keeps the whole training part
@@ -39,6 +41,7 @@ class TrialConfig:
     model: str = "lenet5"
     weights: str = "source"  # source | imagenet | none | path/to/checkpoint.pt
     pretrain_epochs: int = 15  # for weights=source
+    pretrain_seed: int = 0  # seed of the source pretraining (weights=source); part of the checkpoint's key
     transfer_stages: int | None = None  # keep only the first n pretrained stages (Yosinski's AnB); None: all
     # fine-tuning strategy
     strategy: str = "full"  # linear_probe | freeze_k | full | gradual | lp_ft
@@ -62,6 +65,24 @@ class TrialConfig:
         extra = values.pop("optimizer_params")
         values.update({f"opt.{k}": v for k, v in sorted(extra.items())})
         return values
+
+
+def retarget(base: TrialConfig, dataset: str) -> TrialConfig:
+    """`base` with another target dataset, as `--dataset` asks: the source task stays where the study put it.
+
+    The study's class indices name its own dataset's classes, so on another dataset the target takes all of
+    that dataset's classes (set target_classes afterwards to choose some), and a source that was the study's
+    dataset stays it explicitly: `--dataset folder:PATH` on a digits study pretrains on digits 0-4 and
+    fine-tunes on every class of the folder.
+
+    >>> cfg = retarget(TrialConfig(dataset="digits"), "folder:/imgs")
+    >>> cfg.dataset, cfg.source_dataset, cfg.source_classes, cfg.target_classes
+    ('folder:/imgs', 'digits', (0, 1, 2, 3, 4), None)
+    """
+    if dataset == base.dataset:
+        return base
+    return dataclasses.replace(base, dataset=dataset, target_classes=None,
+                               source_dataset=base.source_dataset or base.dataset)
 
 
 def digest(values: Mapping[str, Any], length: int = 12) -> str:
@@ -120,7 +141,15 @@ def load_study(name: str, directory: Path = STUDIES_DIR) -> StudySpec:
         raise ValueError(f"unknown study {name!r}; studies in {directory}: {choices}")
     module_spec = importlib.util.spec_from_file_location(f"studies.{name}", path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as error:  # the file itself: its line, and the caret's text
+        raise ValueError(f"{path}, line {error.lineno}: {error.msg}: {(error.text or '').strip()!r}; "
+                         "fix the study file") from None
+    except Exception as error:  # noqa: BLE001 - any error a study file raises at import is the file's to fix
+        lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path]
+        where = f", line {lines[-1]}" if lines else ""
+        raise ValueError(f"{path}{where}: {type(error).__name__}: {error}; fix the study file") from None
     study = getattr(module, "STUDY", None)
     if not isinstance(study, StudySpec):
         raise TypeError(f"{path} must define STUDY = StudySpec(...)")

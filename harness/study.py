@@ -108,7 +108,13 @@ def apply_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
 def check(spec: StudySpec) -> None:
     """Fail before anything is written: every arm's names must be known, with the valid choices named."""
     from harness.datasets import check_data
-    from harness.models import STRATEGIES, WeightsUnavailable, model_spec, require_imagenet
+    from harness.models import (
+        STRATEGIES,
+        WeightsUnavailable,
+        check_weights_file,
+        model_spec,
+        require_imagenet,
+    )
     from harness.optim import optimizer_spec
     from harness.worker import SAMPLERS
 
@@ -121,9 +127,9 @@ def check(spec: StudySpec) -> None:
         optimizer_spec(cfg.optimizer)
         if cfg.strategy not in STRATEGIES:
             raise ValueError(f"arm {arm.name}: unknown strategy {cfg.strategy!r}; choices: {', '.join(STRATEGIES)}")
-        if cfg.weights not in ("source", "imagenet", "none") and not Path(cfg.weights).is_file():
-            raise ValueError(f"weights must be source, imagenet, none or a checkpoint file; not {cfg.weights!r}")
-        if cfg.weights == "source" and cfg.source_classes is None:
+        if cfg.weights not in ("source", "imagenet", "none"):
+            check_weights_file(cfg.weights, cfg.model)  # exists, loads without running code, fits the model
+        if cfg.weights == "source" and cfg.source_classes is None and cfg.source_dataset is None:
             raise ValueError(f"arm {arm.name}: weights=source needs source_classes")
         if cfg.weights == "imagenet":
             try:

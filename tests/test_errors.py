@@ -1,0 +1,168 @@
+"""Every bad input exits 2 with one message that says what is wrong, where, and how to fix it, before anything is
+written; a cached checkpoint that no longer reads is pretrained again."""
+
+import functools
+import os
+
+import numpy as np
+import pytest
+import torch
+from fabricate import digits, write_folder
+
+import harness.study
+from harness.datasets import BrokenImage, ImageFiles
+from harness.models import read_state_dict
+from harness.pretrain import source_checkpoint
+from harness.spec import TrialConfig, load_study
+
+
+def run_cli(tmp_path, *args):
+    """`python -m harness.study ...` with its records under tmp_path: (exit code, stderr)."""
+    return harness.study.main([*args, "--root", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports")])
+
+
+def nothing_written(tmp_path) -> bool:
+    return not (tmp_path / "runs").exists() and not (tmp_path / "reports").exists()
+
+
+@pytest.fixture
+def studies_dir(tmp_path, monkeypatch):
+    """Study files in a folder of the test's own, read by the CLI."""
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    monkeypatch.setattr(harness.study, "load_study", functools.partial(load_study, directory=folder))
+    return folder
+
+
+def test_a_study_file_with_a_syntax_error_is_named_with_its_line(tmp_path, studies_dir, capsys):
+    (studies_dir / "broken.py").write_text("from harness.spec import StudySpec\n\nSTUDY = StudySpec(name='x',\n")
+    assert run_cli(tmp_path, "broken") == 2
+    err = capsys.readouterr().err
+    assert f"{studies_dir / 'broken.py'}, line 3" in err and "fix the study file" in err
+    assert "Traceback" not in err and nothing_written(tmp_path)
+
+
+def test_a_study_file_whose_import_fails_is_named_with_the_line_that_failed(tmp_path, studies_dir, capsys):
+    (studies_dir / "imports.py").write_text("import math\nimport no_such_package_xyz\n")
+    assert run_cli(tmp_path, "imports") == 2
+    err = capsys.readouterr().err
+    assert f"{studies_dir / 'imports.py'}, line 2: ModuleNotFoundError" in err and "no_such_package_xyz" in err
+    assert nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("seed", range(4))  # random bytes fail in torch.load at different places
+def test_weights_of_random_bytes_are_refused_before_anything_is_written(tmp_path, capsys, seed):
+    weights = tmp_path / "random.pt"
+    weights.write_bytes(np.random.default_rng(seed).bytes(2048))
+    assert run_cli(tmp_path, "sgd_vs_adam", "--weights", str(weights)) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {weights} is not a readable PyTorch file" in err and "torch.save(model.state_dict()" in err
+    assert "weights_only=False" not in err and nothing_written(tmp_path)
+
+
+class RunsCode:
+    """A pickle that would run a shell command when unpickled without weights_only."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_weights_that_would_run_code_are_refused_unread(tmp_path, capsys):
+    weights, marker = tmp_path / "evil.pt", tmp_path / "ran"
+    torch.save({"conv1.0.weight": RunsCode(marker)}, weights)
+    assert run_cli(tmp_path, "sgd_vs_adam", "--weights", str(weights)) == 2
+    err = capsys.readouterr().err
+    assert "holds Python objects" in err and "none of its code ran" in err and "weights_only=False" not in err
+    assert not marker.exists() and nothing_written(tmp_path)
+
+
+def test_weights_of_another_model_are_refused_naming_the_mismatch(tmp_path, capsys):
+    weights = tmp_path / "other.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, weights)
+    assert run_cli(tmp_path, "sgd_vs_adam", "--weights", str(weights)) == 2
+    assert "does not fit this model" in capsys.readouterr().err and nothing_written(tmp_path)
+
+
+def test_a_whole_pickled_model_is_refused_as_objects_not_a_state_dict(tmp_path):
+    weights = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(2, 2), weights)  # the model object, not its state_dict(): a common slip
+    with pytest.raises(ValueError, match=r"holds Python objects \(torch\.nn\..*Linear\)"):
+        read_state_dict(weights)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupted_cached_checkpoint_is_pretrained_again(stores, tracking, capsys, damage):
+    cfg = TrialConfig(pretrain_epochs=1)
+    first = source_checkpoint(cfg, stores.checkpoints)
+    data = first.path.read_bytes()
+    first.path.write_bytes(os.urandom(500) if damage == "garbage" else data[: len(data) // 2])
+    capsys.readouterr()
+    second = source_checkpoint(cfg, stores.checkpoints)
+    err = capsys.readouterr().err
+    assert f"cached source checkpoint {first.key} is unreadable" in err and "pretraining it again" in err
+    assert second.path == first.path and second.run_id != first.run_id
+    assert set(read_state_dict(second.path)) == set(torch.load(second.path, weights_only=True))  # readable again
+
+
+def test_a_cached_checkpoint_whose_record_is_corrupted_is_pretrained_again(stores, tracking):
+    cfg = TrialConfig(pretrain_epochs=1)
+    first = source_checkpoint(cfg, stores.checkpoints)
+    first.path.with_suffix(".json").write_text("{not json")
+    assert source_checkpoint(cfg, stores.checkpoints).run_id != first.run_id
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    images, labels = digits(per_class=5, classes=10)
+    return write_folder(tmp_path / "imgs", images, labels, rgb=True)
+
+
+@pytest.mark.parametrize("damage", ["not an image", "truncated"])
+def test_a_broken_image_in_a_folder_dataset_is_named_before_anything_is_written(tmp_path, image_folder, capsys,
+                                                                               damage):
+    broken = min((image_folder / "class_7").iterdir())
+    data = broken.read_bytes()
+    broken.write_bytes(b"<html>not found</html>" if damage == "not an image" else data[: len(data) // 2])
+    code = run_cli(tmp_path, "sgd_vs_adam", "--dataset", f"folder:{image_folder}")
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot read image {broken}" in err and "remove or replace that file" in err
+    assert nothing_written(tmp_path)
+
+
+def test_a_broken_image_met_while_reading_names_the_file(tmp_path):
+    broken = tmp_path / "x.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(BrokenImage, match=f"cannot read image {broken}"):
+        ImageFiles([str(broken)]).read([0], 32)
+
+
+def test_a_one_class_folder_is_refused_before_anything_is_written(tmp_path, capsys):
+    images, labels = digits(per_class=40, classes=1)
+    folder = write_folder(tmp_path / "one", images, labels)
+    assert run_cli(tmp_path, "sgd_vs_adam", "--dataset", f"folder:{folder}", "--target-classes", "all") == 2
+    err = capsys.readouterr().err
+    assert f"folder:{folder}, which has one class: a classifier needs at least 2 classes" in err
+    assert nothing_written(tmp_path)
+
+
+def test_a_one_class_target_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert run_cli(tmp_path, "sgd_vs_adam", "--target-classes", "7") == 2
+    assert "target_classes [7]: a classifier needs at least 2 classes" in capsys.readouterr().err
+    assert nothing_written(tmp_path)
+
+
+def test_a_broken_image_met_by_a_loader_worker_is_one_message_not_the_workers_traceback(tmp_path):
+    from harness.data import make_task
+    from harness.models import preprocessing
+
+    images, labels = digits(per_class=60, classes=10)  # splits of over 256 images are read by worker processes
+    folder = write_folder(tmp_path / "imgs", images, labels)
+    broken = min((folder / "class_7").iterdir())
+    broken.write_bytes(b"junk")
+    cfg = TrialConfig(dataset=f"folder:{folder}", target_classes=None, shots=None)
+    with pytest.raises(BrokenImage) as caught:
+        make_task(cfg, preprocessing("lenet5", "none"))
+    assert str(caught.value).startswith(f"cannot read image {broken} (") and "Traceback" not in str(caught.value)
