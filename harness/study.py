@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -19,7 +20,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.spec import STUDIES_DIR, Stores, StudySpec, TrialConfig, list_studies, load_study
+from harness.spec import (
+    STUDIES_DIR,
+    Stores,
+    StudySpec,
+    TrialConfig,
+    digest,
+    list_studies,
+    load_study,
+    retarget,
+)
 
 PACKAGES = ("torch", "torchvision", "optuna", "mlflow", "numpy", "pandas", "scipy", "seaborn", "scikit-learn")
 
@@ -88,21 +98,68 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-CLI_OVERRIDES = ("epochs", "model", "weights", "dataset", "data_root", "shots", "source_classes",
+CLI_OVERRIDES = ("epochs", "model", "weights", "data_root", "shots", "source_classes",
                  "target_classes")  # flags that set the TrialConfig field of the same name
 
 
 def apply_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
+    """The study with the command line's settings. Any that differ from the study file's make it another
+    study (`<name>--<what differs>`): its own Optuna studies, MLflow experiment and report folder, so a
+    variant never resumes, or overwrites, the study as its file defines it."""
+    base = retarget(spec.base, args.dataset) if args.dataset is not None else spec.base
     base_changes = {field: getattr(args, field) for field in CLI_OVERRIDES if getattr(args, field) is not None}
     for field in ("source_classes", "target_classes"):
         if base_changes.get(field) == "all":
             base_changes[field] = None
-    changes: dict[str, Any] = {"base": dataclasses.replace(spec.base, **base_changes)}
+    changes: dict[str, Any] = {"base": dataclasses.replace(base, **base_changes)}
     if args.trials is not None:
         changes["n_trials"] = args.trials
     if args.seeds is not None:
         changes["seeds"] = args.seeds
-    return dataclasses.replace(spec, **changes)
+    variant = dataclasses.replace(spec, **changes)
+    differs = {k: v for k, v in changes.items() if k != "base" and getattr(spec, k) != v}
+    differs.update({k: getattr(variant.base, k) for k in ("dataset", *CLI_OVERRIDES)
+                    if k != "data_root" and getattr(variant.base, k) != getattr(spec.base, k)})
+    if not differs:
+        return spec
+    name = variant_name(spec.name, differs)
+    return dataclasses.replace(variant, name=name, base=dataclasses.replace(variant.base, study=name))
+
+
+def variant_name(name: str, differs: dict[str, Any]) -> str:
+    """sgd_vs_adam + {epochs: 6, model: resnet18} -> sgd_vs_adam--epochs-6--model-resnet18 (a folder name)."""
+    def text(value: Any) -> str:
+        if isinstance(value, tuple):
+            return "-".join(map(str, value))
+        value = "all" if value is None else str(value)
+        if "/" in value:  # a path: its last part names it well enough; the digest keeps variants apart
+            value = f"{value.rstrip('/').rsplit('/', 1)[-1]}-{digest({'v': value}, 6)}"
+        return re.sub(r"[^\w.-]+", "_", value)
+
+    short = {"n_trials": "trials", "source_classes": "source", "target_classes": "target"}
+    return "--".join([name, *(f"{short.get(k, k)}-{text(v)}" for k, v in sorted(differs.items()))])
+
+
+def recorded_spec(name: str, stores: Stores, studies: Path = STUDIES_DIR) -> StudySpec:
+    """A study by name: its file, or a variant (`<file>--<what differs>`) rebuilt from the command that ran it,
+    as its parent runs record it, so `python -m harness.report` can rebuild a variant's report too."""
+    try:
+        return load_study(name, studies)
+    except ValueError:
+        if "--" not in name:
+            raise
+    import mlflow
+
+    from harness.tracking import experiment_id
+
+    eid = experiment_id(stores, name, create=False)
+    runs = [] if eid is None else mlflow.search_runs([eid], "tags.phase = 'study'", output_format="list")
+    if not runs:
+        raise ValueError(f"unknown study {name!r}: neither a file in {studies} nor a variant recorded in "
+                         f"{stores.mlflow_uri}")
+    argv = shlex.split(runs[0].data.tags["command"])[3:]  # after "python -m harness.study"
+    args = parser().parse_args(argv)
+    return apply_overrides(load_study(args.study, studies), args)
 
 
 def check(spec: StudySpec) -> None:
@@ -207,7 +264,8 @@ def log_data_overview(cfg: TrialConfig, ctx) -> None:
     overview = {
         "dataset": task.dataset, "classes": task.classes, "counts": class_counts(task),
         "sizes": {name: len(s) for name, s in task.splits().items()}, "fingerprints": task.fingerprints(),
-        "preprocess": dataclasses.asdict(task.pre), "source_classes": cfg.source_classes,
+        "preprocess": dataclasses.asdict(task.pre), "source_dataset": cfg.source_dataset or cfg.dataset,
+        "source_classes": cfg.source_classes,
         "target_classes": cfg.target_classes, "shots": cfg.shots,
     }
     mlflow.log_dict(overview, "data/overview.json")
@@ -226,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.list:
         for name in list_studies(args.studies):
-            print(f"{name:16s} {load_study(name, args.studies).question}")
+            try:
+                print(f"{name:16s} {load_study(name, args.studies).question}")
+            except (ValueError, TypeError) as error:  # one broken file must not hide the others
+                print(f"{name:16s} (cannot be loaded: {error})")
         return 0
     if not args.study:
         parser().error(f"name a study; choices: {', '.join(list_studies(args.studies))}")

@@ -369,8 +369,10 @@ class Worker:
 
     def _write_report(self) -> Path:
         from harness.report import build_index, build_report
+        from harness.report_html import render_html
 
         report = build_report(self.spec, self.stores, self.reports)
+        render_html(report.parent)  # readable inside MLflow's artifact viewer, images included
         build_index(self.reports)
         if self.parent_run_id is not None:
             mlflow.log_artifacts(str(report.parent), artifact_path="report")

@@ -10,21 +10,22 @@ from harness.study import main
 
 TINY = ["--trials", "2", "--seeds", "2", "--epochs", "2"]
 ARMS = ("sgd-frozen", "adam-frozen", "sgd-unfrozen", "adam-unfrozen")
+NAME = "sgd_vs_adam--epochs-2--trials-2--seeds-2"  # settings other than the file's make a study of their own
 
 
 def run_tiny(tmp_path):
     return main(["sgd_vs_adam", *TINY, "--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")])
 
 
-def runs(tmp_path, phase):
+def runs(tmp_path, phase, name=NAME):
     mlflow.set_tracking_uri(Stores(tmp_path / "mlruns").mlflow_uri)
-    return mlflow.search_runs(experiment_names=["sgd_vs_adam"], filter_string=f"tags.phase = '{phase}'",
+    return mlflow.search_runs(experiment_names=[name], filter_string=f"tags.phase = '{phase}'",
                               output_format="list")
 
 
 def optuna_trials(tmp_path, arm):
     storage = Stores(tmp_path / "mlruns").optuna_url
-    return optuna.load_study(study_name=f"sgd_vs_adam/{arm}", storage=storage).trials
+    return optuna.load_study(study_name=f"{NAME}/{arm}", storage=storage).trials
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_each_arm_is_its_own_optuna_study_with_the_budget(finished):
 
 
 def test_the_report_has_its_sections_and_is_logged_on_the_parent_run(finished):
-    text = (finished / "reports" / "sgd_vs_adam" / "README.md").read_text()
+    text = (finished / "reports" / NAME / "README.md").read_text()
     for needle in ("Verdict", "adam-frozen", "sgd-unfrozen", "95%", "mlflow ui", "Setup"):
         assert needle in text
     (parent,) = runs(finished, "study")
@@ -73,7 +74,7 @@ def test_the_report_has_its_sections_and_is_logged_on_the_parent_run(finished):
 
 def test_the_chosen_trial_has_the_best_mean_validation_over_the_confirmation_seeds(finished):
     for arm in ARMS:
-        study = optuna.load_study(study_name=f"sgd_vs_adam/{arm}", storage=Stores(finished / "mlruns").optuna_url)
+        study = optuna.load_study(study_name=f"{NAME}/{arm}", storage=Stores(finished / "mlruns").optuna_url)
         means = study.user_attrs["confirm_val_acc"]
         assert study.user_attrs["selected_trial"] == int(max(means, key=means.get))
 
@@ -122,8 +123,9 @@ def test_a_diverging_confirmation_seed_is_recorded_and_the_study_still_reports(t
     args = ["sgd_vs_adam", "--trials", "1", "--seeds", "2", "--epochs", "1", "--root", str(tmp_path / "mlruns"),
             "--reports", str(tmp_path / "reports")]
     assert main(args) == 0
-    failed = [r for r in runs(tmp_path, "confirm") if r.info.status == "FAILED"]
+    name = "sgd_vs_adam--epochs-1--trials-1--seeds-2"
+    failed = [r for r in runs(tmp_path, "confirm", name) if r.info.status == "FAILED"]
     assert len(failed) == 4 and all(r.data.tags["state_reason"].startswith("diverged") for r in failed)
-    assert (tmp_path / "reports" / "sgd_vs_adam" / "README.md").is_file()
+    assert (tmp_path / "reports" / name / "README.md").is_file()
     assert main(args) == 0  # resuming does not retry a diverged seed
-    assert len(runs(tmp_path, "confirm")) == 8
+    assert len(runs(tmp_path, "confirm", name)) == 8

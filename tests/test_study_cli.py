@@ -73,20 +73,53 @@ def test_help_names_every_registered_dataset():
     assert all(name in text for name in DATASETS)  # the help is typed out: this keeps it from drifting
 
 
-def test_resuming_with_other_settings_is_refused_naming_them(tmp_path, capsys):
-    import optuna
+def test_resuming_a_study_whose_file_changed_is_refused_naming_the_setting(tmp_path):
+    import dataclasses
 
     from harness.spec import Stores, load_study
-    from harness.study import check_resume, open_arm_study
-    from harness.tracking import open_storage
+    from harness.study import check_resume
+    from harness.worker import Worker
 
     stores = Stores(root=tmp_path / "mlruns")
     spec = load_study("sgd_vs_adam")
-    open_arm_study(spec, spec.arms[0], open_storage(stores))  # a first run with the default epochs
+    Worker(spec, stores, tmp_path / "reports", "test").open()  # a first run records each arm's settings
     check_resume(spec, stores)  # the same settings resume
-    assert run_cli(tmp_path, "sgd_vs_adam", "--epochs", "3") == 2
-    assert "epochs" in capsys.readouterr().err
-    assert optuna.load_study(study_name="sgd_vs_adam/sgd-frozen", storage=stores.optuna_url).trials == []
+    edited = dataclasses.replace(spec, base=dataclasses.replace(spec.base, epochs=3))  # the file was edited
+    with pytest.raises(ValueError, match="epochs"):
+        check_resume(edited, stores)
+
+
+def test_command_line_settings_make_a_study_of_their_own(tmp_path):
+    from harness.spec import load_study
+    from harness.study import apply_overrides, parser
+
+    spec = load_study("sgd_vs_adam")
+    same = apply_overrides(spec, parser().parse_args(["sgd_vs_adam", "--epochs", str(spec.base.epochs)]))
+    assert same.name == "sgd_vs_adam"  # a flag that repeats the file's value changes nothing
+    other = apply_overrides(spec, parser().parse_args(["sgd_vs_adam", "--epochs", "3", "--model", "resnet18"]))
+    assert other.name == "sgd_vs_adam--epochs-3--model-resnet18" and other.base.study == other.name
+    folder = apply_overrides(spec, parser().parse_args(["sgd_vs_adam", "--dataset", "folder:/data/my imgs"]))
+    assert folder.name.startswith("sgd_vs_adam--dataset-my_imgs-") and "/" not in folder.name
+    assert folder.base.source_dataset == "digits" and folder.base.target_classes is None
+
+
+def test_a_variant_is_rebuilt_from_the_command_its_runs_recorded(tmp_path):
+    import mlflow
+
+    from harness.spec import Stores
+    from harness.study import recorded_spec
+    from harness.tracking import experiment_id
+
+    stores = Stores(root=tmp_path / "mlruns")
+    name = "sgd_vs_adam--epochs-3--seeds-4"
+    eid = experiment_id(stores, name)
+    with mlflow.start_run(experiment_id=eid, tags={"phase": "study", "command":
+                          "python -m harness.study sgd_vs_adam --seeds 4 --epochs 3 --root x"}):
+        pass
+    spec = recorded_spec(name, stores)
+    assert (spec.name, spec.seeds, spec.base.epochs) == (name, 4, 3)
+    with pytest.raises(ValueError, match="neither a file"):
+        recorded_spec("sgd_vs_adam--epochs-9", stores)
 
 
 def test_a_fixed_freeze_depth_beyond_the_models_stages_is_refused_before_anything_is_written(tmp_path):
