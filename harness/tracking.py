@@ -21,6 +21,7 @@ mlflow_run_id and state_reason; study user attrs config (the arm's fixed setting
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -88,7 +89,9 @@ def open_storage(stores: Stores, heartbeat: bool = False) -> optuna.storages.Bas
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     elif heartbeat:
         kwargs.update(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
-    return optuna.storages.RDBStorage(url, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
+        return optuna.storages.RDBStorage(url, **kwargs)
 
 
 def optuna_study_name(study: str, arm: str) -> str:

@@ -1,0 +1,93 @@
+"""The work queue in Optuna's storage: slots planned once, claimed once, and a cut-off slot planned again with
+its parameters."""
+
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from harness import queue
+
+
+@pytest.fixture
+def study(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'q.db'}")
+    return optuna.create_study(study_name="s/arm", storage=storage, direction="maximize")
+
+
+SLOTS = {str(i): ({"lr": 10.0 ** -i}, {}) for i in range(3)}
+
+
+def test_planning_twice_enqueues_each_slot_once(study):
+    assert queue.plan(study, SLOTS) == 3
+    assert queue.plan(study, SLOTS) == 0
+    assert [t.user_attrs["slot"] for t in study.trials] == ["0", "1", "2"]
+    assert queue.slot_status(study) == {"0": "pending", "1": "pending", "2": "pending"}
+
+
+def test_claim_takes_only_waiting_trials_and_never_creates_one(study):
+    queue.plan(study, SLOTS)
+    claimed = [queue.claim(study) for _ in range(4)]
+    assert [t.number for t in claimed[:3]] == [0, 1, 2] and claimed[3] is None
+    assert len(study.trials) == 3  # ask() would have made a fourth
+
+
+def test_an_interrupted_slot_is_planned_again_with_the_same_parameters(study):
+    queue.plan(study, SLOTS)
+    trial = queue.claim(study)
+    trial.suggest_float("lr", 1e-9, 1.0, log=True)
+    trial.set_user_attr("state_reason", "interrupted (Ctrl-C)")
+    study.tell(trial, state=TrialState.FAIL)
+    assert queue.slot_status(study)["0"] == "lost"
+    assert queue.plan(study, SLOTS) == 1
+    redo = study.trials[-1]
+    assert redo.user_attrs["slot"] == "0" and redo.system_attrs["fixed_params"] == {"lr": 1.0}
+
+
+def test_a_diverged_or_erroring_trial_counts_and_is_not_rerun(study):
+    queue.plan(study, SLOTS)
+    for reason in ("diverged: nan", "error: ValueError: bad"):
+        trial = queue.claim(study)
+        trial.set_user_attr("state_reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+    assert queue.slot_status(study) == {"0": "done", "1": "done", "2": "pending"}
+    assert queue.plan(study, SLOTS) == 0
+
+
+def test_a_running_trial_of_a_dead_local_worker_is_stale(study):
+    queue.plan(study, SLOTS)
+    trial = queue.claim(study)
+    host, _pid, ticks = queue.worker_id().split(":")
+    dead = f"{host}:{2**22 + 7}:{ticks}"  # above the kernel's pid_max default: no such process
+    trial.set_user_attr("worker", dead)
+    closed = []
+    assert queue.fail_stale(study, closed.append) == 1
+    (frozen,) = closed
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs["state_reason"].startswith("stale")
+    assert queue.slot_status(study)["0"] == "lost"
+
+
+def test_a_live_worker_is_not_stale(study):
+    queue.plan(study, SLOTS)
+    queue.claim(study)  # this process
+    assert queue.fail_stale(study, lambda t: None) == 0
+
+
+def test_a_trial_whose_heartbeat_stopped_is_stale_on_an_rdb_storage(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(study_name="s/arm", storage=storage)
+    queue.plan(study, SLOTS)
+    trial = queue.claim(study)
+    trial.set_user_attr("worker", "another-machine:1:1")  # not judged by pid: only the heartbeat tells
+    storage.record_heartbeat(trial._trial_id)
+    assert queue.fail_stale(study, lambda t: None) == 0
+    time.sleep(2.5)
+    assert queue.fail_stale(study, lambda t: None) == 1
+
+
+def test_the_lock_file_lies_beside_the_storage_file(tmp_path):
+    assert queue._lock_file(f"sqlite:///{tmp_path}/a/optuna.db", tmp_path) == tmp_path / "a" / ".optuna.db.lock"
+    assert queue._lock_file(f"journal:{tmp_path}/j.log", tmp_path) == tmp_path / ".j.log.lock"
+    with queue.store_lock(f"sqlite:///{tmp_path}/a/optuna.db", tmp_path):
+        assert (tmp_path / "a" / ".optuna.db.lock").exists()
