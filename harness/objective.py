@@ -106,6 +106,15 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
         mlflow.end_run(status)
 
 
+def link_run(trial: optuna.Trial, run_id: str) -> None:
+    """The trial's MLflow run, by id and as a link optuna-dashboard shows (`mlflow ui` serves port 5000)."""
+    uri = mlflow.get_tracking_uri()
+    ui = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    experiment = mlflow.active_run().info.experiment_id
+    trial.set_user_attr("mlflow_run_id", run_id)
+    trial.set_user_attr("mlflow_run_url", f"{ui}/#/experiments/{experiment}/runs/{run_id}")
+
+
 def trial_config(spec: StudySpec, arm: Arm, trial: optuna.Trial | optuna.trial.FixedTrial) -> TrialConfig:
     """The arm's config with the study's search space applied; a FixedTrial replays a finished trial."""
     return arm.config(spec.base, **spec.search_space(trial, arm))
@@ -124,7 +133,7 @@ def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optu
         tags = {"phase": "search", "optuna_study": trial.study.study_name, "optuna_trial": str(trial.number)}
         try:
             return tracked_run(cfg, ctx, f"{arm.name} trial {trial.number}", tags, report,
-                               on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id))
+                               on_start=lambda run_id: link_run(trial, run_id))
         except Diverged as error:
             trial.set_user_attr("state_reason", f"diverged: {error}")
             raise
@@ -146,7 +155,7 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
                 "confirm_study": trial.study.study_name, "confirm_trial": str(trial.number)}
         try:
             return tracked_run(cfg, ctx, f"{arm.name} trial {number}, seed {seed}", tags, test=True,
-                               on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id))
+                               on_start=lambda run_id: link_run(trial, run_id))
         except Diverged as error:
             trial.set_user_attr("state_reason", f"diverged: {error}")
             raise

@@ -293,12 +293,15 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"name a study; choices: {', '.join(list_studies(args.studies))}")
     import optuna
 
+    from harness.tracking import check_stores
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         spec = apply_overrides(load_study(args.study, args.studies), args)
         check(spec)
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
+        check_stores(stores)
         check_resume(spec, stores)
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -21,6 +21,7 @@ mlflow_run_id and state_reason; study user attrs config (the arm's fixed setting
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from pathlib import Path
 
@@ -103,3 +104,72 @@ def start_child_run(run_name: str, tags: dict[str, str]) -> mlflow.ActiveRun:
     parent = mlflow.active_run()
     experiment = parent.info.experiment_id if parent else None
     return mlflow.start_run(run_name=run_name, nested=parent is not None, experiment_id=experiment, tags=tags)
+
+
+STORAGE_SCHEMES = ("sqlite:///FILE", "journal:FILE", "postgresql://USER@HOST:PORT/DB")
+TRACKING_SCHEMES = ("sqlite:///FILE", "http://HOST:PORT")
+
+
+def check_stores(stores: Stores) -> None:
+    """Fail before anything is written when a store cannot be used: a --root below a file, an unknown URL,
+    an unwritable or corrupted SQLite file, a server that does not answer. Each message names the store."""
+    for folder in (stores.root, *stores.root.parents):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"--root {stores.root}: {folder} is a file, not a folder; choose another --root")
+    url = stores.optuna_url
+    if url.startswith(("sqlite:///", "journal:")):
+        _check_file(Path(url.split(":", 1)[1].removeprefix("///")), "Optuna storage", url.startswith("sqlite"))
+    elif url.startswith("postgresql"):
+        _check_postgres(url)
+    else:
+        raise ValueError(f"--storage {url!r}: unknown kind of storage; choices: {', '.join(STORAGE_SCHEMES)}")
+    uri = stores.mlflow_uri
+    if uri.startswith("sqlite:///"):
+        _check_file(Path(uri.removeprefix("sqlite:///")), "MLflow store", True)
+    elif uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    else:
+        raise ValueError(f"--tracking-uri {uri!r}: unknown kind of tracking store; choices: "
+                         f"{', '.join(TRACKING_SCHEMES)}")
+
+
+def _check_file(path: Path, what: str, sqlite: bool) -> None:
+    existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("/"))
+    if not existing.is_dir():
+        raise ValueError(f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{what} {path}: not writable here; choose another --root or fix the permissions")
+    if sqlite and path.is_file() and path.stat().st_size:
+        import sqlite3
+
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                db.execute("SELECT name FROM sqlite_master").fetchall()
+        except sqlite3.DatabaseError as error:
+            raise ValueError(f"{what} {path} is not a readable SQLite database ({error}); move it away to "
+                             "start afresh, or use another --root") from None
+
+
+def _check_postgres(url: str) -> None:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 10})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 - the driver's many errors all mean: not usable
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"--storage {url}: cannot use this PostgreSQL database ({first}); is the server "
+                         "running, and does the database exist (createdb)?") from None
+
+
+def _check_server(uri: str) -> None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
+            response.read()
+    except OSError as error:
+        raise ValueError(f"--tracking-uri {uri}: no MLflow server answers there ({error}); start one with "
+                         "`mlflow server` (see the README) or check the address") from None

@@ -1,0 +1,64 @@
+"""A store that cannot be used is refused before anything is written, with one message naming it."""
+
+import os
+
+import pytest
+
+from harness.study import main
+
+
+def run(tmp_path, *args, root=None):
+    root = root or tmp_path / "mlruns"
+    return main(["sgd_vs_adam", "--root", str(root), "--reports", str(tmp_path / "reports"), *args])
+
+
+def refused(capsys, tmp_path, *needles):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and all(n in err for n in needles), err
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_root_below_a_regular_file_is_refused(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert run(tmp_path, root=tmp_path / "afile" / "mlruns") == 2
+    refused(capsys, tmp_path, "is a file", "--root")
+
+
+def test_an_unknown_storage_url_is_refused_naming_the_kinds(tmp_path, capsys):
+    assert run(tmp_path, "--storage", "mongodb://localhost/x") == 2
+    refused(capsys, tmp_path, "mongodb://localhost/x", "postgresql://", "journal:")
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_an_unreachable_postgres_is_refused(tmp_path, capsys):
+    assert run(tmp_path, "--storage", "postgresql://nobody@127.0.0.1:9/none") == 2
+    refused(capsys, tmp_path, "cannot use this PostgreSQL database", "127.0.0.1:9")
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_an_unreachable_tracking_server_is_refused(tmp_path, capsys):
+    assert run(tmp_path, "--tracking-uri", "http://127.0.0.1:9") == 2
+    refused(capsys, tmp_path, "no MLflow server answers", "127.0.0.1:9")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_sqlite_path_is_refused(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert run(tmp_path, "--storage", f"sqlite:///{locked}/optuna.db") == 2
+    refused(capsys, tmp_path, "not writable")
+
+
+def test_an_unwritable_sqlite_path_below_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert run(tmp_path, "--storage", f"sqlite:///{tmp_path}/afile/optuna.db") == 2
+    refused(capsys, tmp_path, "is a file")
+
+
+@pytest.mark.parametrize("store", ["optuna.db", "mlflow.db"])
+def test_a_corrupted_store_is_named(tmp_path, capsys, store):
+    root = tmp_path / "mlruns"
+    root.mkdir()
+    (root / store).write_bytes(os.urandom(4096))
+    assert run(tmp_path, root=root) == 2
+    refused(capsys, tmp_path, str(root / store), "not a readable SQLite database")
