@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import optuna
+import torch
 from sklearn.metrics import confusion_matrix
 
 from harness.data import Task, make_task
@@ -150,7 +151,7 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
 
     def confirmation(trial: optuna.Trial) -> float:
         number, seed = trial.user_attrs["search_trial"], trial.user_attrs["seed"]
-        cfg = dataclasses.replace(trial_config(spec, arm, trial), seed=seed)
+        cfg = confirmation_trial_config(spec, arm, trial)
         tags = {"phase": "confirm", "optuna_study": search_study, "optuna_trial": str(number),
                 "confirm_study": trial.study.study_name, "confirm_trial": str(trial.number)}
         try:
@@ -161,3 +162,37 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
             raise
 
     return confirmation
+
+
+def confirmation_trial_config(spec: StudySpec, arm: Arm, trial: optuna.trial.FrozenTrial | optuna.Trial) -> TrialConfig:
+    """The configuration a confirmation slot trains: its search trial's parameters at its own seed."""
+    params = trial.params if isinstance(trial, optuna.trial.FrozenTrial) else None
+    source = optuna.trial.FixedTrial(params) if params is not None else trial
+    return dataclasses.replace(trial_config(spec, arm, source), seed=trial.user_attrs["seed"])
+
+
+def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTrial, ctx: RunContext) -> float:
+    """Log the arm's chosen model the MLflow way (`mlflow.pytorch.log_model`, with an input example and its
+    signature) on the confirmation run that trained it, so it shows under that run's Models and loads back
+    with `mlflow.pytorch.load_model`. The weights are retrained from the run's configuration and seed
+    (deterministic on a CPU); returns the retrained model's test accuracy, logged beside as a check."""
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    cfg = confirmation_trial_config(spec, arm, confirm)
+    task = ctx.task(cfg)
+    weights = str(source_checkpoint(cfg, ctx.checkpoints).path) if cfg.weights == "source" else cfg.weights
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval, cfg.transfer_stages).to(device())
+    model.load_state_dict(fit(model, task, cfg).best_state)
+    model.eval()
+    acc = evaluate(model, task.test).acc
+    x = next(task.test.batches(4))[0]
+    with torch.no_grad():
+        signature = infer_signature(x.cpu().numpy(), model(x).cpu().numpy())
+    model = model.cpu()
+    with mlflow.start_run(run_id=confirm.user_attrs["mlflow_run_id"], nested=mlflow.active_run() is not None):
+        mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=x.cpu().numpy(),
+                                 pip_requirements=[f"torch=={torch.__version__}"])
+        mlflow.log_metric("retrained_test_acc", acc)
+    return acc

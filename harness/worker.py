@@ -357,12 +357,27 @@ class Worker:
             write = first.user_attrs.get("report_records") != records  # one report per state of the records
             if write:
                 first.set_user_attr("report_records", records)
+        if write:
+            self._log_chosen_models()
         report = self._write_report() if write else None
         self._end_parent("FINISHED")
         print_summary(self.stage, self._report_path(), self.parent_run_id, self.stores.mlflow_uri,
                       self.jobs_run)
         if report is None:
             print("another worker wrote the report for these records")
+
+    def _log_chosen_models(self) -> None:
+        """Each arm's chosen trial, at its best confirmation seed, as an MLflow model on that seed's run."""
+        from harness.objective import RunContext, log_chosen_model
+
+        self.ctx = self.ctx or RunContext(checkpoints=self.stores.checkpoints)
+        for arm in self.spec.arms:
+            chosen = self.stage.search[arm.name].user_attrs.get("selected_trial")
+            seeds = [t for t in self.stage.confirm[arm.name].get_trials(states=(TrialState.COMPLETE,))
+                     if t.user_attrs.get("search_trial") == chosen and t.user_attrs.get("mlflow_run_id")]
+            if seeds:
+                best = max(seeds, key=lambda t: (t.value, -t.user_attrs["seed"]))
+                log_chosen_model(self.spec, arm, best, self.ctx)
 
     def _report_path(self) -> Path:
         return self.reports / self.spec.name / "README.md"

@@ -129,3 +129,18 @@ def test_a_diverging_confirmation_seed_is_recorded_and_the_study_still_reports(t
     assert (tmp_path / "reports" / name / "README.md").is_file()
     assert main(args) == 0  # resuming does not retry a diverged seed
     assert len(runs(tmp_path, "confirm", name)) == 8
+
+
+def test_each_arms_chosen_model_is_an_mlflow_model_that_loads_back_and_matches_its_run(finished):
+    import mlflow.pytorch
+    import numpy as np
+
+    logged = [r for r in runs(finished, "confirm") if "retrained_test_acc" in r.data.metrics]
+    assert sorted(r.data.tags["arm"] for r in logged) == sorted(ARMS)
+    for run in logged:
+        assert run.data.metrics["retrained_test_acc"] == run.data.metrics["test_acc"]  # deterministic on CPU
+    model = mlflow.pytorch.load_model(f"runs:/{logged[0].info.run_id}/model")
+    x = np.zeros((2, 1, 32, 32), dtype=np.float32)
+    import torch
+
+    assert tuple(model(torch.from_numpy(x)).shape) == (2, 5)
