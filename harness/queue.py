@@ -69,22 +69,24 @@ def worker_dead(worker: str) -> bool:
 # --- one lock per storage ------------------------------------------------------------------------------
 
 
-def _lock_file(url: str, root: Path) -> Path:
+def _lock_file(url: str, root: Path, name: str = "") -> Path:
     """Beside the Optuna storage file, so every process that shares the storage shares the lock."""
+    suffix = f".{name}" if name else ""
     for prefix in ("journal:", "sqlite:///"):
         if url.startswith(prefix):
             path = Path(url.removeprefix(prefix).split("?")[0])
-            return path.parent / f".{path.name}.lock"
-    return root / ".harness.lock"
+            return path.parent / f".{path.name}{suffix}.lock"
+    return root / f".harness{suffix}.lock"
 
 
 @contextlib.contextmanager
-def store_lock(url: str, root: Path) -> Iterator[None]:
-    """Serialise planning and claiming among all workers of a storage, on one machine or many."""
+def store_lock(url: str, root: Path, name: str = "") -> Iterator[None]:
+    """Serialise planning and claiming among all workers of a storage, on one machine or many; `name` gives
+    another lock of the same storage (one per source checkpoint, so two models pretrain side by side)."""
     if url.startswith("postgresql"):
         import sqlalchemy
 
-        key = zlib.crc32(b"harness-queue")  # one lock for the whole storage: critical sections are short
+        key = zlib.crc32(f"harness-queue{name}".encode())  # the queue's sections are short: one lock for all
         with _pg_engine(url).connect() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             try:
@@ -93,7 +95,7 @@ def store_lock(url: str, root: Path) -> Iterator[None]:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 conn.commit()
         return
-    path = _lock_file(url, root)
+    path = _lock_file(url, root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released by the OS if this process dies

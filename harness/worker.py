@@ -141,8 +141,8 @@ class Worker:
     points: dict[str, list[dict]] = field(default_factory=dict)
     jobs_run: int = 0
 
-    def lock(self):
-        return queue.store_lock(self.stores.optuna_url, self.stores.root)
+    def lock(self, name: str = ""):
+        return queue.store_lock(self.stores.optuna_url, self.stores.root, name)
 
     # -- opening -------------------------------------------------------------------------------------
 
@@ -242,10 +242,13 @@ class Worker:
                         break
                     time.sleep(POLL_SECONDS)  # others hold the rest: wait, to take it over if they die
                     continue
-                self._start_parent()
                 heartbeat.beat_for(self.storage, job[3]._trial_id)
                 try:
+                    self._start_parent()
                     self._run_job(*job)
+                except KeyboardInterrupt:
+                    interrupted(*job[2:])
+                    raise
                 finally:
                     heartbeat.beat_for(self.storage, None)
         except KeyboardInterrupt:
@@ -283,10 +286,10 @@ class Worker:
         """The source checkpoint, pretrained by one worker while the others wait for it (under the lock)."""
         if cfg.weights != "source":
             return
-        from harness.pretrain import find_checkpoint, source_checkpoint
+        from harness.pretrain import checkpoint_key, find_checkpoint, source_checkpoint
 
         if find_checkpoint(cfg, self.stores.checkpoints) is None:
-            with self.lock():
+            with self.lock(f"pretrain-{checkpoint_key(cfg)}"):
                 if fetch_checkpoint(cfg, self.stores, self.experiment_id) is None:
                     source_checkpoint(cfg, self.stores.checkpoints)
 
@@ -404,6 +407,13 @@ class Worker:
             self._write_report()
         print(f"nothing to do: every trial and confirmation seed of {self.spec.name} is recorded in "
               f"{self.stores.root}; report {'rebuilt' if stale else 'up to date'}: {self._report_path()}")
+
+
+def interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Ctrl-C before the trial's run could record it (during pretraining, say): its slot runs again."""
+    if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+        trial.set_user_attr("state_reason", "interrupted (Ctrl-C)")
+        study.tell(trial, state=TrialState.FAIL)
 
 
 def finish(study: optuna.Study, trial: optuna.Trial, run: Callable[[optuna.Trial], float]) -> None:

@@ -53,16 +53,16 @@ class Tiny:
         self.stores = Stores(tmp_path / "mlruns", tracking_uri, storage)
         self.reports = tmp_path / "reports"
 
-    def args(self, *extra: str) -> list[str]:
+    def args(self, *extra: str, root: Path | None = None) -> list[str]:
         args = [sys.executable, "-m", "harness.study", self.name, "--studies", str(self.studies),
-                "--root", str(self.stores.root), "--reports", str(self.reports), *extra]
+                "--root", str(root or self.stores.root), "--reports", str(self.reports), *extra]
         for flag, value in (("--storage", self.stores.storage), ("--tracking-uri", self.stores.tracking_uri)):
             if value:
                 args += [flag, value]
         return args
 
-    def start(self, *extra: str) -> subprocess.Popen:
-        return subprocess.Popen(self.args(*extra), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    def start(self, *extra: str, root: Path | None = None) -> subprocess.Popen:
+        return subprocess.Popen(self.args(*extra, root=root), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
 
     def storage(self):
@@ -219,11 +219,14 @@ def _fresh_database(pg: str) -> str:
 def test_three_workers_on_postgres_and_a_tracking_server_one_killed_mid_trial(tmp_path):
     pg, server = _servers()
     tiny = Tiny(tmp_path, storage=_fresh_database(pg), tracking_uri=server)
-    procs = [tiny.start() for _ in range(3)]
+    procs = [tiny.start(root=tmp_path / f"machine{i}") for i in range(3)]  # no shared disk between them
     kill_mid_trial(tiny, procs[0])
     outs = wait_all(procs[1:])
     assert all("Traceback" not in out for out in outs), outs
     assert_study_done_exactly_once(tiny)
+    pretrain = [r for r in tiny.runs() if r.data.tags.get("phase") == "pretrain"]
+    assert len(pretrain) == 1  # pretrained once; the other machines downloaded its checkpoint
+    assert len(list(tmp_path.glob("machine*/checkpoints/*.pt"))) >= 2
     from harness.report import main as report_main
 
     assert report_main([tiny.name, "--studies", str(tiny.studies), "--storage", tiny.stores.storage,
