@@ -19,14 +19,14 @@ from sklearn.metrics import confusion_matrix
 from harness.data import Task, make_task
 from harness.models import build_model, preprocessing
 from harness.pretrain import source_checkpoint
-from harness.spec import Arm, StudySpec, TrialConfig, digest
+from harness.spec import Arm, StudySpec, TrialConfig, confirmation_config, digest
 from harness.tracking import start_child_run
 from harness.train import Diverged, device, evaluate, fit, seed_everything
 
 
 def config_hash(cfg: TrialConfig) -> str:
     """Identifies a configuration up to its seed: confirmation runs of one config share it."""
-    flat = dataclasses.replace(cfg, seed=0).flat()
+    flat = dataclasses.replace(cfg, seed=0, partition_seed=0, pretrain_seed=0).flat()  # what confirmation varies
     return digest(flat)
 
 
@@ -41,7 +41,7 @@ class RunContext:
         weights = "imagenet" if cfg.weights == "imagenet" else "none"
         pre = preprocessing(cfg.model, weights)
         key = (cfg.dataset, cfg.data_root, cfg.source_classes, cfg.target_classes, cfg.shots,
-               cfg.val_fraction, cfg.test_fraction, cfg.split_seed, pre)
+               cfg.val_fraction, cfg.test_fraction, cfg.split_seed, cfg.partition_seed, pre)
         if key not in self.tasks:
             self.tasks[key] = make_task(cfg, pre, role="target", device=device())
         return self.tasks[key]
@@ -138,6 +138,6 @@ def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optu
 def confirm(spec: StudySpec, arm: Arm, best: optuna.trial.FrozenTrial, seed: int, ctx: RunContext,
             study_name: str) -> float:
     """Retrain the arm's best configuration with `seed` and evaluate it once on the test split."""
-    cfg = dataclasses.replace(trial_config(spec, arm, optuna.trial.FixedTrial(best.params)), seed=seed)
+    cfg = confirmation_config(spec, trial_config(spec, arm, optuna.trial.FixedTrial(best.params)), seed)
     tags = {"phase": "confirm", "optuna_study": study_name, "optuna_trial": str(best.number)}
     return tracked_run(cfg, ctx, f"{arm.name} confirm seed {seed}", tags, test=True)

@@ -25,7 +25,7 @@ from harness.train import device, fit, seed_everything
 # model's own (ModelSpec.pretrain_lr) and is logged with the rest on the pretraining run.
 PRETRAIN_RECIPE = {
     "arm": "pretrain", "weights": "none", "strategy": "full", "optimizer": "adam",
-    "weight_decay": 1e-4, "optimizer_params": {}, "lr_schedule": "cosine", "augment": False, "seed": 0,
+    "weight_decay": 1e-4, "optimizer_params": {}, "lr_schedule": "cosine", "augment": False, "partition_seed": 0,
     "shots": None, "freeze_k": 0, "lp_epochs": 0, "stage_lr_decay": 1.0, "transfer_stages": None,
     "bn_frozen_eval": True,
 }
@@ -40,7 +40,7 @@ class Checkpoint:
 
 def pretrain_config(cfg: TrialConfig) -> TrialConfig:
     """The source task's config: the same data split, the source classes as the target, the fixed recipe."""
-    recipe = {**PRETRAIN_RECIPE, "lr": model_spec(cfg.model).pretrain_lr}
+    recipe = {**PRETRAIN_RECIPE, "lr": model_spec(cfg.model).pretrain_lr, "seed": cfg.pretrain_seed}
     return dataclasses.replace(cfg, study="", target_classes=cfg.source_classes, epochs=cfg.pretrain_epochs, **recipe)
 
 
