@@ -11,8 +11,10 @@ import pytest
 from harness.searchcheck import check_search_spaces, sample_configs
 from harness.spec import Arm, Expectation, StudySpec, TrialConfig, list_studies, load_study
 
+ONE_ARM = (Arm("sgd-full", "sgd", "full"),)
 
-def make_spec(space, arms=(Arm("sgd-full", "sgd", "full"),), **kwargs) -> StudySpec:
+
+def make_spec(space, arms=ONE_ARM, **kwargs) -> StudySpec:
     return StudySpec(name="broken", question="?", arms=arms, search_space=space,
                      base=TrialConfig(study="broken", epochs=4), **kwargs)
 
