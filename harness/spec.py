@@ -90,8 +90,8 @@ class Arm:
 # sources of variance). "seed" always varies: the seed is the confirmation run's identity.
 VARIANCE_SOURCES = {
     "seed": "head initialisation, data order and augmentation",
-    "partition": "the train/val partition and few-shot subset (the test split stays fixed)",
-    "pretrain": "the source pretraining (weights=source; one cached checkpoint per seed)",
+    "partition": "the train/val partition and few-shot subset",
+    "pretrain": "the source pretraining (weights=source; a cached checkpoint per seed)",
 }
 TREND_KINDS = ("at_least", "decreasing", "increasing")
 
