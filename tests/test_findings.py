@@ -18,9 +18,9 @@ def record(means: dict[str, float], comparisons=(), expected=(), jitter=None, n_
     arms = tuple(Arm(name, "sgd") for name in means)
     spec = StudySpec(name="s", question="?", arms=arms, search_space=None, comparisons=tuple(comparisons),
                      expected=tuple(expected))
-    jitters = jitter or {}
-    fake = {name: SimpleNamespace(test_acc=lambda m=m, j=jitters.get(name, JITTER):
-                                  {s: m + d for s, d in enumerate(j, 1)}) for name, m in means.items()}
+    values = {name: {s: m + d for s, d in enumerate((jitter or {}).get(name, JITTER), 1)}
+              for name, m in means.items()}
+    fake = {name: SimpleNamespace(test_acc=lambda v=v: v) for name, v in values.items()}
     return SimpleNamespace(spec=spec, arms=fake, n_classes=n_classes, setting=lambda key: "6")
 
 
