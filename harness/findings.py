@@ -11,7 +11,7 @@ import numpy as np
 
 from harness.records import StudyRecord
 from harness.spec import Expectation
-from harness.stats import ALPHA, Comparison, above_chance, compare, compare_all, trend, verdict
+from harness.stats import ALPHA, Comparison, above_chance, compare, compare_all, interval_text, trend, verdict
 
 
 def _pct(x: float) -> str:
@@ -91,9 +91,8 @@ def _at_least(record: StudyRecord, e: Expectation, flags: dict[str, str],
             parts.append(f"{a}: no confirmation runs")
             continue
         c = family.get((a, reference)) or compare(a, va, reference, vb)  # the verdict's own test where it has one
-        level = f"{c.confidence * 100:.3g}% CI"
-        parts.append(f"{a} - {reference} = {100 * c.diff:.1f} points ({level} {100 * c.ci_low:.1f} to "
-                     f"{100 * c.ci_high:.1f}): {_direction(c.ci_low, c.ci_high, 1)}")
+        interval = interval_text(c, 100 * c.ci_low, 100 * c.ci_high)
+        parts.append(f"{a} - {reference} = {100 * c.diff:.1f} points ({interval}): {_direction(c.ci_low, c.ci_high, 1)}")
     return parts
 
 

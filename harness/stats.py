@@ -270,9 +270,10 @@ def _format_p(p: float) -> str:
     return f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
 
 
-def _level(c: Comparison) -> str:
-    level = f"{c.confidence * 100:.3g}% CI"
-    return f"{level}, Holm-adjusted over {c.family} comparisons" if c.adjusted else level
+def interval_text(c: Comparison, low: float, high: float, decimals: int = 1) -> str:
+    """'95% CI 1.1 to 5.0', with ', Holm-adjusted over m comparisons' when the level was raised for a family."""
+    text = f"{c.confidence * 100:.3g}% CI {low:.{decimals}f} to {high:.{decimals}f}"
+    return f"{text}, Holm-adjusted over {c.family} comparisons" if c.adjusted else text
 
 
 def verdict(c: Comparison, budget: str = "", metric: str = "test accuracy", unit_scale: float = 100.0,
@@ -292,12 +293,12 @@ def verdict(c: Comparison, budget: str = "", metric: str = "test accuracy", unit
         return (f"{at}, no verdict: {c.a} - {c.b} = {f(diff)} {unit} of {metric}, but too few seeds "
                 f"(n = {min(c.n_a, c.n_b)}) for an interval; rerun with --seeds 3 or more.")
     p_text = f"{'Holm-adjusted p' if c.adjusted else 'p'} {_format_p(c.p_adjusted)}"
-    numbers = f"{_level(c)} {{}} to {{}}; {p_text}"
     if not c.significant:
         return (f"{at}, no significant difference: {c.a} - {c.b} = {f(diff)} {unit} of {metric} "
-                f"({numbers.format(f(low), f(high))}).")
+                f"({interval_text(c, low, high, decimals)}; {p_text}).")
     if diff > 0:
         winner, loser, effect, lo, hi = c.a, c.b, diff, low, high
     else:
         winner, loser, effect, lo, hi = c.b, c.a, -diff, -high, -low
-    return f"{at}, {winner} beats {loser} by {f(effect)} {unit} of {metric} ({numbers.format(f(lo), f(hi))})."
+    return (f"{at}, {winner} beats {loser} by {f(effect)} {unit} of {metric} "
+            f"({interval_text(c, lo, hi, decimals)}; {p_text}).")

@@ -301,7 +301,7 @@ def test_verdict_names_a_as_winner_with_the_budget_and_its_numbers():
 def test_verdict_names_b_as_winner_with_a_positive_effect_and_the_adjusted_level():
     c = make_comparison(diff=-0.032, ci_low=-0.050, ci_high=-0.011, p_adjusted=0.02, family=2, multiplier=2)
     assert verdict(c) == ("At this budget, SGD beats Adam by 3.2 points of test accuracy "
-                          "(97.5% CI, Holm-adjusted over 2 comparisons 1.1 to 5.0; Holm-adjusted p = 0.02).")
+                          "(97.5% CI 1.1 to 5.0, Holm-adjusted over 2 comparisons; Holm-adjusted p = 0.02).")
 
 
 def test_verdict_says_no_significant_difference_when_p_is_large():
