@@ -79,6 +79,13 @@ def _direction(low: float, high: float, expected_sign: int) -> str:
     return "inconclusive"
 
 
+def _alike(c: Comparison, margin: float) -> str:
+    """Equivalence: the whole interval within +-margin agrees; a significant difference runs against it."""
+    if -margin <= c.ci_low and c.ci_high <= margin:
+        return f"agrees (the interval lies within ±{100 * margin:g} points)"
+    return "runs against it" if c.significant else f"inconclusive (the interval reaches beyond ±{100 * margin:g} points)"
+
+
 def _at_least(record: StudyRecord, e: Expectation, flags: dict[str, str],
               family: dict[tuple[str, str], Comparison]) -> list[str]:
     reference, parts = e.arms[-1], []
@@ -92,7 +99,8 @@ def _at_least(record: StudyRecord, e: Expectation, flags: dict[str, str],
             continue
         c = family.get((a, reference)) or compare(a, va, reference, vb)  # the verdict's own test where it has one
         interval = interval_text(c, 100 * c.ci_low, 100 * c.ci_high)
-        parts.append(f"{a} - {reference} = {100 * c.diff:.1f} points ({interval}): {_direction(c.ci_low, c.ci_high, 1)}")
+        status = _direction(c.ci_low, c.ci_high, 1) if e.kind == "at_least" else _alike(c, e.margin)
+        parts.append(f"{a} - {reference} = {100 * c.diff:.1f} points ({interval}): {status}")
     return parts
 
 
@@ -116,6 +124,7 @@ def expectation_lines(record: StudyRecord, flags: dict[str, str],
     """One line per expected trend: where this study's result agrees, runs against it, or is inconclusive."""
     lines = []
     for e in record.spec.expected:
-        parts = _at_least(record, e, flags, family) if e.kind == "at_least" else _along(record, e, flags)
+        pairwise = e.kind in ("at_least", "alike")
+        parts = _at_least(record, e, flags, family) if pairwise else _along(record, e, flags)
         lines.append(f"{e.claim}: " + "; ".join(parts) + ".")
     return lines

@@ -93,7 +93,7 @@ VARIANCE_SOURCES = {
     "partition": "the train/val partition and few-shot subset",
     "pretrain": "the source pretraining (weights=source; a cached checkpoint per seed)",
 }
-TREND_KINDS = ("at_least", "decreasing", "increasing")
+TREND_KINDS = ("at_least", "alike", "decreasing", "increasing")
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,13 @@ class Expectation:
     it, or is inconclusive.
 
     kind "at_least": every arm but the last scores at least the last (e.g. AnB+-n >= baseline);
+    "alike": every arm but the last is within `margin` of the last (its interval inside +-margin);
     "decreasing" / "increasing": test accuracy along `arms`, in order (e.g. AnB-1 .. AnB-4)."""
 
     claim: str  # what is expected and who found it, e.g. "AnB falls as n grows (Yosinski et al. 2014)"
     kind: str
     arms: tuple[str, ...]
+    margin: float = 0.02  # for "alike": differences within this (a fraction: 0.02 = 2 points) count as alike
 
 
 @dataclass(frozen=True)

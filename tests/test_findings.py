@@ -65,3 +65,12 @@ def test_an_arm_at_chance_is_left_out_of_a_trend_and_named():
                expected=[Expectation("AnB falls with n", "decreasing", tuple(names))])
     (line,) = expectation_lines(r, chance_flags(r), {})
     assert "left out (at chance or unconfirmed): AnB-3" in line
+
+
+def test_arms_expected_alike_agree_only_when_the_interval_lies_within_the_margin():
+    e = Expectation("momentum 0.9 alike momentum 0 at equal effective lr (Li et al. 2020)", "alike",
+                    ("close", "far", "m0"), margin=0.05)
+    r = record({"close": 0.80, "far": 0.90, "m0": 0.80}, expected=[e], jitter={"close": SHUFFLED})
+    (line,) = expectation_lines(r, {}, {})
+    assert "close - m0 = 0.0 points" in line and "agrees (the interval lies within ±5 points)" in line
+    assert "far - m0 = 10.0 points" in line and line.endswith("runs against it.")
