@@ -29,10 +29,10 @@ def chance_flags(record: StudyRecord) -> dict[str, str]:
     for name, arm in record.arms.items():
         values = list(arm.test_acc().values())
         if values and not above_chance(values, chance, margin):
-            flags[name] = (f"{name} is within noise of chance: test accuracy {_pct(np.mean(values))}% over "
-                           f"{len(values)} seeds is not significantly above {_pct(chance)}% (chance, "
-                           f"{n_classes} classes) + {_pct(margin)} points; it did not learn the task at this "
-                           "budget and is left out of the verdicts")
+            flags[name] = (f"{name} may not have learned the task at this budget: its test accuracy, "
+                           f"{_pct(np.mean(values))}% over {len(values)} seeds, is not significantly above "
+                           f"{_pct(chance)}% (chance, {n_classes} classes) + {_pct(margin)} points; it is left "
+                           "out of the verdicts and expected trends")
     return flags
 
 
@@ -91,7 +91,8 @@ def _at_least(record: StudyRecord, e: Expectation, flags: dict[str, str],
     reference, parts = e.arms[-1], []
     for a in e.arms[:-1]:
         if a in flags or reference in flags:
-            parts.append(f"{a}: inconclusive (at chance)")
+            at_chance = " and ".join(x for x in (a, reference) if x in flags)
+            parts.append(f"{a} vs {reference}: inconclusive ({at_chance} at chance)")
             continue
         va, vb = record.arms[a].test_acc(), record.arms[reference].test_acc()
         if not va or not vb:
