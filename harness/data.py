@@ -179,9 +179,10 @@ def make_task(cfg, pre: Preprocess, role: str = "target", device: str | torch.de
     else:
         pool, test_idx = _stratified(pool, labels, cfg.test_fraction, cfg.split_seed)
         test_images, test_labels = raw.images, labels
-    train_idx, val_idx = _stratified(pool, labels, cfg.val_fraction, cfg.split_seed)
+    partition = cfg.split_seed + cfg.partition_seed  # the test split above depends on split_seed alone
+    train_idx, val_idx = _stratified(pool, labels, cfg.val_fraction, partition)
     if role == "target" and cfg.shots is not None:
-        train_idx = few_shot(train_idx, labels, cfg.shots, cfg.split_seed)
+        train_idx = few_shot(train_idx, labels, cfg.shots, partition)
     relabel = np.full(len(raw.classes), -1)
     relabel[wanted] = np.arange(len(wanted))
     parts = {"train": (raw.images, labels, train_idx), "val": (raw.images, labels, val_idx),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -57,6 +57,9 @@ class FigureData:
     setting_points: pd.DataFrame  # variant, arm, x, mean, ci_low, ci_high
     confusion: Mapping[str, list] | None  # the best confirmation run's confusion.json
     best_run: str  # "arm, seed s: test accuracy x%"
+    params: pd.DataFrame = field(default_factory=pd.DataFrame)  # harness.records.param_frame
+    min_importance_trials: int = 10  # importances need this many complete trials
+    complete: Mapping[str, int] = field(default_factory=dict)  # complete trials per arm
 
 
 def arm_palette(arms: Sequence[str]) -> dict[str, Colour]:
@@ -143,7 +146,7 @@ def expected_max_curves(values: Mapping[str, Sequence[float]], palette: Palette,
             ax.fill_between(n, low * PERCENT, high * PERCENT, color=palette[arm], alpha=0.1, linewidth=0)
             for edge in (low, high):  # bands overlap: dotted edges keep each arm's readable
                 ax.plot(n, edge * PERCENT, color=palette[arm], linestyle=":", linewidth=1)
-        ax.set(xlabel="trials (n, complete only)", ylabel=f"expected max validation {ACC}",
+        ax.set(xlabel="trials paid for (n)", ylabel=f"expected max validation {ACC}",
                title="expected best validation accuracy vs budget")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend()
@@ -252,6 +255,74 @@ def confusion(classes: Sequence[str], matrix: Sequence[Sequence[int]], title: st
     return path
 
 
+def _panel_values(rows: pd.DataFrame) -> tuple[pd.Series, list[str] | None]:
+    """x values for one parameter: numbers as they are; a categorical's choices as positions 0..k-1."""
+    if not rows["categorical"].any():
+        return rows["value"].astype(float), None
+    choices = list(dict.fromkeys(sorted(rows["value"].astype(str))))
+    return rows["value"].astype(str).map({c: i for i, c in enumerate(choices)}), choices
+
+
+def _param_axis(ax: plt.Axes, rows: pd.DataFrame, param: str, choices: list[str] | None) -> None:
+    if choices is not None:
+        ax.set_xticks(range(len(choices)), choices)
+    elif rows["log"].any():
+        ax.set_xscale("log")
+    ax.set_xlabel(param + (" (log)" if rows["log"].any() and choices is None else ""))
+
+
+def slices(params: pd.DataFrame, palette: Palette, path: Path) -> Path:
+    """Per arm (rows), validation accuracy against each searched parameter (columns): what each value gave."""
+    arms = _present(palette, params["arm"])
+    names = {a: list(dict.fromkeys(params.loc[params["arm"] == a, "param"])) for a in arms}
+    cols = max(len(v) for v in names.values())
+    with _figure(path, 2.7 * cols + 0.8, 2.0 * len(arms) + 0.8, nrows=len(arms), ncols=cols, squeeze=False,
+                 sharey=True) as (fig, axes):
+        for r, arm in enumerate(arms):
+            for c, param in enumerate(names[arm]):
+                ax, rows = axes[r, c], params[(params["arm"] == arm) & (params["param"] == param)]
+                x, choices = _panel_values(rows)
+                for state, marker in STATE_MARKERS.items():
+                    chosen = rows["state"].str.lower() == state
+                    ax.scatter(x[chosen], rows.loc[chosen, "val_acc"] * PERCENT, marker=marker, s=28, alpha=0.85,
+                               color=palette[arm], label=state)
+                _param_axis(ax, rows, param, choices)
+            axes[r, 0].set_ylabel(f"{arm}\nval {ACC}", color=palette[arm])
+            for ax in axes[r, len(names[arm]):]:
+                ax.set_visible(False)
+        axes[0, 0].legend(fontsize="small", title="trial")
+        fig.suptitle("validation accuracy vs each searched hyperparameter, per arm")
+        fig.tight_layout()
+    return path
+
+
+def pair_view(params: pd.DataFrame, chosen: Mapping[str, tuple[str, str]], path: Path) -> Path:
+    """Per arm, its two chosen parameters against each other, colour = validation accuracy."""
+    arms = list(chosen)
+    cols = min(3, len(arms))
+    n_rows = -(-len(arms) // cols)
+    with _figure(path, 3.8 * cols + 0.6, 3.0 * n_rows + 0.6, nrows=n_rows, ncols=cols, squeeze=False) as (fig, axes):
+        for ax, arm in zip(axes.flat, arms):
+            mine, (px, py) = params[params["arm"] == arm], chosen[arm]
+            x_rows, y_rows = (mine[mine["param"] == p].set_index("number") for p in (px, py))
+            both = x_rows.index.intersection(y_rows.index)
+            (x, x_choices), (y, y_choices) = (_panel_values(r.loc[both]) for r in (x_rows, y_rows))
+            dots = ax.scatter(x, y, c=x_rows.loc[both, "val_acc"] * PERCENT, cmap="viridis", s=40,
+                              edgecolor="black", linewidth=0.4)
+            _param_axis(ax, x_rows, px, x_choices)
+            if y_choices is not None:
+                ax.set_yticks(range(len(y_choices)), y_choices)
+            elif y_rows["log"].any():
+                ax.set_yscale("log")
+            ax.set_ylabel(py)
+            ax.set_title(arm, fontsize="medium")
+            fig.colorbar(dots, ax=ax, label=f"val {ACC}")
+        for ax in axes.flat[len(arms):]:
+            ax.set_visible(False)
+        fig.tight_layout()
+    return path
+
+
 # --- the report's figure section -------------------------------------------------------------------
 
 CAPTIONS = {  # file -> (title, caption)
@@ -259,8 +330,9 @@ CAPTIONS = {  # file -> (title, caption)
     "class_counts.png": ("Class counts", "Images per class in each split."),
     "expected_max.png": (
         "Expected best validation accuracy vs budget",
-        ("Expected maximum validation accuracy after n trials (Dodge et al. 2019), from COMPLETE trials "
-         "only (pruned ones are left out); shaded between dotted lines: 95% bootstrap band over trials."),
+        ("Expected maximum validation accuracy after n trials (Dodge et al. 2019), counting every trial the "
+         "budget paid for: a pruned trial at the best validation accuracy it reached before pruning, a diverged "
+         "one at 0; shaded between dotted lines: 95% bootstrap band over trials."),
     ),
     "val_acc_vs_lr.png": (
         "Validation accuracy vs learning rate",
@@ -276,7 +348,8 @@ CAPTIONS = {  # file -> (title, caption)
     ),
     "importances.png": (
         "Hyperparameter importance",
-        "Optuna's fANOVA importance per arm, from complete trials (arms with fewer than 3 are left out).",
+        ("Optuna's fANOVA importance per arm, from its complete trials only ({counts}); arms with fewer "
+        "than {minimum} complete trials are left out: fANOVA on fewer ranks noise."),
     ),
     "test_acc.png": (
         "Confirmation test accuracy",
@@ -289,9 +362,18 @@ CAPTIONS = {  # file -> (title, caption)
     ),
     "test_acc_vs_setting.png": (
         "Test accuracy vs {setting}",
-        ("Mean and 95% bootstrap CI per arm; one line per variant (arms with the same optimizer, strategy "
+        ("Mean and 95% t CI per arm; one line per variant (arms with the same optimizer, strategy "
          "and other fixed settings), colours marking variants, not arms; an arm without the setting is a "
          "dashed reference line."),
+    ),
+    "slices.png": (
+        "Each searched hyperparameter's effect",
+        ("Per arm, each search trial's validation accuracy against each parameter it searched (pruned "
+         "trials, x, at their best before pruning): what a value gave, with the other parameters varying."),
+    ),
+    "pairs.png": (
+        "Two hyperparameters together",
+        "Per arm, its two {why} against each other; colour: validation accuracy.",
     ),
     "confusion.png": (
         "Confusion matrix of the best model",
@@ -321,11 +403,10 @@ def _budget_figure(data: FigureData, scored: pd.DataFrame, palette: Palette, out
     if data.sampler not in ("qmc", "random"):
         return Figure(title, f"Not drawn: the {data.sampler} sampler's trials are not i.i.d., so the "
                              "expected maximum over n trials (Dodge et al. 2019) does not apply.")
-    complete = scored[scored["state"] == "COMPLETE"]
-    values = {a: complete.loc[complete["arm"] == a, "best_val_acc"].to_list()
-              for a in _present(palette, complete["arm"])}
+    paid = data.trials[data.trials["budget_value"].notna()]
+    values = {a: paid.loc[paid["arm"] == a, "budget_value"].to_list() for a in _present(palette, paid["arm"])}
     if not values:
-        return Figure(title, "Not drawn: no complete trials.")
+        return Figure(title, "Not drawn: no finished trials.")
     expected_max_curves(values, palette, out / "expected_max.png")
     return _shown("expected_max.png")
 
@@ -350,7 +431,33 @@ def _search_figures(data: FigureData, palette: Palette, out: Path) -> list[Figur
         shown.append(_shown("acc_vs_wall_time.png"))
     if not data.importance.empty:
         importances(data.importance, palette, out / "importances.png")
-        shown.append(_shown("importances.png"))
+        counts = ", ".join(f"{a} {n}" for a, n in data.complete.items() if a in set(data.importance["arm"]))
+        shown.append(_shown("importances.png", counts=counts, minimum=str(data.min_importance_trials)))
+    return shown + _param_figures(data, palette, out)
+
+
+def _two_params(data: FigureData, arm: str) -> tuple[tuple[str, str], bool] | None:
+    """The arm's two most important parameters (fANOVA), else its first two searched; None if fewer."""
+    mine = data.importance[data.importance["arm"] == arm].sort_values("importance", ascending=False)
+    if len(mine) >= 2:
+        return (mine["param"].iloc[0], mine["param"].iloc[1]), True
+    searched = list(dict.fromkeys(data.params.loc[data.params["arm"] == arm, "param"]))
+    return ((searched[0], searched[1]), False) if len(searched) >= 2 else None
+
+
+def _param_figures(data: FigureData, palette: Palette, out: Path) -> list[Figure]:
+    if data.params.empty:
+        return []
+    slices(data.params, palette, out / "slices.png")
+    shown = [_shown("slices.png")]
+    picks = {a: p for a in _present(palette, data.params["arm"]) if (p := _two_params(data, a))}
+    if picks:
+        pair_view(data.params, {a: p for a, (p, _) in picks.items()}, out / "pairs.png")
+        ranked = [a for a, (_, by_importance) in picks.items() if by_importance]
+        why = ("most important parameters by fANOVA" if len(ranked) == len(picks) else
+               "most important parameters by fANOVA where an arm has enough complete trials "
+               f"({', '.join(ranked) or 'none'}), else its first two searched ones")
+        shown.append(_shown("pairs.png", why=why))
     return shown
 
 

@@ -20,14 +20,14 @@ from sklearn.metrics import confusion_matrix
 from harness.data import Task, make_task
 from harness.models import build_model, preprocessing
 from harness.pretrain import source_checkpoint
-from harness.spec import Arm, StudySpec, TrialConfig, digest
+from harness.spec import Arm, StudySpec, TrialConfig, confirmation_config, digest
 from harness.tracking import start_child_run
 from harness.train import Diverged, device, evaluate, fit, seed_everything
 
 
 def config_hash(cfg: TrialConfig) -> str:
     """Identifies a configuration up to its seed: confirmation runs of one config share it."""
-    flat = dataclasses.replace(cfg, seed=0).flat()
+    flat = dataclasses.replace(cfg, seed=0, partition_seed=0, pretrain_seed=0).flat()  # what confirmation varies
     return digest(flat)
 
 
@@ -42,7 +42,7 @@ class RunContext:
         weights = "imagenet" if cfg.weights == "imagenet" else "none"
         pre = preprocessing(cfg.model, weights)
         key = (cfg.dataset, cfg.data_root, cfg.source_classes, cfg.target_classes, cfg.shots,
-               cfg.val_fraction, cfg.test_fraction, cfg.split_seed, pre)
+               cfg.val_fraction, cfg.test_fraction, cfg.split_seed, cfg.partition_seed, pre)
         if key not in self.tasks:
             self.tasks[key] = make_task(cfg, pre, role="target", device=device())
         return self.tasks[key]
@@ -165,10 +165,11 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
 
 
 def confirmation_trial_config(spec: StudySpec, arm: Arm, trial: optuna.trial.FrozenTrial | optuna.Trial) -> TrialConfig:
-    """The configuration a confirmation slot trains: its search trial's parameters at its own seed."""
+    """The configuration a confirmation slot trains: its search trial's parameters at its own seed (and, as
+    the study says, its own train/val partition and source pretraining)."""
     params = trial.params if isinstance(trial, optuna.trial.FrozenTrial) else None
     source = optuna.trial.FixedTrial(params) if params is not None else trial
-    return dataclasses.replace(trial_config(spec, arm, source), seed=trial.user_attrs["seed"])
+    return confirmation_config(spec, trial_config(spec, arm, source), trial.user_attrs["seed"])
 
 
 def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTrial, ctx: RunContext) -> float:

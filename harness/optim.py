@@ -15,8 +15,10 @@ import torch
 
 from harness.models import TransferNet
 
+SGD_LR = (1e-4, 1.0)  # four decades around SGD's usual 0.01-0.1
 
-def _lr_wd(trial: optuna.Trial, lr: tuple[float, float] = (1e-4, 1.0),
+
+def _lr_wd(trial: optuna.Trial, lr: tuple[float, float] = SGD_LR,
            weight_decay: tuple[float, float] = (1e-6, 1e-2)) -> dict[str, Any]:
     return {
         "lr": trial.suggest_float("lr", *lr, log=True),
@@ -76,21 +78,23 @@ class OptimizerSpec:
     kwargs: Callable[[dict[str, Any]], dict[str, Any]]  # optimizer_params -> constructor keywords
     space: Callable[[optuna.Trial], dict[str, Any]]  # default search space -> TrialConfig overrides
     params: tuple[str, ...]  # the optimizer_params it takes; any other is a mistake, not silently ignored
+    lr: tuple[float, float] = SGD_LR  # the lr range its default space searches (log scale)
 
 
 ADAM_PARAMS = ("beta1", "beta2", "eps")
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "sgd": OptimizerSpec(torch.optim.SGD, _sgd_kwargs, _sgd_space, ("momentum", "nesterov")),
-    "adam": OptimizerSpec(torch.optim.Adam, _adam_kwargs, _adaptive_space, ADAM_PARAMS),
+    "adam": OptimizerSpec(torch.optim.Adam, _adam_kwargs, _adaptive_space, ADAM_PARAMS, ADAPTIVE_LR),
     "adamw": OptimizerSpec(torch.optim.AdamW, _adam_kwargs,
-                           lambda t: _adaptive_space(t, weight_decay=DECOUPLED_WD), ADAM_PARAMS),
-    "nadam": OptimizerSpec(torch.optim.NAdam, _adam_kwargs, _adaptive_space, ADAM_PARAMS),
-    "radam": OptimizerSpec(torch.optim.RAdam, _adam_kwargs, _adaptive_space, ADAM_PARAMS),
-    "rmsprop": OptimizerSpec(torch.optim.RMSprop, _rmsprop_kwargs, _rmsprop_space, ("alpha", "eps", "momentum")),
+                           lambda t: _adaptive_space(t, weight_decay=DECOUPLED_WD), ADAM_PARAMS, ADAPTIVE_LR),
+    "nadam": OptimizerSpec(torch.optim.NAdam, _adam_kwargs, _adaptive_space, ADAM_PARAMS, ADAPTIVE_LR),
+    "radam": OptimizerSpec(torch.optim.RAdam, _adam_kwargs, _adaptive_space, ADAM_PARAMS, ADAPTIVE_LR),
+    "rmsprop": OptimizerSpec(torch.optim.RMSprop, _rmsprop_kwargs, _rmsprop_space, ("alpha", "eps", "momentum"),
+                             ADAPTIVE_LR),
     "adagrad": OptimizerSpec(  # its accumulated squares shrink the step over time: SGD-sized lrs
         torch.optim.Adagrad, lambda p: {"eps": p.get("eps", 1e-10)},
-        lambda t: _adaptive_space(t, beta1=False, lr=(1e-4, 1.0)), ("eps",),
+        lambda t: _adaptive_space(t, beta1=False, lr=SGD_LR), ("eps",), SGD_LR,
     ),
 }
 
@@ -104,6 +108,11 @@ def optimizer_spec(name: str) -> OptimizerSpec:
 def default_space(trial: optuna.Trial, optimizer: str) -> dict[str, Any]:
     """The registry's search space for `optimizer`, as TrialConfig overrides."""
     return optimizer_spec(optimizer).space(trial)
+
+
+def lr_space(trial: optuna.Trial, optimizer: str) -> dict[str, Any]:
+    """Only the learning rate, over the same range as `optimizer`'s default space (a narrow search)."""
+    return {"lr": trial.suggest_float("lr", *optimizer_spec(optimizer).lr, log=True)}
 
 
 def _no_decay(param: torch.nn.Parameter) -> bool:

@@ -29,7 +29,7 @@ from harness.train import device, fit, seed_everything
 # model's own (ModelSpec.pretrain_lr) and is logged with the rest on the pretraining run.
 PRETRAIN_RECIPE = {
     "arm": "pretrain", "weights": "none", "strategy": "full", "optimizer": "adam",
-    "weight_decay": 1e-4, "optimizer_params": {}, "lr_schedule": "cosine", "augment": False,
+    "weight_decay": 1e-4, "optimizer_params": {}, "lr_schedule": "cosine", "augment": False, "partition_seed": 0,
     "shots": None, "freeze_k": 0, "lp_epochs": 0, "stage_lr_decay": 1.0, "transfer_stages": None,
     "bn_frozen_eval": True,
 }

@@ -36,6 +36,7 @@ class TrialConfig:
     val_fraction: float = 0.2  # of the target's non-test images
     test_fraction: float = 0.4  # of the target images, where the dataset has no official test split
     split_seed: int = 0  # fixed: every arm and seed sees the same split
+    partition_seed: int = 0  # reshuffles train/val and the few-shot subset; the test split keeps split_seed
     augment: bool = False  # random crop (+ flip where the dataset allows it)
     # model and where its weights come from
     model: str = "lenet5"
@@ -105,6 +106,31 @@ class Arm:
         )
 
 
+# What a confirmation seed can vary (Bouthillier et al. 2021: data splits and pretraining are among the largest
+# sources of variance). "seed" always varies: the seed is the confirmation run's identity.
+VARIANCE_SOURCES = {
+    "seed": "head initialisation, data order and augmentation",
+    "partition": "the train/val partition and few-shot subset",
+    "pretrain": "the source pretraining (weights=source; a cached checkpoint per seed)",
+}
+TREND_KINDS = ("at_least", "alike", "decreasing", "increasing")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A result the literature predicts; the report says whether this study's result agrees, runs against
+    it, or is inconclusive.
+
+    kind "at_least": every arm but the last scores at least the last (e.g. AnB+-n >= baseline);
+    "alike": every arm but the last is within `margin` of the last (its interval inside +-margin);
+    "decreasing" / "increasing": test accuracy along `arms`, in order (e.g. AnB-1 .. AnB-4)."""
+
+    claim: str  # what is expected and who found it, e.g. "AnB falls as n grows (Yosinski et al. 2014)"
+    kind: str
+    arms: tuple[str, ...]
+    margin: float = 0.02  # for "alike": differences within this (a fraction: 0.02 = 2 points) count as alike
+
+
 @dataclass(frozen=True)
 class StudySpec:
     """A question, its arms, and how each arm is searched and confirmed."""
@@ -121,12 +147,26 @@ class StudySpec:
     prune: bool = True
     comparisons: tuple[tuple[str, str], ...] = ()  # (a, b) pairs the verdict reports as a - b
     x_axis: str | None = None  # an Arm.fixed key to plot accuracy against (e.g. freeze_k)
+    vary: tuple[str, ...] = ("seed", "partition", "pretrain")  # VARIANCE_SOURCES each confirmation seed varies
+    expected: tuple[Expectation, ...] = ()  # trends the literature predicts, checked in the report
+    chance_margin: float = 0.05  # an arm not significantly above 1/classes + this is flagged, left out of verdicts
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
             if arm.name == name:
                 return arm
         raise KeyError(f"unknown arm {name!r}; arms: {', '.join(a.name for a in self.arms)}")
+
+
+def confirmation_config(spec: StudySpec, cfg: TrialConfig, seed: int) -> TrialConfig:
+    """The config of confirmation seed `seed` of `cfg`: the seed always, and the train/val partition and the
+    source pretraining where `spec.vary` says so (pretraining only matters for weights=source)."""
+    changes: dict[str, Any] = {"seed": seed}
+    if "partition" in spec.vary:
+        changes["partition_seed"] = seed
+    if "pretrain" in spec.vary and cfg.weights == "source":
+        changes["pretrain_seed"] = seed
+    return dataclasses.replace(cfg, **changes)
 
 
 def list_studies(directory: Path = STUDIES_DIR) -> list[str]:

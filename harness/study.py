@@ -196,6 +196,7 @@ def check(spec: StudySpec) -> None:
         _check_stage_counts(arm.name, cfg)
     for a, b in spec.comparisons:
         spec.arm(a), spec.arm(b)
+    __import__("harness.searchcheck").searchcheck.check_search_spaces(spec)  # every arm's space, dry run
 
 
 def _check_stage_counts(arm: str, cfg: TrialConfig) -> None:

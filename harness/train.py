@@ -61,6 +61,11 @@ class FitResult:
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
+LR_SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler | None]] = {
+    "cosine": lambda optimizer, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
+    "constant": lambda optimizer, epochs: None,  # no scheduler: the lr stays as built
+}
+
 
 def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = None) -> FitResult:
     """Train `model` on `task.train` for `cfg.epochs`, following `cfg.strategy`; select by validation accuracy.
@@ -74,11 +79,7 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
     # stages frozen at every epoch never enter the optimizer; gradual/lp_ft stages join it frozen, then thaw
     model.freeze(min(frozen_stages_at(cfg, n_stages, e) for e in range(cfg.epochs)))
     optimizer = build_optimizer(cfg, model)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-        if cfg.lr_schedule == "cosine"
-        else None
-    )
+    scheduler = LR_SCHEDULES[cfg.lr_schedule](optimizer, cfg.epochs)
     result = FitResult()
     n = len(task.train)
     for epoch in range(cfg.epochs):

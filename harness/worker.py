@@ -265,8 +265,8 @@ class Worker:
         from harness import objective
 
         trial.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
-        cfg = objective.trial_config(self.spec, arm, trial)
-        self._ensure_source(cfg)
+        config = objective.trial_config if kind == "search" else objective.confirmation_trial_config
+        self._ensure_source(config(self.spec, arm, trial))
         if kind == "search":
             run = objective.make_objective(self.spec, arm, self.ctx)
         else:

@@ -15,7 +15,7 @@ with momentum fixed, the lr sweeps the effective lr lr / (1 - momentum) that Li 
 matters. Every arm gets the same Sobol sequence of lrs, so arms are compared at the same lrs.
 """
 
-from harness.spec import Arm, StudySpec, TrialConfig
+from harness.spec import Arm, Expectation, StudySpec, TrialConfig
 
 STAGES = 4  # lenet5: conv1, conv2, fc1, fc2
 
@@ -50,4 +50,10 @@ STUDY = StudySpec(
         *((f"AnB-{n}", "baseline") for n in range(1, STAGES + 1)),
     ),
     x_axis="transfer_stages",
+    expected=(
+        Expectation("AnB falls as n grows: the top layers are specific to A (Yosinski et al. 2014)", "decreasing",
+                    tuple(f"AnB-{n}" for n in range(1, STAGES + 1))),
+        Expectation("AnB+ >= baseline at every n: transfer plus fine-tuning generalises at least as well "
+                    "(Yosinski et al. 2014)", "at_least", (*(f"AnB+-{n}" for n in range(1, STAGES + 1)), "baseline")),
+    ),
 )

@@ -4,27 +4,16 @@ Four arms, {SGD, Adam} x {frozen: only the new head trains; unfrozen: every laye
 Optuna study with the same budget and the same seeded quasi-random sampler.
 """
 
-from harness.spec import Arm, StudySpec, TrialConfig
+from harness.optim import default_space
+from harness.spec import Arm, Expectation, StudySpec, TrialConfig
 
 
 def search_space(trial, arm: Arm) -> dict:
-    """Each optimizer's learning rate over four decades around its usual values, and everything else that
-    matters tuned too: momentum and Nesterov for SGD; beta1 and epsilon for Adam (Choi et al. 2019: a
-    comparison that leaves epsilon at its default is biased against Adam)."""
-    if arm.optimizer == "sgd":
-        lr = trial.suggest_float("lr", 1e-3, 1.0, log=True)
-        params = {
-            "momentum": trial.suggest_float("momentum", 0.0, 0.99),
-            "nesterov": trial.suggest_categorical("nesterov", [False, True]),
-        }
-    else:
-        lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
-        params = {
-            "beta1": trial.suggest_float("beta1", 0.5, 0.99),
-            "eps": trial.suggest_float("eps", 1e-10, 1e-1, log=True),
-        }
-    weight_decay = trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
-    return {"lr": lr, "weight_decay": weight_decay, "optimizer_params": params}
+    """The registry's default space for the arm's optimizer (harness.optim, the one source of truth): the lr
+    over four or more decades around each optimizer's usual values, weight decay, and everything else that
+    matters: momentum and Nesterov for SGD; beta1 and epsilon for Adam (Choi et al. 2019: a comparison that
+    leaves epsilon at its default is biased against Adam)."""
+    return default_space(trial, arm.optimizer)
 
 
 STUDY = StudySpec(
@@ -42,4 +31,13 @@ STUDY = StudySpec(
     seeds=5,
     sampler="qmc",
     comparisons=(("adam-frozen", "sgd-frozen"), ("adam-unfrozen", "sgd-unfrozen")),
+    expected=(
+        # every hyperparameter tuned, epsilon included: Adam should be no worse than SGD
+        Expectation("Adam >= SGD, layers frozen, when every hyperparameter is tuned (Choi et al. 2019)",
+                    "at_least", ("adam-frozen", "sgd-frozen")),
+        Expectation("Adam >= SGD, layers fine-tuned, when every hyperparameter is tuned (Choi et al. 2019)",
+                    "at_least", ("adam-unfrozen", "sgd-unfrozen")),
+        *(Expectation(f"{opt}: fine-tuning every layer >= the head on fixed features (Kornblith et al. 2019)",
+                      "at_least", (f"{opt}-unfrozen", f"{opt}-frozen")) for opt in ("sgd", "adam")),
+    ),
 )

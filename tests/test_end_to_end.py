@@ -84,7 +84,7 @@ def test_running_again_resumes_without_new_trials(finished):
     assert run_tiny(finished) == 0
     assert all(len(optuna_trials(finished, arm)) == 2 for arm in ARMS)
     assert len(runs(finished, "confirm")) == before  # confirmed seeds are not rerun
-    assert len(runs(finished, "pretrain")) == 1  # the source checkpoint is reused
+    assert len(runs(finished, "pretrain")) == 3  # seed 0 (search), one per confirmation seed; all reused
 
 
 def test_ctrl_c_keeps_finished_trials_and_the_next_run_tops_up(tmp_path, monkeypatch):

@@ -129,3 +129,16 @@ def test_the_optimizer_carries_each_group_s_own_lr():
     head = next(g for g in optimizer.param_groups if g["stage"] == "head")
     conv1 = next(g for g in optimizer.param_groups if g["stage"] == "conv1")
     assert (head["lr"], conv1["lr"]) == pytest.approx((0.01, 1e-6))
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_the_lr_only_space_searches_the_default_spaces_lr_range(name):
+    from harness.optim import lr_space
+
+    def lr_range(space_fn):
+        study = optuna.create_study()
+        trial = study.ask()
+        space_fn(trial)
+        return trial.distributions["lr"]
+
+    assert lr_range(lambda t: lr_space(t, name)) == lr_range(lambda t: default_space(t, name))

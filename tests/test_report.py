@@ -14,7 +14,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from harness.report import build_index, build_report, load_record, main, setting_points, verdicts
+from harness.findings import verdicts
+from harness.records import load_record, setting_points
+from harness.report import build_index, build_report, main
 from harness.spec import Arm, Stores, StudySpec, TrialConfig
 from harness.tracking import experiment_id, open_storage, optuna_study_name
 
@@ -193,18 +195,19 @@ def test_report_starts_with_title_question_and_sections_in_order(built):
     assert positions == sorted(positions)
 
 
-def test_a_clearly_better_arm_is_named_the_winner_with_its_ci(built):
+def test_a_clearly_better_arm_is_named_the_winner_with_the_budget_and_its_ci(built):
     verdict = _section(built["text"]["clear"], "Verdict")
-    assert "- adam-frozen beats sgd-frozen by 30.0 points of test accuracy (95% CI " in verdict
+    assert ("- At this budget (6 trials per arm, 5 seeds), adam-frozen beats sgd-frozen by 30.0 points of test "
+            "accuracy (95% CI ") in verdict
 
 
 def test_equal_arms_give_no_significant_difference(built):
-    sentences, _ = built["tie"]
-    assert sentences[0].startswith("No significant difference at this budget: sgd - adam = ")
+    sentences = built["tie"].sentences
+    assert sentences[0].startswith("At this budget (3 trials per arm, 5 seeds), no significant difference: sgd - adam = ")
 
 
 def test_without_comparisons_every_pair_is_compared_and_an_arm_without_confirmation_is_named(built):
-    sentences, compared = built["tie"]
+    sentences, compared = built["tie"].sentences, built["tie"].family
     assert len(sentences) == 3  # sgd-adam, sgd-rmsprop, adam-rmsprop
     assert sentences[1] == "No verdict for sgd vs rmsprop: rmsprop has no confirmation runs."
     assert compared == 1 and "Holm" not in sentences[0]  # one pair could be compared: no family to correct
@@ -224,7 +227,7 @@ def test_table_counts_only_finished_confirm_runs_of_the_best_trial(built):
 
 def test_table_shows_trial_states_and_best_hyperparameters(built):
     row = _row(_section(built["text"]["clear"], "Results per arm"), "sgd-frozen")
-    assert "| 4 / 1 / 1 |" in row  # complete / pruned / failed
+    assert "| 0 (+1 crashed, not counted) | 4 / 1 / 1 |" in row  # the decoy crashed: not scored; trial states
     assert "lr=" in row and "momentum=" in row and "weight_decay=0.0001" in row
 
 
@@ -238,8 +241,8 @@ def test_six_steps_point_at_their_evidence(built):
     steps = _section(built["text"]["clear"], "The six steps").strip().splitlines()
     assert [line[:3] for line in steps] == ["1. ", "2. ", "3. ", "4. ", "5. ", "6. "]
     expected = ["torch 2.5.1", "digits, classes 5, 6, 7, 8, 9", "train 150 images (`aaa111`)",
-                "(samples.png)", "checkpoint `lenet5-src-0123` (MLflow run `pretrainrun42`)",
-                "(confusion.png)"]
+                "(`samples.png`, in the figures below)", "checkpoint `lenet5-src-0123` (MLflow run `pretrainrun42`)",
+                "(`confusion.png`, in the figures below)"]
     for line, evidence in zip(steps, expected, strict=True):
         assert evidence in line
 
@@ -273,14 +276,14 @@ def test_setup_lists_parent_and_counted_child_run_ids(built):
 def test_every_figure_link_is_a_relative_png_that_exists(built):
     readme = built["readme"]["clear"]
     links = re.findall(r"\]\(([^)]+\.png)\)", readme.read_text())
-    assert len(set(links)) >= 9
+    assert len(set(links)) >= 11
     for link in links:
         assert not link.startswith(("/", "http")) and (readme.parent / link).is_file()
 
 
 def test_the_expected_figures_are_drawn(built):
     expected = {"samples", "class_counts", "expected_max", "val_acc_vs_lr", "val_acc_vs_effective_lr",
-                "acc_vs_wall_time", "importances", "learning_curves", "test_acc", "confusion"}
+                "acc_vs_wall_time", "slices", "pairs", "learning_curves", "test_acc", "confusion"}
     assert {p.stem for p in built["readme"]["clear"].parent.glob("*.png")} == expected
 
 
@@ -308,7 +311,7 @@ def test_x_axis_variants_group_arms_differing_only_in_the_setting_and_keep_a_bas
 def test_summary_json_holds_the_question_and_verdicts(built):
     summary = json.loads((built["readme"]["clear"].parent / "summary.json").read_text())
     assert summary["question"] == CLEAR.question
-    assert summary["verdicts"][0].startswith("adam-frozen beats sgd-frozen")
+    assert "adam-frozen beats sgd-frozen" in summary["verdicts"][0]
 
 
 def test_index_lists_each_study_with_its_verdict_and_a_relative_link(built):

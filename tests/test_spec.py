@@ -37,3 +37,50 @@ def test_data_root_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("HARNESS_DATA_ROOT", "/somewhere")
     assert TrialConfig().data_root == "/somewhere"
     assert dataclasses.replace(TrialConfig(), data_root="x").data_root == "x"
+
+
+# --- confirmation seeds vary every source of variance the study names ---------------------------------------
+
+
+def _spec(**kwargs):
+    from harness.spec import StudySpec
+
+    return StudySpec(name="s", question="?", arms=(Arm("a", "sgd"),), search_space=lambda t, a: {}, **kwargs)
+
+
+def test_confirmation_seed_varies_init_partition_and_pretraining_by_default():
+    from harness.spec import confirmation_config
+
+    cfg = confirmation_config(_spec(), TrialConfig(weights="source", lr=0.3), 4)
+    assert (cfg.seed, cfg.partition_seed, cfg.pretrain_seed, cfg.lr, cfg.split_seed) == (4, 4, 4, 0.3, 0)
+
+
+def test_confirmation_seed_varies_only_what_the_study_names():
+    from harness.spec import confirmation_config
+
+    cfg = confirmation_config(_spec(vary=("seed",)), TrialConfig(weights="source"), 4)
+    assert (cfg.seed, cfg.partition_seed, cfg.pretrain_seed) == (4, 0, 0)
+
+
+def test_pretraining_seed_is_left_alone_without_source_weights():
+    from harness.spec import confirmation_config
+
+    assert confirmation_config(_spec(), TrialConfig(weights="none"), 4).pretrain_seed == 0
+
+
+def test_partition_seed_reshuffles_train_and_val_but_never_the_test_split():
+    from harness.data import make_task
+    from harness.models import preprocessing
+
+    pre = preprocessing("lenet5", "none")
+    a, b = (make_task(TrialConfig(partition_seed=s), pre) for s in (0, 1))
+    assert a.fingerprints()["test"] == b.fingerprints()["test"]
+    assert a.fingerprints()["train"] != b.fingerprints()["train"] and a.fingerprints()["val"] != b.fingerprints()["val"]
+
+
+def test_pretraining_seed_keys_its_own_checkpoint():
+    from harness.pretrain import checkpoint_key, pretrain_config
+
+    assert pretrain_config(TrialConfig(pretrain_seed=2)).seed == 2
+    assert pretrain_config(TrialConfig(seed=5, partition_seed=5)) == pretrain_config(TrialConfig())
+    assert checkpoint_key(TrialConfig(pretrain_seed=1)) != checkpoint_key(TrialConfig())

@@ -1,0 +1,58 @@
+"""Which way of fine-tuning wins when each gets the same tuning budget? LeNet-5 pretrained on digits 0-4,
+fine-tuned on digits 5-9.
+
+Six recipes, each its own arm with the same budget, each searching its own learning rate (SGD with Nesterov
+momentum 0.9, Kornblith et al. 2019's fine-tuning optimizer, lr over optim's SGD range) plus the knob the
+recipe has:
+- linear_probe: only the new head trains (fixed features);
+- freeze_k: the first k stages frozen, k searched in 1..3 of LeNet-5's 4 stages;
+- full: every layer fine-tunes;
+- gradual: ULMFiT's gradual unfreezing, one more stage from the top each epoch (Howard & Ruder 2018);
+- lp_ft: a linear probe for lp_epochs (searched, 1..3), then full fine-tuning (Kumar et al. 2022);
+  it needs --epochs 4 or more, and the dry run says so otherwise;
+- discriminative: full fine-tuning with stage i from the top at lr * stage_lr_decay**i, the decay searched
+  (Howard & Ruder 2018).
+Kornblith et al. found fine-tuning at least as good as fixed features; Kumar et al. found LP-FT at least as good
+as full fine-tuning (most clearly out of distribution). The report checks both.
+"""
+
+from harness.optim import lr_space
+from harness.spec import Arm, Expectation, StudySpec, TrialConfig
+
+STAGES = 4  # lenet5: conv1, conv2, fc1, fc2
+
+
+def search_space(trial, arm: Arm) -> dict:
+    overrides = lr_space(trial, arm.optimizer)
+    if arm.strategy == "freeze_k":
+        overrides["freeze_k"] = trial.suggest_int("freeze_k", 1, STAGES - 1)
+    if arm.strategy == "lp_ft":
+        overrides["lp_epochs"] = trial.suggest_int("lp_epochs", 1, 3)
+    if arm.name == "discriminative":
+        overrides["stage_lr_decay"] = trial.suggest_float("stage_lr_decay", 0.1, 1.0, log=True)
+    return overrides
+
+
+RECIPES = ("linear_probe", "freeze_k", "full", "gradual", "lp_ft")
+
+STUDY = StudySpec(
+    name="fine_tune_recipes",
+    question="Which way of fine-tuning a pretrained CNN wins at the same tuning budget: linear probe, frozen "
+             "stages, full, gradual unfreezing, LP-FT or discriminative learning rates?",
+    arms=(*(Arm(recipe, "sgd", recipe) for recipe in RECIPES), Arm("discriminative", "sgd", "full")),
+    search_space=search_space,
+    base=TrialConfig(study="fine_tune_recipes", model="lenet5", weights="source", dataset="digits", epochs=10,
+                     optimizer_params={"momentum": 0.9, "nesterov": True}),
+    n_trials=8,  # per arm: one or two searched dimensions
+    seeds=5,
+    confirm_top=1,  # six arms: rerunning the top 3 would triple the confirmation time
+    sampler="qmc",
+    prune=False,  # the median pruner would compare recipes that learn at different speeds epoch by epoch
+    comparisons=(*((recipe, "full") for recipe in ("linear_probe", "freeze_k", "gradual", "lp_ft")),
+                 ("discriminative", "full")),
+    expected=(
+        Expectation("fine-tuning >= a linear probe on fixed features (Kornblith et al. 2019)", "at_least",
+                    ("freeze_k", "full", "gradual", "lp_ft", "discriminative", "linear_probe")),
+        Expectation("LP-FT >= full fine-tuning (Kumar et al. 2022)", "at_least", ("lp_ft", "full")),
+    ),
+)

@@ -1,0 +1,42 @@
+"""Does the SGD vs Adam ranking depend on how much of each is tuned? Choi et al. 2019 on the digits task.
+
+LeNet-5 pretrained on digits 0-4, every layer fine-tuned on digits 5-9. Two search spaces per optimizer:
+- narrow: the learning rate alone (each optimizer's range from harness.optim), SGD at momentum 0.9 and Adam
+  at its default betas and epsilon, as many comparisons do;
+- wide: every hyperparameter (harness.optim's default space: lr, weight decay, momentum and Nesterov for SGD;
+  lr, weight decay, beta1 and epsilon for Adam) plus Adam's beta2.
+Choi et al. found that with a wide enough space Adam is never worse than SGD with momentum, and that narrow
+spaces can flip rankings. The same budget per arm: the wide arms search more dimensions with as many trials.
+"""
+
+from harness.optim import default_space, lr_space
+from harness.spec import Arm, Expectation, StudySpec, TrialConfig
+
+
+def search_space(trial, arm: Arm) -> dict:
+    if arm.name.endswith("narrow"):
+        fixed = {"momentum": 0.9} if arm.optimizer == "sgd" else {}
+        return lr_space(trial, arm.optimizer) | {"optimizer_params": fixed}
+    space = default_space(trial, arm.optimizer)
+    if arm.optimizer == "adam":  # Choi et al. tune beta2 as well
+        space["optimizer_params"]["beta2"] = trial.suggest_float("beta2", 0.9, 0.9999)
+    return space
+
+
+STUDY = StudySpec(
+    name="search_space_width",
+    question="Does the SGD vs Adam ranking depend on how many hyperparameters are tuned? (Choi et al. 2019)",
+    arms=tuple(Arm(f"{opt}-{width}", opt, "full") for width in ("narrow", "wide") for opt in ("sgd", "adam")),
+    search_space=search_space,
+    base=TrialConfig(study="search_space_width", model="lenet5", weights="source", dataset="digits", epochs=10),
+    n_trials=12,
+    seeds=5,
+    confirm_top=1,
+    sampler="qmc",
+    prune=False,  # pruning would judge wide and narrow spaces by their first epochs
+    comparisons=(("adam-narrow", "sgd-narrow"), ("adam-wide", "sgd-wide")),
+    expected=(
+        Expectation("with every hyperparameter tuned, Adam >= SGD with momentum (Choi et al. 2019)", "at_least",
+                    ("adam-wide", "sgd-wide")),
+    ),
+)
