@@ -119,8 +119,8 @@ def test_too_few_classes_for_the_class_split_fail_the_check(single):
 def test_study_cli_refuses_too_few_classes_before_writing_anything(single, tmp_path, capsys):
     from harness.study import main
 
-    code = main(["sgd_vs_adam", "--dataset", f"folder:{single}", "--root", str(tmp_path / "mlruns"),
-                 "--reports", str(tmp_path / "reports")])
+    code = main(["sgd_vs_adam", "--dataset", f"folder:{single}", "--target-classes", "5-9",
+                 "--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")])
     assert code == 2
     assert "4 classes" in capsys.readouterr().err
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "reports").exists()

@@ -1,7 +1,6 @@
 """Every bad input exits 2 with one message that says what is wrong, where, and how to fix it, before anything is
 written; a cached checkpoint that no longer reads is pretrained again."""
 
-import functools
 import os
 
 import numpy as np
@@ -13,7 +12,7 @@ import harness.study
 from harness.datasets import BrokenImage, ImageFiles
 from harness.models import read_state_dict
 from harness.pretrain import source_checkpoint
-from harness.spec import TrialConfig, load_study
+from harness.spec import TrialConfig
 
 
 def run_cli(tmp_path, *args):
@@ -30,7 +29,7 @@ def studies_dir(tmp_path, monkeypatch):
     """Study files in a folder of the test's own, read by the CLI."""
     folder = tmp_path / "studies"
     folder.mkdir()
-    monkeypatch.setattr(harness.study, "load_study", functools.partial(load_study, directory=folder))
+    monkeypatch.setattr(harness.study, "STUDIES_DIR", folder)  # the default of --studies
     return folder
 
 

@@ -4,7 +4,7 @@ import mlflow
 import optuna
 import pytest
 
-from harness.objective import RunContext, confirm, make_objective
+from harness.objective import RunContext, make_confirmation, make_objective
 from harness.spec import Arm, StudySpec, TrialConfig
 
 ARM = Arm("sgd-unfrozen", "sgd", "full")
@@ -61,9 +61,13 @@ def test_confirmation_reruns_the_best_config_with_a_new_seed_and_tests_once(stor
     eid, _ = tracking
     trial, search_run = run_one(stores, 0.05)
     ctx = RunContext(stores.checkpoints)
-    confirm(SPEC, ARM, trial, seed=7, ctx=ctx, study_name="unit/sgd-unfrozen")
+    slots = optuna.create_study(study_name="unit/sgd-unfrozen/confirm", direction="maximize")
+    slots.enqueue_trial(trial.params, user_attrs={"search_trial": trial.number, "seed": 7})
+    slots.optimize(make_confirmation(SPEC, ARM, ctx, "unit/sgd-unfrozen"), n_trials=1)
+    assert slots.trials[0].user_attrs["mlflow_run_id"]
     (run,) = mlflow.search_runs([eid], filter_string="tags.phase = 'confirm'", output_format="list")
     assert run.data.tags["seed"] == "7" and run.data.tags["optuna_trial"] == "0"
+    assert run.data.tags["mlflow.runName"] == "sgd-unfrozen trial 0, seed 7"
     assert run.data.tags["config_hash"] == search_run.data.tags["config_hash"]  # same config, other seed
     assert 0.2 < run.data.metrics["test_acc"] <= 1.0
     confusion = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/confusion.json")

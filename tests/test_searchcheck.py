@@ -86,13 +86,11 @@ STUDY = StudySpec(name="broken", question="?", arms=(Arm("deep", "sgd", "freeze_
 
 def test_a_broken_study_file_exits_2_naming_arm_and_parameter_and_writes_nothing(tmp_path, capsys, monkeypatch):
     import harness.study
-    from harness.spec import load_study as load
 
     studies = tmp_path / "studies"
     studies.mkdir()
     (studies / "broken.py").write_text(textwrap.dedent(BROKEN))
-    monkeypatch.setattr(harness.study, "load_study", lambda name: load(name, studies))
-    code = harness.study.main(["broken", "--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")])
+    code = harness.study.main(["broken", "--studies", str(studies), "--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")])
     assert code == 2
     assert "arm deep, parameter freeze_k" in capsys.readouterr().err
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "reports").exists()
