@@ -83,8 +83,9 @@ class MetricBuffer:
     per epoch, while a run of slow epochs still shows a live curve. Every step is kept; nothing is sampled.
     """
 
-    def __init__(self, run_id: str, flush_seconds: float = FLUSH_SECONDS):
-        self.run_id, self.flush_seconds = run_id, flush_seconds
+    def __init__(self, run_id: str, flush_seconds: float | None = None):
+        self.run_id = run_id
+        self.flush_seconds = FLUSH_SECONDS if flush_seconds is None else flush_seconds
         self.client = MlflowClient()
         self.metrics: list[Metric] = []
         self.params: list[Param] = []

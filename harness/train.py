@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import random
 import time
@@ -76,6 +75,22 @@ def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
+def _snapshot(model: torch.nn.Module, previous: dict[str, torch.Tensor] | None,
+              versions: dict[str, int]) -> dict[str, torch.Tensor]:
+    """A copy of the model's state; tensors not modified since `previous` (a frozen backbone) reuse its copy.
+
+    A tensor's `_version` counts its in-place updates (optimizer steps, BatchNorm statistics).
+    """
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if previous is not None and versions.get(name) == tensor._version:
+            state[name] = previous[name]
+        else:
+            state[name] = tensor.detach().clone()
+            versions[name] = tensor._version
+    return state
+
+
 def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = None,
         features: FeatureCache | None = CACHE) -> FitResult:
     """Train `model` on `task.train` for `cfg.epochs`, following `cfg.strategy`; select by validation accuracy.
@@ -101,6 +116,7 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
     )
     result = FitResult()
     n = len(task.train)
+    versions: dict[str, int] = {}  # of the tensors in best_state, to copy only those that changed since
     runs: dict[int, CachedRun | None] = {}  # per number of frozen stages: the frozen weights do not change
     for epoch in range(cfg.epochs):
         start = time.perf_counter()
@@ -145,7 +161,7 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
         result.history.append(metrics)
         if val.acc > result.best_val_acc:
             result.best_epoch, result.best_val_acc = epoch, val.acc
-            result.best_state = copy.deepcopy(model.state_dict())
+            result.best_state = _snapshot(model, result.best_state, versions)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return result
