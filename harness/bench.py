@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,6 +111,7 @@ def compare_loops(plan: Plan, root: Path) -> dict:
     from harness.pretrain import source_checkpoint
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # QMCSampler's notice
     spec = load_study("sgd_vs_adam")
     spec = dataclasses.replace(spec, n_trials=plan.trials, prune=False,  # every trial runs all its epochs
                                base=dataclasses.replace(spec.base, epochs=plan.epochs,

@@ -135,6 +135,8 @@ class FeatureCache:
         size = out.numel() * out.element_size()
         if size > self.max_bytes:
             return None
+        for stale in [k for k, (ref, _) in self.entries.items() if ref() is None]:  # splits no longer in use
+            del self.entries[stale]
         self.entries[key] = (weakref.ref(split), out)
         while self.bytes > self.max_bytes:
             self.entries.popitem(last=False)
