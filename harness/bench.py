@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 
 from harness import tracking
 from harness.data import Split, Task, make_task
-from harness.features import CACHE, FeatureCache
+from harness.features import FeatureCache
 from harness.models import Preprocess, build_model, frozen_stages_at, model_spec
 from harness.optim import build_optimizer
 from harness.spec import Stores, TrialConfig, load_study
@@ -62,7 +63,7 @@ class Plan:
 
 PLANS = {
     "full": Plan(),
-    "quick": Plan(trials=2, epochs=6, lp_trials=2, lp_epochs=6, throughput_images=128,
+    "quick": Plan(trials=2, epochs=6, throughput_images=128,
                   study_args=("--trials", "2", "--seeds", "2", "--epochs", "2")),
     "smoke": Plan(trials=1, epochs=1, pretrain_epochs=1, lp_trials=2, lp_epochs=1, lp_model="lenet5", lp_size=32,
                   throughput=(("lenet5", 32),), throughput_images=16, study_args=None, gpu_throughput=False),
@@ -103,7 +104,9 @@ def bare_run(cfg: TrialConfig, task: Task, weights: str, on_epoch: Callable[[int
 
 
 def compare_loops(plan: Plan, root: Path) -> dict:
-    """sgd_vs_adam's trials through the harness, then replayed through fit alone, a bare loop and a plain script."""
+    """sgd_vs_adam's trials through the harness, then each replayed through fit alone, a bare loop and a plain
+    script. The ways take turns trial by trial (in a rotating order), so a load that drifts on a shared machine
+    falls on all of them alike; each way's total is the sum over its trials."""
     import mlflow
     import optuna
 
@@ -119,43 +122,53 @@ def compare_loops(plan: Plan, root: Path) -> dict:
     stores = Stores(root=root / "mlruns")
     eid = tracking.experiment_id(stores, "bench")
     ctx = RunContext(stores.checkpoints)
+    storage = tracking.open_storage(stores)
+
+    def create(name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+        return optuna.create_study(direction="maximize", study_name=name, storage=storage, sampler=sampler)
+
     with mlflow.start_run(experiment_id=eid, run_name="bench"):
-        source_checkpoint(spec.base, ctx.checkpoints)  # pretrained once, outside every timing
-    task = ctx.task(spec.base)
-    weights = str(source_checkpoint(spec.base, ctx.checkpoints).path)
+        weights = str(source_checkpoint(spec.base, ctx.checkpoints).path)  # pretrained once, untimed
+        task = ctx.task(spec.base)
+        say("sampling the configurations (also warms up the stores, imports and kernels; untimed)")
+        configs, replay = [], []
+        for arm in spec.arms:
+            study = create(f"sample/{arm.name}", optuna.samplers.QMCSampler(seed=0))
+            study.optimize(make_objective(spec, arm, ctx), n_trials=plan.trials)
+            replay += [(arm, t.params) for t in study.trials]
+            configs += [trial_config(spec, arm, optuna.trial.FixedTrial(t.params)) for t in study.trials]
+        harness_studies = {arm.name: create(f"harness/{arm.name}") for arm in spec.arms}
+        unbatched_studies = {arm.name: create(f"unbatched/{arm.name}") for arm in spec.arms}
+        plain = create("plain")
 
-    def harness_study(tag: str) -> tuple[float, list]:
-        CACHE.clear()  # each way pays for its features once, as a study does
-        start, replay = time.perf_counter(), []
-        with mlflow.start_run(experiment_id=eid, run_name=tag):
-            for arm in spec.arms:
-                study = optuna.create_study(direction="maximize", sampler=optuna.samplers.QMCSampler(seed=0),
-                                            storage=tracking.open_storage(stores),
-                                            study_name=f"{tag}/{arm.name}")
-                study.optimize(make_objective(spec, arm, ctx), n_trials=plan.trials)
-                replay += [(arm, t.params) for t in study.trials]
-        return time.perf_counter() - start, replay
+        def harness_trial(studies: dict, arm, params: dict) -> None:
+            studies[arm.name].enqueue_trial(params)
+            studies[arm.name].optimize(make_objective(spec, arm, ctx), n_trials=1)
 
-    say("harness: sgd_vs_adam trials")
-    harness_s, replay = harness_study("harness")
-    configs = [trial_config(spec, arm, optuna.trial.FixedTrial(params)) for arm, params in replay]
-    tracking.FLUSH_SECONDS, flush = 0.0, tracking.FLUSH_SECONDS  # one write per epoch, as before batching
-    try:
-        unbatched_s, _ = harness_study("unbatched")
-    finally:
-        tracking.FLUSH_SECONDS = flush
-    say("fit alone, bare loop, plain Optuna + MLflow script: the same configurations")
-    CACHE.clear()
-    start = time.perf_counter()
-    for cfg in configs:
-        seed_everything(cfg.seed)
-        fit(build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval).to(device()), task, cfg)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    for cfg in configs:
-        bare_run(cfg, task, weights)
-    bare_s = time.perf_counter() - start
-    plain_s = plain_script(configs, task, weights, stores, eid)
+        def unbatched_trial(arm, params: dict) -> None:
+            tracking.FLUSH_SECONDS, flush = 0.0, tracking.FLUSH_SECONDS  # one write per epoch, as before batching
+            try:
+                harness_trial(unbatched_studies, arm, params)
+            finally:
+                tracking.FLUSH_SECONDS = flush
+
+        def fit_alone(cfg: TrialConfig) -> None:
+            seed_everything(cfg.seed)
+            fit(build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval).to(device()), task, cfg)
+
+        times = dict.fromkeys(("harness", "unbatched", "fit", "bare", "plain"), 0.0)
+        say(f"{len(configs)} trials, five ways each, taking turns")
+        for i, ((arm, params), cfg) in enumerate(zip(replay, configs, strict=True)):
+            ways = {"harness": partial(harness_trial, harness_studies, arm, params),
+                    "unbatched": partial(unbatched_trial, arm, params), "fit": partial(fit_alone, cfg),
+                    "bare": partial(bare_run, cfg, task, weights),
+                    "plain": partial(plain_trial, plain, cfg, task, weights, eid)}
+            names = list(ways)
+            for way in names[i % len(names):] + names[: i % len(names)]:
+                start = time.perf_counter()
+                ways[way]()
+                times[way] += time.perf_counter() - start
+    harness_s, unbatched_s, fit_s, bare_s, plain_s = times.values()
     epochs = len(configs) * plan.epochs
     return {
         "harness_over_bare": harness_s / bare_s,
@@ -170,35 +183,27 @@ def compare_loops(plan: Plan, root: Path) -> dict:
     }
 
 
-def plain_script(configs: list[TrialConfig], task: Task, weights: str, stores: Stores, eid: str) -> float:
-    """Optuna + MLflow the way users write it: a nested run per trial, log_metrics and report every epoch."""
+def plain_trial(study, cfg: TrialConfig, task: Task, weights: str, eid: str) -> None:
+    """One trial of Optuna + MLflow the way users write it: a nested run, log_metrics and report every epoch."""
     import mlflow
     import optuna
 
-    start = time.perf_counter()
-    with mlflow.start_run(experiment_id=eid, run_name="plain"):
-        study = optuna.create_study(direction="maximize", study_name="plain",
-                                    storage=tracking.open_storage(stores))
-        for i in range(len(configs)):
-            study.enqueue_trial({"i": i})
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("lr", cfg.lr, cfg.lr)  # a script's search space is sampled and stored like this
+        with mlflow.start_run(nested=True, run_name=f"trial {trial.number}", experiment_id=eid):
+            mlflow.log_params(cfg.flat())
 
-        def objective(trial: optuna.Trial) -> float:
-            cfg = configs[trial.suggest_int("i", 0, len(configs) - 1)]
-            with mlflow.start_run(nested=True, run_name=f"trial {trial.number}", experiment_id=eid):
-                mlflow.log_params(cfg.flat())
+            def on_epoch(epoch: int, metrics: dict) -> None:
+                mlflow.log_metrics(metrics, step=epoch)
+                trial.report(metrics["val_acc"], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
 
-                def on_epoch(epoch: int, metrics: dict) -> None:
-                    mlflow.log_metrics(metrics, step=epoch)
-                    trial.report(metrics["val_acc"], epoch)
-                    if trial.should_prune():
-                        raise optuna.TrialPruned()
+            best = bare_run(cfg, task, weights, on_epoch)
+            mlflow.log_metric("best_val_acc", best)
+            return best
 
-                best = bare_run(cfg, task, weights, on_epoch)
-                mlflow.log_metric("best_val_acc", best)
-                return best
-
-        study.optimize(objective, n_trials=len(configs))
-    return time.perf_counter() - start
+    study.optimize(objective, n_trials=1)
 
 
 # --- frozen features, throughput, the default study ----------------------------------------------------------
@@ -326,6 +331,8 @@ def markdown(results: dict) -> str:
         t = results["tracking_ms_per_epoch"]
         lines += ["", (f"Tracking (Optuna + MLflow) per epoch over `fit` alone: {t['batched']:.1f} ms with "
                        f"batched writes, {t['unbatched']:.1f} ms with one write per epoch.")]
+    if results.get("default_study_command"):
+        lines += ["", f"Default study timed as `{results['default_study_command']}` (a fresh store, wall time)."]
     if "linear_probe_setup" in results:
         lines += ["", f"Linear probe: {results['linear_probe_setup']}."]
     lines += ["", "Training images per second (full fine-tuning, batch 64):", "",
@@ -344,6 +351,8 @@ def run(plan: Plan, workdir: Path) -> dict:
     results["images_per_second"] = [images_per_second(name, size, n) for name, size in models]
     results["default_study_seconds"] = (None if plan.study_args is None
                                         else default_study_seconds(plan.study_args, workdir))
+    results["default_study_command"] = (None if plan.study_args is None
+                                        else " ".join(["python -m harness.study sgd_vs_adam", *plan.study_args]))
     return results
 
 
