@@ -319,6 +319,8 @@ def markdown(results: dict) -> str:
     for key, (op, target) in TARGETS.items():
         value = results.get(key)
         shown = "skipped" if value is None else f"{value:.2f}"
+        if key == "default_study_seconds" and value is not None and results["plan"] != "full":
+            shown += " (shortened study, see below)"
         lines.append(f"| `{key}` | {shown} | {op} {target:g} |")
     for key in ("harness_over_fit", "cached_linear_probe_speedup_warm", "linear_probe_max_accuracy_difference"):
         if key in results:
