@@ -72,8 +72,7 @@ class Split:
                 for i in range(0, len(self), batch_size):
                     yield self.x[i : i + batch_size], self.y[i : i + batch_size]
             else:
-                for batch in order.split(batch_size):
-                    batch = batch.to(self.x.device)
+                for batch in order.to(self.x.device).split(batch_size):  # one copy of the order per epoch
                     yield self.x[batch], self.y[batch]
             return
         positions = (torch.arange(len(self)) if order is None else order.cpu()).split(batch_size)
@@ -107,13 +106,21 @@ class Task:
 
 
 def preprocess(images: torch.Tensor, pre: Preprocess) -> torch.Tensor:
-    """Resize (and crop), match channels, normalise: deterministic, so evaluation sees the same input."""
+    """Resize (and crop), match channels, normalise: deterministic, so evaluation sees the same input.
+
+    Preprocessing that names its weights runs their own `transforms()` whole (interpolation included).
+    """
     if images.dtype == torch.uint8:
         images = images.float() / 255.0
+    own = pre.transforms()
+    if own is not None:  # ImageNet weights: 3 channels in, their own resize, crop and normalisation
+        return own(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images).contiguous()
+    interpolation = TF.InterpolationMode(pre.interpolation)
     if pre.resize is not None:
-        images = TF.center_crop(TF.resize(images, [pre.resize], antialias=True), [pre.size])
+        resized = TF.resize(images, [pre.resize], interpolation=interpolation, antialias=pre.antialias)
+        images = TF.center_crop(resized, [pre.size])
     elif images.shape[-1] != pre.size or images.shape[-2] != pre.size:
-        images = F.interpolate(images, size=(pre.size, pre.size), mode="bilinear", antialias=True)
+        images = TF.resize(images, [pre.size, pre.size], interpolation=interpolation, antialias=pre.antialias)
     if images.shape[1] == 1 and pre.channels == 3:  # a grey image feeds an RGB model
         images = images.expand(-1, 3, -1, -1)
     elif images.shape[1] == 3 and pre.channels == 1:
@@ -158,6 +165,13 @@ def materialise(reader: SplitReader) -> torch.Tensor:
     return out
 
 
+def _on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A whole split on the GPU: copied from pinned memory, channels_last as the convolutions want it."""
+    if device.type != "cuda":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+
+
 def make_task(cfg, pre: Preprocess, role: str = "target", device: str | torch.device = "cpu") -> Task:
     """The `role` ("target" or "source") side of `cfg`'s class split, preprocessed for `pre`.
 
@@ -193,7 +207,7 @@ def make_task(cfg, pre: Preprocess, role: str = "target", device: str | torch.de
         reader = SplitReader(images, idx, pre)
         if _tensor_bytes(len(idx), pre) <= budget:
             budget -= _tensor_bytes(len(idx), pre)
-            splits[name] = Split(materialise(reader).to(device), y, idx)
+            splits[name] = Split(_on_device(materialise(reader), torch.device(device)), y, idx)
         else:
             splits[name] = Split(None, y, idx, reader)
     return Task(dataset=cfg.dataset, classes=[raw.classes[c] for c in wanted], **splits, pre=pre,

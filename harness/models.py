@@ -370,21 +370,34 @@ def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_ev
 
 @dataclass(frozen=True)
 class Preprocess:
-    """What a model wants its input to be: size, channels, normalisation."""
+    """What a model wants its input to be: size, channels, normalisation, and how to resize to it.
+
+    With `weights` set, the pipeline *is* those weights' own `transforms()` (harness.data.preprocess calls
+    it), and the fields here are read from it: the record, the pipeline and every cache key agree.
+    """
 
     size: int
     channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     resize: int | None = None  # resize the short side to this, then centre-crop to `size`
+    interpolation: str = "bilinear"  # torchvision InterpolationMode value (Swin's weights declare bicubic)
+    antialias: bool = True
+    weights: str | None = None  # torchvision weights whose transforms() this is, e.g. "Swin_T_Weights.IMAGENET1K_V1"
+
+    def transforms(self) -> torch.nn.Module | None:
+        """The weights' own transform (resize, crop, normalise), or None for ours."""
+        return None if self.weights is None else torchvision.models.get_weight(self.weights).transforms()
 
 
 def preprocessing(name: str, weights: str) -> Preprocess:
-    """ImageNet weights carry their own transforms (torchvision's Weights API); other weights use ours."""
+    """ImageNet weights carry their own transforms (torchvision's Weights API), whole; other weights use ours."""
     spec = model_spec(name)
     if weights == "imagenet":
-        t = imagenet_weights(name).transforms()
-        return Preprocess(t.crop_size[0], 3, tuple(t.mean), tuple(t.std), t.resize_size[0])
+        w = imagenet_weights(name)
+        t = w.transforms()
+        return Preprocess(t.crop_size[0], 3, tuple(t.mean), tuple(t.std), t.resize_size[0], t.interpolation.value,
+                          bool(t.antialias), f"{type(w).__name__}.{w.name}")
     return Preprocess(spec.input_size, spec.in_channels, (0.5,) * spec.in_channels, (0.5,) * spec.in_channels)
 
 

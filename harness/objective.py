@@ -21,7 +21,7 @@ from harness.data import Task, make_task
 from harness.models import build_model, preprocessing
 from harness.pretrain import source_checkpoint
 from harness.spec import Arm, StudySpec, TrialConfig, confirmation_config, digest
-from harness.tracking import start_child_run
+from harness.tracking import MetricBuffer, start_child_run
 from harness.train import Diverged, device, evaluate, fit, seed_everything
 
 
@@ -69,23 +69,25 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
         on_start(run.info.run_id)
     start = time.perf_counter()
     status, state, reason = "FINISHED", "complete", ""
+    log = MetricBuffer(run.info.run_id)  # metrics and final tags reach the store in one or few writes
+    log.log_params(cfg.flat())
+    log.flush()  # params at once: a run whose worker is killed still says what it was training
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        mlflow.log_metrics(metrics, step=epoch)
+        log.log_metrics(metrics, step=epoch)
         if report is not None:
-            report(epoch, metrics)
+            report(epoch, metrics)  # pruning still decides after every epoch
 
     try:
-        mlflow.log_params(cfg.flat())
         seed_everything(cfg.seed)  # the new head's initialisation depends on the seed
         model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval, cfg.transfer_stages)
         model = model.to(device())
         result = fit(model, task, cfg, on_epoch)
-        mlflow.log_metrics({"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch})
+        log.log_metrics({"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch})
         if test:
             model.load_state_dict(result.best_state)
             ev = evaluate(model, task.test)
-            mlflow.log_metrics({"test_acc": ev.acc, "test_loss": ev.loss})
+            log.log_metrics({"test_acc": ev.acc, "test_loss": ev.loss})
             matrix = confusion_matrix(task.test.y.cpu().numpy(), ev.predictions, labels=np.arange(len(task.classes)))
             mlflow.log_dict({"classes": task.classes, "matrix": matrix.tolist()}, "confusion.json")
         return result.best_val_acc
@@ -102,9 +104,12 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
         status, state, reason = "FAILED", "failed", f"{type(error).__name__}: {error}"
         raise
     finally:
-        mlflow.log_metric("wall_seconds", time.perf_counter() - start)
-        mlflow.set_tags({"state": state, "state_reason": reason[:500]})
-        mlflow.end_run(status)
+        log.log_metrics({"wall_seconds": time.perf_counter() - start})
+        log.set_tags({"state": state, "state_reason": reason[:500]})
+        try:
+            log.flush()
+        finally:
+            mlflow.end_run(status)
 
 
 def link_run(trial: optuna.Trial, run_id: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import random
 import time
@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.data import Split, Task, augment
+from harness.features import CACHE, CachedRun, FeatureCache, cached_run
 from harness.models import TransferNet, frozen_stages_at
 from harness.optim import build_optimizer
 
@@ -32,6 +33,13 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """bf16 mixed precision on a GPU that has it; on the CPU nothing changes (fp32, bit for bit as before)."""
+    if x.is_cuda and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @dataclass
 class Evaluation:
     loss: float
@@ -42,7 +50,7 @@ class Evaluation:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, split: Split, batch_size: int = 256) -> Evaluation:  # VGG at 224 px fits
     model.eval()
-    logits = torch.cat([model(x) for x, _ in split.batches(batch_size)])
+    logits = torch.cat([_forward(model, x).float() for x, _ in split.batches(batch_size)])
     predictions = logits.argmax(1)
     return Evaluation(
         loss=F.cross_entropy(logits, split.y).item(),
@@ -67,13 +75,40 @@ LR_SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int], torch.optim.lr_sc
 }
 
 
-def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = None) -> FitResult:
+def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with autocast(x):
+        return model(x)
+
+
+def _snapshot(model: torch.nn.Module, previous: dict[str, torch.Tensor] | None,
+              versions: dict[str, int]) -> dict[str, torch.Tensor]:
+    """A copy of the model's state; tensors not modified since `previous` (a frozen backbone) reuse its copy.
+
+    A tensor's `_version` counts its in-place updates (optimizer steps, BatchNorm statistics).
+    """
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if previous is not None and versions.get(name) == tensor._version:
+            state[name] = previous[name]
+        else:
+            state[name] = tensor.detach().clone()
+            versions[name] = tensor._version
+    return state
+
+
+def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = None,
+        features: FeatureCache | None = CACHE) -> FitResult:
     """Train `model` on `task.train` for `cfg.epochs`, following `cfg.strategy`; select by validation accuracy.
 
     `on_epoch(epoch, metrics)` is called after every epoch; it may raise to stop the run (pruning).
+    In an epoch whose frozen stages are deterministic (no augmentation), their output comes from `features`
+    (computed once per split and weights, see harness.features); None computes it every batch. Either way
+    the result is the same and `best_state` is the whole model's.
     Raises `Diverged` when the training loss is not finite.
     """
     seed_everything(cfg.seed)
+    if next(model.parameters()).is_cuda:  # convolutions run faster channels_last on a GPU; the CPU keeps NCHW
+        model.to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(cfg.seed)
     n_stages = len(model.stage_names)
     # stages frozen at every epoch never enter the optimizer; gradual/lp_ft stages join it frozen, then thaw
@@ -82,19 +117,27 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
     scheduler = LR_SCHEDULES[cfg.lr_schedule](optimizer, cfg.epochs)
     result = FitResult()
     n = len(task.train)
+    versions: dict[str, int] = {}  # of the tensors in best_state, to copy only those that changed since
+    runs: dict[int, CachedRun | None] = {}  # per number of frozen stages: the frozen weights do not change
     for epoch in range(cfg.epochs):
         start = time.perf_counter()
-        model.freeze(frozen_stages_at(cfg, n_stages, epoch))
+        k = frozen_stages_at(cfg, n_stages, epoch)
+        model.freeze(k)
         model.train()
+        if k not in runs:
+            usable = features is not None and k > 0 and not cfg.augment
+            runs[k] = cached_run(model, task.train, task.val, features) if usable else None
+        run = runs[k]
+        forward, train, val_split = (run.forward, run.train, run.val) if run else (model, task.train, task.val)
         lr = optimizer.param_groups[0]["lr"]  # the head's group: discriminative lrs scale down from it
         total_loss = torch.zeros((), device=task.train.y.device)
         correct = torch.zeros((), device=task.train.y.device)
-        for x, y in task.train.batches(cfg.batch_size, torch.randperm(n, generator=generator)):
+        for x, y in train.batches(cfg.batch_size, torch.randperm(n, generator=generator)):
             if len(y) == 1:  # BatchNorm cannot train on one image (1x1 maps at the top of a ResNet): skip it
                 continue
             if cfg.augment:
                 x = augment(x, task.hflip, generator)
-            logits = model(x)
+            logits = _forward(forward, x).float()  # the loss in fp32 under mixed precision
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -106,7 +149,7 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
             raise Diverged(f"training loss became {train_loss} in epoch {epoch}")
         if scheduler is not None:
             scheduler.step()
-        val = evaluate(model, task.val)
+        val = evaluate(forward, val_split)
         metrics = {
             "train_loss": train_loss,
             "train_acc": correct.item() / n,
@@ -119,7 +162,7 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
         result.history.append(metrics)
         if val.acc > result.best_val_acc:
             result.best_epoch, result.best_val_acc = epoch, val.acc
-            result.best_state = copy.deepcopy(model.state_dict())
+            result.best_state = _snapshot(model, result.best_state, versions)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return result

@@ -1,5 +1,6 @@
 """harness.data: datasets, folders, splits, transforms, streaming. No downloads: the network is cut for every test."""
 
+import dataclasses
 import socket
 import urllib.error
 import urllib.request
@@ -7,11 +8,12 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
+import torchvision
 from fabricate import digits, write_folder, write_mnist
 from torchvision.transforms.v2 import functional as TF
 
 from harness import data
-from harness.data import make_task
+from harness.data import make_task, preprocess
 from harness.datasets import DATASETS, DatasetUnavailable, check_data, dataset_spec, load_raw
 from harness.models import Preprocess, preprocessing
 from harness.spec import TrialConfig
@@ -311,3 +313,18 @@ def test_overlapping_source_and_target_classes_are_refused_for_source_pretrainin
     with pytest.raises(ValueError, match="share"):
         check_data(TrialConfig(weights="source", source_classes=None, target_classes=(5, 6, 7, 8, 9)))
     check_data(TrialConfig(weights="none", source_classes=None, target_classes=None))  # no pretraining: fine
+
+
+def test_imagenet_preprocessing_runs_the_weights_own_transforms_interpolation_included():
+    pre = preprocessing("swin_t", "imagenet")  # Swin's weights declare bicubic resizing
+    assert (pre.interpolation, pre.resize, pre.size, pre.weights) == ("bicubic", 232, 224, "Swin_T_Weights.IMAGENET1K_V1")
+    images = torch.rand(2, 3, 64, 48)
+    declared = torchvision.models.get_model_weights("swin_t").DEFAULT.transforms()
+    torch.testing.assert_close(preprocess(images, pre), declared(images))
+    bilinear = dataclasses.replace(pre, interpolation="bilinear", weights=None)
+    assert not torch.allclose(preprocess(images, bilinear), declared(images))
+
+
+def test_grey_images_feed_the_weights_transforms_as_three_channels():
+    pre = preprocessing("resnet18", "imagenet")
+    assert preprocess(torch.rand(2, 1, 40, 40), pre).shape == (2, 3, 224, 224)

@@ -18,3 +18,34 @@ def test_a_journal_file_storage_serves_several_workers(tmp_path):
     first.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     second = optuna.load_study(study_name="s/a", storage=open_storage(stores))  # another process would see this
     assert len(second.trials) == 2
+
+
+def test_buffered_metrics_reach_the_store_in_one_write_with_every_step(tracking, monkeypatch):
+    from harness.tracking import MetricBuffer, start_child_run
+
+    with start_child_run("buffered", {"phase": "search"}) as run:
+        log = MetricBuffer(run.info.run_id, flush_seconds=3600)
+        writes = []
+        original = log.client.log_batch
+        monkeypatch.setattr(log.client, "log_batch", lambda *a, **k: (writes.append(k), original(*a, **k)))
+        log.log_params({"lr": 0.1, "shots": None})
+        for epoch in range(5):
+            log.log_metrics({"val_acc": epoch / 10, "train_loss": 1.0}, step=epoch)
+        log.set_tags({"state": "complete"})
+        assert writes == []  # nothing written while the run is fast
+        log.flush()
+    assert len(writes) == 1
+    stored = mlflow.get_run(run.info.run_id)
+    assert stored.data.params == {"lr": "0.1", "shots": "None"} and stored.data.tags["state"] == "complete"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")
+    assert [(m.step, m.value) for m in history] == [(e, e / 10) for e in range(5)]
+
+
+def test_buffered_metrics_are_written_as_they_come_when_epochs_are_slow(tracking):
+    from harness.tracking import MetricBuffer, start_child_run
+
+    with start_child_run("live", {"phase": "search"}) as run:
+        log = MetricBuffer(run.info.run_id, flush_seconds=0.0)  # every epoch is "slow"
+        log.log_metrics({"val_acc": 0.5}, step=0)
+        assert mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")[0].value == 0.5
+        assert log.metrics == []

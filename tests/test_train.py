@@ -132,3 +132,17 @@ def test_a_last_batch_of_one_image_does_not_break_batchnorm_training():
     model = build_model("resnet18", 3)
     result = fit(model, task, config(model="resnet18", batch_size=2, epochs=1))
     assert np.isfinite(result.history[0]["train_loss"])
+
+
+@pytest.mark.parametrize("strategy", ["linear_probe", "full"])
+def test_best_state_is_the_whole_model_as_it_was_after_the_best_epoch(strategy):
+    torch.manual_seed(0)
+    model = build_model("lenet5", num_classes=3)
+    states = []
+    cfg = config(strategy=strategy, epochs=4, optimizer="adam", lr=0.05, optimizer_params={})
+    result = fit(model, synthetic_task("lenet5", n_train=12), cfg,
+                 lambda epoch, m: states.append({k: v.clone() for k, v in model.state_dict().items()}))
+    assert result.best_state.keys() == states[0].keys()
+    for name, value in states[result.best_epoch].items():
+        assert torch.equal(result.best_state[name], value), name
+    assert not any(result.best_state[k] is v for k, v in model.state_dict().items())  # copies, not the live weights

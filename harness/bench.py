@@ -1,0 +1,390 @@
+"""`python -m harness.bench`: what the harness costs over the training it does, measured in one process.
+
+The same trials run four ways: the harness (Optuna + batched MLflow + cached frozen features), the harness's
+own `fit` alone, a bare hand-written PyTorch loop, and a plain Optuna + MLflow script written the usual way
+(a nested run per trial, metrics and `trial.report` every epoch). Then linear probes on ResNet-18 at 64 px,
+cached against uncached; training images per second per model; and the default study, timed end to end in a
+subprocess. Everything is written under a temporary folder (never ./mlruns); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness import tracking
+from harness.data import Split, Task, make_task
+from harness.features import FeatureCache
+from harness.models import Preprocess, build_model, frozen_stages_at, model_spec
+from harness.optim import build_optimizer
+from harness.spec import Stores, TrialConfig, load_study
+from harness.train import autocast, device, fit, seed_everything
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"harness_over_bare": ("<=", 1.15), "harness_over_plain_optuna_mlflow": ("<=", 0.6),
+           "cached_linear_probe_speedup": (">=", 20.0), "default_study_seconds": ("<=", 45.0)}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much work each comparison does."""
+
+    trials: int = 5  # per arm of sgd_vs_adam, for harness vs bare vs plain script
+    epochs: int = 12
+    pretrain_epochs: int = 15  # the source checkpoint every trial starts from (trained once, untimed)
+    lp_trials: int = 3
+    lp_epochs: int = 12
+    lp_model: str = "resnet18"
+    lp_size: int = 64
+    throughput: tuple[tuple[str, int], ...] = (("lenet5", 32), ("resnet18", 64))  # (model, input px)
+    throughput_images: int = 256
+    study_args: tuple[str, ...] | None = ()  # extra flags for the default study; None skips it
+    gpu_throughput: bool = True  # on a GPU, measure GPU_THROUGHPUT's models instead of `throughput`
+
+
+PLANS = {
+    "full": Plan(),
+    "quick": Plan(trials=2, epochs=6, throughput_images=128,
+                  study_args=("--trials", "2", "--seeds", "2", "--epochs", "2")),
+    "smoke": Plan(trials=1, epochs=1, pretrain_epochs=1, lp_trials=2, lp_epochs=1, lp_model="lenet5", lp_size=32,
+                  throughput=(("lenet5", 32),), throughput_images=16, study_args=None, gpu_throughput=False),
+}
+GPU_THROUGHPUT = (("lenet5", 32), ("resnet18", 64), ("resnet18", 224), ("resnet50", 224))
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- the loops compared -------------------------------------------------------------------------------------
+
+
+def bare_run(cfg: TrialConfig, task: Task, weights: str, on_epoch: Callable[[int, dict], None] | None = None) -> float:
+    """The loop a user writes by hand: same model, optimizer, schedule and data order as the harness; no cache."""
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval).to(device())
+    model.freeze(frozen_stages_at(cfg, len(model.stage_names), 0))
+    optimizer = build_optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    generator, best = torch.Generator().manual_seed(cfg.seed), 0.0
+    for epoch in range(cfg.epochs):
+        model.train()
+        for x, y in task.train.batches(cfg.batch_size, torch.randperm(len(task.train), generator=generator)):
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        model.eval()
+        with torch.no_grad():
+            val_acc = (torch.cat([model(x) for x, _ in task.val.batches(256)]).argmax(1) == task.val.y).float().mean()
+        best = max(best, val_acc.item())
+        if on_epoch is not None:
+            on_epoch(epoch, {"train_loss": loss.item(), "val_acc": val_acc.item()})
+    return best
+
+
+def compare_loops(plan: Plan, root: Path) -> dict:
+    """sgd_vs_adam's trials through the harness, then each replayed through fit alone, a bare loop and a plain
+    script. The ways take turns trial by trial (in a rotating order), so a load that drifts on a shared machine
+    falls on all of them alike; each way's total is the sum over its trials."""
+    import mlflow
+    import optuna
+
+    from harness.objective import RunContext, make_objective, trial_config
+    from harness.pretrain import source_checkpoint
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # QMCSampler's notice
+    spec = load_study("sgd_vs_adam")
+    spec = dataclasses.replace(spec, n_trials=plan.trials, prune=False,  # every trial runs all its epochs
+                               base=dataclasses.replace(spec.base, epochs=plan.epochs,
+                                                        pretrain_epochs=plan.pretrain_epochs))
+    stores = Stores(root=root / "mlruns")
+    eid = tracking.experiment_id(stores, "bench")
+    ctx = RunContext(stores.checkpoints)
+    storage = tracking.open_storage(stores)
+
+    def create(name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+        return optuna.create_study(direction="maximize", study_name=name, storage=storage, sampler=sampler)
+
+    with mlflow.start_run(experiment_id=eid, run_name="bench"):
+        weights = str(source_checkpoint(spec.base, ctx.checkpoints).path)  # pretrained once, untimed
+        task = ctx.task(spec.base)
+        say("sampling the configurations (also warms up the stores, imports and kernels; untimed)")
+        configs, replay = [], []
+        for arm in spec.arms:
+            study = create(f"sample/{arm.name}", optuna.samplers.QMCSampler(seed=0))
+            study.optimize(make_objective(spec, arm, ctx), n_trials=plan.trials)
+            replay += [(arm, t.params) for t in study.trials]
+            configs += [trial_config(spec, arm, optuna.trial.FixedTrial(t.params)) for t in study.trials]
+        harness_studies = {arm.name: create(f"harness/{arm.name}") for arm in spec.arms}
+        unbatched_studies = {arm.name: create(f"unbatched/{arm.name}") for arm in spec.arms}
+        plain = create("plain")
+
+        def harness_trial(studies: dict, arm, params: dict) -> None:
+            studies[arm.name].enqueue_trial(params)
+            studies[arm.name].optimize(make_objective(spec, arm, ctx), n_trials=1)
+
+        def unbatched_trial(arm, params: dict) -> None:
+            tracking.FLUSH_SECONDS, flush = 0.0, tracking.FLUSH_SECONDS  # one write per epoch, as before batching
+            try:
+                harness_trial(unbatched_studies, arm, params)
+            finally:
+                tracking.FLUSH_SECONDS = flush
+
+        def fit_alone(cfg: TrialConfig) -> None:
+            seed_everything(cfg.seed)
+            fit(build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval).to(device()), task, cfg)
+
+        times = dict.fromkeys(("harness", "unbatched", "fit", "bare", "plain"), 0.0)
+        say(f"{len(configs)} trials, five ways each, taking turns")
+        for i, ((arm, params), cfg) in enumerate(zip(replay, configs, strict=True)):
+            ways = {"harness": partial(harness_trial, harness_studies, arm, params),
+                    "unbatched": partial(unbatched_trial, arm, params), "fit": partial(fit_alone, cfg),
+                    "bare": partial(bare_run, cfg, task, weights),
+                    "plain": partial(plain_trial, plain, cfg, task, weights, eid)}
+            names = list(ways)
+            for way in names[i % len(names):] + names[: i % len(names)]:
+                start = time.perf_counter()
+                ways[way]()
+                times[way] += time.perf_counter() - start
+    harness_s, unbatched_s, fit_s, bare_s, plain_s = times.values()
+    epochs = len(configs) * plan.epochs
+    return {
+        "harness_over_bare": harness_s / bare_s,
+        "harness_over_fit": harness_s / fit_s,
+        "harness_over_plain_optuna_mlflow": harness_s / plain_s,
+        "runs": len(configs), "epochs": epochs,
+        "ms_per_epoch": {"harness": 1e3 * harness_s / epochs, "harness_unbatched_logging": 1e3 * unbatched_s / epochs,
+                         "fit": 1e3 * fit_s / epochs, "bare": 1e3 * bare_s / epochs,
+                         "plain_optuna_mlflow": 1e3 * plain_s / epochs},
+        "tracking_ms_per_epoch": {"batched": 1e3 * (harness_s - fit_s) / epochs,
+                                  "unbatched": 1e3 * (unbatched_s - fit_s) / epochs},
+    }
+
+
+def plain_trial(study, cfg: TrialConfig, task: Task, weights: str, eid: str) -> None:
+    """One trial of Optuna + MLflow the way users write it: a nested run, log_metrics and report every epoch."""
+    import mlflow
+    import optuna
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("lr", cfg.lr, cfg.lr)  # a script's search space is sampled and stored like this
+        with mlflow.start_run(nested=True, run_name=f"trial {trial.number}", experiment_id=eid):
+            mlflow.log_params(cfg.flat())
+
+            def on_epoch(epoch: int, metrics: dict) -> None:
+                mlflow.log_metrics(metrics, step=epoch)
+                trial.report(metrics["val_acc"], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+            best = bare_run(cfg, task, weights, on_epoch)
+            mlflow.log_metric("best_val_acc", best)
+            return best
+
+    study.optimize(objective, n_trials=1)
+
+
+# --- frozen features, throughput, the default study ----------------------------------------------------------
+
+
+def linear_probe_speedup(plan: Plan) -> dict:
+    """Linear-probe trials (other lr and seed each) with and without the feature cache, on the same task."""
+    spec = model_spec(plan.lp_model)
+    cfg = TrialConfig(model=plan.lp_model, weights="none", strategy="linear_probe", epochs=plan.lp_epochs,
+                      optimizer="sgd", optimizer_params={"momentum": 0.9}, lr_schedule="cosine")
+    pre = Preprocess(plan.lp_size, spec.in_channels, (0.5,) * spec.in_channels, (0.5,) * spec.in_channels)
+    task = make_task(cfg, pre, device=device())
+    seconds, accuracy = {}, {}
+    for name, cache in (("uncached", None), ("cached", FeatureCache())):
+        seconds[name], accuracy[name] = [], []
+        for trial in range(plan.lp_trials):
+            trial_cfg = dataclasses.replace(cfg, seed=trial, lr=0.01 * 3**trial)
+            seed_everything(0)  # one backbone for every trial: a study's checkpoint
+            model = build_model(cfg.model, len(task.classes), "none").to(device())
+            start = time.perf_counter()
+            accuracy[name].append(fit(model, task, trial_cfg, features=cache).best_val_acc)
+            seconds[name].append(time.perf_counter() - start)
+        say(f"linear probe {name}: {[round(s, 2) for s in seconds[name]]} s per trial")
+    uncached = statistics.mean(seconds["uncached"])
+    return {
+        "cached_linear_probe_speedup": uncached / statistics.mean(seconds["cached"]),  # first trial's features included
+        "cached_linear_probe_speedup_warm": uncached / statistics.mean(seconds["cached"][1:]),
+        "linear_probe_seconds_per_trial": {k: statistics.mean(v) for k, v in seconds.items()},
+        "linear_probe_max_accuracy_difference": max(abs(a - b) for a, b in zip(*accuracy.values(), strict=True)),
+        "linear_probe_setup": f"{plan.lp_model} at {plan.lp_size} px, {plan.lp_trials} trials x {plan.lp_epochs} "
+                              f"epochs, {len(task.train)} train / {len(task.val)} val images",
+    }
+
+
+def images_per_second(model_name: str, size: int, n: int, batch_size: int = 64) -> dict:
+    """Training images per second through `fit` (full fine-tuning) and through a bare loop on the same data.
+
+    On a GPU the bare loop is mixed precision and channels_last, the fastest a hand-written loop usually gets.
+    """
+    spec, where = model_spec(model_name), device()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(n, spec.in_channels, size, size, generator=generator).to(where)
+    if where.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = (torch.arange(n) % 10).to(where)
+    task = Task("synthetic", [str(c) for c in range(10)], Split(x, y, np.arange(n)), Split(x[:batch_size], y[:batch_size],
+                np.arange(batch_size)), Split(x[:1], y[:1], np.arange(1)), None, False)
+    cfg = TrialConfig(model=model_name, weights="none", strategy="full", epochs=3, batch_size=batch_size,
+                      optimizer="sgd", lr=1e-3, lr_schedule="constant")
+    seed_everything(0)
+    history = fit(build_model(model_name, 10).to(where), task, cfg, features=None).history
+    harness = n / min(h["epoch_seconds"] for h in history[1:])  # the first epoch warms up kernels and caches
+    model = build_model(model_name, 10).to(where)
+    if where.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        model.train()
+        for xb, yb in task.train.batches(batch_size, torch.randperm(n, generator=generator)):
+            with autocast(xb):
+                loss = F.cross_entropy(model(xb).float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad(), autocast(x):
+            model(task.val.x).argmax(1).sum().item()  # the same evaluation work as fit, and a sync
+        times.append(time.perf_counter() - start)
+    bare = n / min(times[1:])
+    return {"model": model_name, "size": size, "harness": harness, "bare": bare, "harness_over_bare": harness / bare}
+
+
+def default_study_seconds(args: tuple[str, ...], root: Path) -> float:
+    """`python -m harness.study sgd_vs_adam` from a fresh store, wall time as a user sees it."""
+    command = [sys.executable, "-m", "harness.study", "sgd_vs_adam", "--root", str(root / "study-runs"),
+               "--reports", str(root / "study-reports"), *args]
+    say(f"default study: {' '.join(command[1:])}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    start = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    versions = {p: metadata.version(p) for p in ("torch", "torchvision", "optuna", "mlflow")}
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(), **versions}
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmark: the harness against its own training loop",
+        "",
+        f"Generated by `{results['command']}` on {results['date']} ({results['plan']} plan). {results['note']}",
+        "",
+        (f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}. Python {m['python']}, torch "
+         f"{m['torch']}, torchvision {m['torchvision']}, optuna {m['optuna']}, mlflow {m['mlflow']}."),
+        "",
+        "| figure | value | target |",
+        "| --- | --- | --- |",
+    ]
+    for key, (op, target) in TARGETS.items():
+        value = results.get(key)
+        shown = "skipped" if value is None else f"{value:.2f}"
+        if key == "default_study_seconds" and value is not None and results["plan"] != "full":
+            shown += " (shortened study, see below)"
+        lines.append(f"| `{key}` | {shown} | {op} {target:g} |")
+    for key in ("harness_over_fit", "cached_linear_probe_speedup_warm", "linear_probe_max_accuracy_difference"):
+        if key in results:
+            lines.append(f"| `{key}` | {results[key]:.3g} | |")
+    if "ms_per_epoch" in results:
+        lines += ["", (f"Per epoch, over {results['runs']} runs of {results['epochs'] // results['runs']} epochs "
+                       "(sgd_vs_adam's arms, no pruning; the same configurations every way):"), "",
+                  "| way | ms per epoch |", "| --- | --- |"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in results["ms_per_epoch"].items()]
+        t = results["tracking_ms_per_epoch"]
+        lines += ["", (f"Tracking (Optuna + MLflow) per epoch over `fit` alone: {t['batched']:.1f} ms with "
+                       f"batched writes, {t['unbatched']:.1f} ms with one write per epoch.")]
+    if results.get("default_study_command"):
+        lines += ["", f"Default study timed as `{results['default_study_command']}` (a fresh store, wall time)."]
+    if "linear_probe_setup" in results:
+        lines += ["", f"Linear probe: {results['linear_probe_setup']}."]
+    lines += ["", "Training images per second (full fine-tuning, batch 64):", "",
+              "| model | px | harness | bare loop | harness / bare |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['model']} | {r['size']} | {r['harness']:.0f} | {r['bare']:.0f} | {r['harness_over_bare']:.2f} |"
+              for r in results["images_per_second"]]
+    return "\n".join(lines) + "\n"
+
+
+def run(plan: Plan, workdir: Path) -> dict:
+    results: dict = {}
+    results.update(compare_loops(plan, workdir))
+    results.update(linear_probe_speedup(plan))
+    models = GPU_THROUGHPUT if device().type == "cuda" and plan.gpu_throughput else plan.throughput
+    n = plan.throughput_images * (8 if device().type == "cuda" else 1)
+    results["images_per_second"] = [images_per_second(name, size, n) for name, size in models]
+    results["default_study_seconds"] = (None if plan.study_args is None
+                                        else default_study_seconds(plan.study_args, workdir))
+    results["default_study_command"] = (None if plan.study_args is None
+                                        else " ".join(["python -m harness.study sgd_vs_adam", *plan.study_args]))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
+    p.add_argument("--plan", choices=list(PLANS), default="full",
+                   help="full (minutes), quick (a shorter default study and fewer trials), smoke (seconds, for tests)")
+    p.add_argument("--quick", action="store_const", const="quick", dest="plan", help="same as --plan quick")
+    p.add_argument("--no-study", action="store_true", help="skip timing the default study")
+    p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "README.md",
+                   help="where the markdown goes (default: reports/bench/README.md)")
+    p.add_argument("--note", default="", help="a sentence for the report, e.g. that the machine was shared")
+    args = p.parse_args(argv)
+    plan = PLANS[args.plan]
+    if args.no_study:
+        plan = dataclasses.replace(plan, study_args=None)
+    with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
+        results = run(plan, Path(tmp))
+    command = "python -m harness.bench" + ("" if args.plan == "full" else f" --plan {args.plan}")
+    results.update(plan=args.plan, note=args.note, machine=machine(), command=command,
+                   date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(markdown(results))
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
