@@ -98,14 +98,14 @@ def source_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint:
     folder.mkdir(parents=True, exist_ok=True)
     task = make_task(pcfg, source_preprocessing(cfg), role="target", device=device())
     print(f"pretraining the source model: {cfg.model} on {pcfg.dataset} classes {', '.join(task.classes)}, "
-          f"{pcfg.epochs} epochs (once; cached as {folder / key}.pt)", flush=True)
+          f"{pcfg.epochs} epochs, seed {pcfg.seed} (once; cached as {folder / key}.pt)", file=sys.stderr, flush=True)
     seed_everything(pcfg.seed)
     model = build_model(cfg.model, len(task.classes), "none").to(device())
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         mlflow.log_metrics(metrics, step=epoch)
         print(f"  pretrain epoch {epoch + 1}/{pcfg.epochs}: val acc {metrics['val_acc']:.1%} "
-              f"({metrics['epoch_seconds']:.1f} s)", flush=True)
+              f"({metrics['epoch_seconds']:.1f} s)", file=sys.stderr, flush=True)
 
     with start_child_run(f"pretrain {key}", {"phase": "pretrain", "checkpoint": key}) as run:
         mlflow.log_params(pcfg.flat())

@@ -74,7 +74,7 @@ def test_check_data_refuses_an_unknown_source_dataset_or_source_classes_it_lacks
 def test_a_digits_pretrained_model_fine_tunes_on_a_folder(folder, stores, tracking, capsys):
     cfg = retarget(TrialConfig(pretrain_epochs=2, shots=5), f"folder:{folder}")
     ckpt = source_checkpoint(cfg, stores.checkpoints)
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # progress on stderr: stdout stays machine-readable (bench --json)
     assert "pretrain epoch 1/2: val acc" in out and "pretrain epoch 2/2" in out  # progress while it trains
     run = mlflow.get_run(ckpt.run_id)
     assert (run.data.params["dataset"], run.data.params["target_classes"]) == ("digits", "(0, 1, 2, 3, 4)")
