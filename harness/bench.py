@@ -278,6 +278,13 @@ def images_per_second(model_name: str, size: int, n: int, batch_size: int = 64) 
     return {"model": model_name, "size": size, "harness": harness, "bare": bare, "harness_over_bare": harness / bare}
 
 
+def workers_speedup(root: Path) -> dict:
+    """The default study's wall time with --workers 2 over --workers 1, each from a fresh store."""
+    one = default_study_seconds(("--workers", "1"), root / "one-worker")
+    two = default_study_seconds(("--workers", "2"), root / "two-workers")
+    return {"workers_1_seconds": one, "workers_2_seconds": two, "workers_2_over_1": two / one}
+
+
 def default_study_seconds(args: tuple[str, ...], root: Path) -> float:
     """`python -m harness.study sgd_vs_adam` from a fresh store, wall time as a user sees it."""
     command = [sys.executable, "-m", "harness.study", "sgd_vs_adam", "--root", str(root / "study-runs"),
@@ -333,6 +340,10 @@ def markdown(results: dict) -> str:
         t = results["tracking_ms_per_epoch"]
         lines += ["", (f"Tracking (Optuna + MLflow) per epoch over `fit` alone: {t['batched']:.1f} ms with "
                        f"batched writes, {t['unbatched']:.1f} ms with one write per epoch.")]
+    if "workers_2_over_1" in results:
+        lines += ["", (f"Default study (full, fresh stores) with `--workers 1`: {results['workers_1_seconds']:.1f} s; "
+                       f"with `--workers 2`: {results['workers_2_seconds']:.1f} s; ratio "
+                       f"{results['workers_2_over_1']:.2f} (goal <= 0.65).")]
     if results.get("default_study_command"):
         lines += ["", f"Default study timed as `{results['default_study_command']}` (a fresh store, wall time)."]
     if "linear_probe_setup" in results:
@@ -365,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="full (minutes), quick (a shorter default study and fewer trials), smoke (seconds, for tests)")
     p.add_argument("--quick", action="store_const", const="quick", dest="plan", help="same as --plan quick")
     p.add_argument("--no-study", action="store_true", help="skip timing the default study")
+    p.add_argument("--workers", action="store_true",
+                   help="also time the full default study with --workers 2 against --workers 1 (minutes)")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "README.md",
                    help="where the markdown goes (default: reports/bench/README.md)")
     p.add_argument("--note", default="", help="a sentence for the report, e.g. that the machine was shared")
@@ -374,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = dataclasses.replace(plan, study_args=None)
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         results = run(plan, Path(tmp))
+        if args.workers:
+            results.update(workers_speedup(Path(tmp)))
     command = "python -m harness.bench" + ("" if args.plan == "full" else f" --plan {args.plan}")
     results.update(plan=args.plan, note=args.note, machine=machine(), command=command,
                    date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
