@@ -232,3 +232,26 @@ def test_three_workers_on_postgres_and_a_tracking_server_one_killed_mid_trial(tm
     assert report_main([tiny.name, "--studies", str(tiny.studies), "--storage", tiny.stores.storage,
                         "--tracking-uri", server, "--reports", str(tmp_path / "rebuilt")]) == 0
     assert (tmp_path / "rebuilt" / tiny.name / "README.md").is_file()
+
+
+def test_a_trial_that_fails_at_run_time_fails_alone_and_the_study_finishes(tmp_path, monkeypatch):
+    import harness.objective
+    from harness.queue import counts
+    from harness.study import main
+
+    tiny = Tiny(tmp_path)
+    real_fit, calls = harness.objective.fit, []
+
+    def fit_failing_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second search trial: a configuration the model rejects at run time
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(harness.objective, "fit", fit_failing_once)
+    assert main(tiny.args()[3:]) == 0
+    failed = [t for s in tiny.studies_of().values() for t in s.trials if t.state.name == "FAIL"]
+    assert len(failed) == 1 and failed[0].user_attrs["state_reason"].startswith("error: RuntimeError: mat1")
+    assert counts(failed[0])  # a result: it is not rerun, and the arm's budget is spent
+    assert main(tiny.args()[3:]) == 0  # nothing to do
+    assert len([t for s in tiny.studies_of().values() for t in s.trials if t.state.name == "FAIL"]) == 1
