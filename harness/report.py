@@ -36,9 +36,10 @@ from harness.records import (
     trial_frame,
     varied_text,
 )
-from harness.spec import STUDIES_DIR, Stores, StudySpec, list_studies, load_study
+from harness.report_html import render_html
+from harness.spec import STUDIES_DIR, Stores, StudySpec, list_studies
 from harness.stats import summarize
-from harness.tracking import experiment_id
+from harness.tracking import experiment_id, use_tracking
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 
@@ -390,15 +391,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _recorded_studies(stores: Stores, studies: Path) -> list[str]:
+    """Every study file with runs, and every variant of one (`<file>--<what differs>`) the store holds."""
+    files = set(list_studies(studies))
+    if stores.tracking_uri is None and not (stores.root / "mlflow.db").is_file():
+        return []
+    use_tracking(stores)
+    names = sorted(e.name for e in mlflow.search_experiments() if e.name.split("--")[0] in files)
+    return [n for n in names if _has_runs(stores, n)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stores = Stores(args.root, args.tracking_uri, args.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    names = [n for n in list_studies(args.studies) if _has_runs(stores, n)] if args.all else [args.name]
+    names = _recorded_studies(stores, args.studies) if args.all else [args.name]
     failed = 0
     for name in names:
         try:
-            print(f"wrote {build_report(load_study(name, args.studies), stores, args.reports, args.ui_url)}")
+            from harness.study import recorded_spec  # the CLI's settings, to rebuild a variant
+
+            spec = recorded_spec(name, stores, args.studies)  # a study file, or a variant of one
+            readme = build_report(spec, stores, args.reports, args.ui_url)
+            render_html(readme.parent)
+            print(f"wrote {readme}")
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             failed += 1

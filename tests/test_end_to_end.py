@@ -144,3 +144,10 @@ def test_each_arms_chosen_model_is_an_mlflow_model_that_loads_back_and_matches_i
     import torch
 
     assert tuple(model(torch.from_numpy(x)).shape) == (2, 5)
+
+
+def test_the_report_command_rebuilds_a_variant_from_the_stores(finished, tmp_path):
+    from harness.report import main as report_main
+
+    assert report_main(["--all", "--root", str(finished / "mlruns"), "--reports", str(tmp_path)]) == 0
+    assert (tmp_path / NAME / "README.md").is_file() and (tmp_path / NAME / "report.html").is_file()
