@@ -173,7 +173,7 @@ def check(spec: StudySpec) -> None:
         require_imagenet,
     )
     from harness.optim import optimizer_spec
-    from harness.worker import SAMPLERS
+    from harness.plan import SAMPLERS
 
     if spec.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {spec.sampler!r}; choices: {', '.join(SAMPLERS)}")
@@ -220,8 +220,8 @@ def check_resume(spec: StudySpec, stores: Stores) -> None:
     """Refuse to top up an arm that was searched with other settings (read-only; before anything is written)."""
     import optuna
 
+    from harness.plan import fixed_settings
     from harness.tracking import open_storage, optuna_study_name
-    from harness.worker import fixed_settings
 
     if stores.storage is None and not (stores.root / "optuna.db").exists():
         return  # a fresh root: nothing to resume

@@ -23,92 +23,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness import queue
+from harness.plan import confirm_slots, confirm_study_name, fixed_settings, search_points, select
 from harness.spec import Arm, Stores, StudySpec, TrialConfig, digest
 from harness.tracking import experiment_id, open_storage, optuna_study_name, use_wal
 
 POLL_SECONDS = 2.0  # an idle worker looks again this often for work a dead worker left
 METRIC_NAME = "best validation accuracy"
-
-
-def confirm_study_name(spec: StudySpec, arm: Arm) -> str:
-    return f"{optuna_study_name(spec.name, arm.name)}/confirm"
-
-
-# --- what each slot runs -------------------------------------------------------------------------------
-
-
-def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "qmc":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
-                                              warn_independent_sampling=False)
-    return {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}[name](seed=seed)
-
-
-SAMPLERS = ("qmc", "random", "tpe")
-PLANNED = ("qmc", "random")  # samplers whose points do not depend on results: drawn up front, one sequence
-
-
-def search_points(spec: StudySpec, arm: Arm, n: int) -> list[dict[str, Any]]:
-    """The arm's first `n` sampler points, drawn on a throwaway in-memory study: a pure function of the seed,
-    so every worker plans the same sequence and a top-up continues it. TPE's points depend on the results:
-    its slots start empty and the sampler fills them when a worker takes one."""
-    if spec.sampler not in PLANNED:
-        return [{} for _ in range(n)]
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    scratch = optuna.create_study(sampler=_sampler(spec.sampler, queue.SAMPLER_SEED))
-    points = []
-    for _ in range(n):
-        trial = scratch.ask()
-        spec.search_space(trial, arm)
-        scratch.tell(trial, 0.0)
-        points.append(trial.params)
-    return points
-
-
-def searched_fields(spec: StudySpec, arm: Arm) -> set[str]:
-    """The TrialConfig fields (opt.<name> for optimizer params) the arm's search space sets."""
-    overrides = spec.search_space(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask(), arm)
-    fields = {k for k in overrides if k != "optimizer_params"}
-    return fields | {f"opt.{k}" for k in overrides.get("optimizer_params", {})}
-
-
-def fixed_settings(spec: StudySpec, arm: Arm) -> dict[str, Any]:
-    """The arm's settings as a resume compares them and optuna-dashboard shows them: searched values say so."""
-    flat = json.loads(json.dumps(arm.config(spec.base).flat(), default=str))
-    flat.pop("data_root")  # moving the data does not change the experiment
-    for name in searched_fields(spec, arm):
-        flat[name] = "searched"
-    return flat
-
-
-def confirm_slots(spec: StudySpec, search: optuna.Study) -> dict[str, tuple[dict, dict]]:
-    """Each of the arm's `confirm_top` best trials over the confirmation seeds (the search ran at seed 0)."""
-    complete = [t for t in search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    top = sorted(complete, key=lambda t: (-t.value, t.number))[: spec.confirm_top]
-    return {f"{t.number}/{seed}": (t.params, {"search_trial": t.number, "seed": seed})
-            for t in top for seed in range(1, spec.seeds + 1)}
-
-
-def confirmed_value(trial: FrozenTrial) -> float:
-    """A confirmation seed's validation accuracy; one that diverged or failed left no model and counts as 0."""
-    return trial.value if trial.state == TrialState.COMPLETE else 0.0
-
-
-def select(search: optuna.Study, confirm: optuna.Study) -> None:
-    """Keep the trial with the best mean validation accuracy over its confirmation seeds (study attr
-    `selected_trial`): one lucky seed can crown a fragile configuration, a mean over seeds does not. Test
-    accuracy plays no part in the choice."""
-    by_trial: dict[int, list[float]] = {}
-    for t in confirm.get_trials(deepcopy=False):
-        if queue.counts(t):
-            by_trial.setdefault(t.user_attrs["search_trial"], []).append(confirmed_value(t))
-    if not by_trial:
-        return
-    means = {n: sum(v) / len(v) for n, v in sorted(by_trial.items())}
-    search.set_user_attr("selected_trial", max(means, key=means.get))
-    search.set_user_attr("confirm_val_acc", {str(k): v for k, v in means.items()})
 
 
 # --- the stores, as one worker holds them ----------------------------------------------------------------
