@@ -61,9 +61,13 @@ def parser() -> argparse.ArgumentParser:
         description="Run a transfer-learning study: one Optuna search per arm (same budget, same seeded "
         "sampler), every trial an MLflow run; each arm's best configs rerun over fresh seeds, the best by mean "
         "validation accuracy tested once on held-out data; then a markdown report in reports/NAME/ with the "
-        "verdict and its uncertainty. Rerunning resumes.",
+        "verdict and its uncertainty. Rerunning resumes (what was cut off runs again, with the same settings). "
+        "Settings other than the study file's make a study of their own, named after what differs. Any number "
+        "of workers, on one machine or many, may share a study through its stores.",
         epilog="examples:\n  python -m harness.study sgd_vs_adam\n  python -m harness.study sgd_vs_adam "
-        "--trials 5 --seeds 3 --epochs 6\n  python -m harness.study --list\n"
+        "--trials 5 --seeds 3 --epochs 6\n  python -m harness.study sgd_vs_adam --workers 2\n"
+        "  python -m harness.study sgd_vs_adam --storage postgresql://USER@HOST:5432/optuna "
+        "--tracking-uri http://HOST:5000\n  python -m harness.study --list\n"
         "browse: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
