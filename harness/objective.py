@@ -187,6 +187,8 @@ def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTria
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
+    from harness.queue import worker_id
+
     cfg = confirmation_trial_config(spec, arm, confirm)
     task = ctx.task(cfg)
     weights = str(source_checkpoint(cfg, ctx.checkpoints).path) if cfg.weights == "source" else cfg.weights
@@ -200,6 +202,7 @@ def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTria
         signature = infer_signature(x.cpu().numpy(), model(x).cpu().numpy())
     model = model.cpu()
     with mlflow.start_run(run_id=confirm.user_attrs["mlflow_run_id"], nested=mlflow.active_run() is not None):
+        mlflow.set_tag("resumed_by", worker_id())  # alive while it writes: no other worker closes it
         mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=x.cpu().numpy(),
                                  pip_requirements=[f"torch=={version('torch')}"])  # no slow inference
         mlflow.log_metric("retrained_test_acc", acc)

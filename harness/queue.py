@@ -43,18 +43,26 @@ def _start_ticks(pid: int) -> str:
         return ""
 
 
+def _pid_space() -> str:
+    """This machine's boot and pid namespace: pids compare only within one (containers share hostnames)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        return f"{boot}.{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
 @functools.cache
 def worker_id() -> str:
-    """host:pid:start, unique to this process on this machine."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
+    """host:pid:start:pid-space, unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}:{_pid_space()}"
 
 
 def worker_dead(worker: str) -> bool:
-    """True when `worker` ran on this machine and is gone. A worker on another machine is judged by its
+    """True when `worker` ran in this machine's pid space and is gone. A worker elsewhere is judged by its
     heartbeat instead (RDB storages), so here it counts as alive."""
-    host, _, rest = worker.partition(":")
-    pid_text, _, ticks = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
+    host, pid_text, ticks, space = (worker.split(":") + ["", "", "", ""])[:4]
+    if host != socket.gethostname() or space != _pid_space() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     try:
@@ -87,13 +95,14 @@ def store_lock(url: str, root: Path, name: str = "") -> Iterator[None]:
         import sqlalchemy
 
         key = zlib.crc32(f"harness-queue{name}".encode())  # the queue's sections are short: one lock for all
-        with _pg_engine(url).connect() as conn:
+        # autocommit: no transaction idles open while the lock is held (servers may kill such sessions)
+        with _pg_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             try:
                 yield
             finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
+                with contextlib.suppress(Exception):  # a lost session has released the lock already
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
         return
     path = _lock_file(url, root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +177,8 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
         warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize": we beat ourselves
         trial = study.ask()
     trial.set_user_attr("worker", worker_id())
+    if is_heartbeat_enabled(study._storage):
+        study._storage.record_heartbeat(trial._trial_id)  # from the first moment: no beat is never stale
     return trial
 
 
@@ -178,13 +189,15 @@ def fail_stale(study: optuna.Study, on_stale: Callable[[FrozenTrial], None]) -> 
     if is_heartbeat_enabled(study._storage):
         stale = list(study._storage._get_stale_trial_ids(study._study_id))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial._trial_id not in stale and worker_dead(trial.user_attrs.get("worker", "")):
+        worker = trial.user_attrs.get("worker")
+        # claims run under the lock this runs under: a running trial with no worker was claimed by one that died
+        if trial._trial_id not in stale and (worker is None or worker_dead(worker)):
             stale.append(trial._trial_id)
     for trial_id in stale:
         trial = study._storage.get_trial(trial_id)
         reason = f"stale: worker {trial.user_attrs.get('worker', '?')} stopped without finishing"
-        study._storage.set_trial_user_attr(trial_id, "state_reason", reason)
         try:
+            study._storage.set_trial_user_attr(trial_id, "state_reason", reason)
             study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # it finished after all

@@ -25,6 +25,7 @@ from mlflow.exceptions import MlflowException
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from harness.queue import counts
 from harness.spec import VARIANCE_SOURCES, Arm, Stores, StudySpec
 from harness.stats import summarize
 from harness.tracking import experiment_id, open_storage, optuna_study_name
@@ -171,7 +172,8 @@ def _load_arm(spec: StudySpec, arm: Arm, storage: Any, runs: pd.DataFrame) -> Ar
     except KeyError:  # this arm has not started
         return ArmRecord(arm, None, [], None, empty)
     best = _best(study)
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
+    # the budget's trials: one cut off (interrupted, stale worker) was run again and is not a result
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED and counts(t)]
     if best is None:
         return ArmRecord(arm, study, trials, None, empty)
     confirm = runs[(runs["tags.phase"] == "confirm") & (runs["tags.arm"] == arm.name)]

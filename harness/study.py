@@ -57,7 +57,7 @@ def class_list(text: str) -> tuple[int, ...] | str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m harness.study",
+        prog="python -m harness.study", allow_abbrev=False,  # --workers is passed on to workers minus itself
         description="Run a transfer-learning study: one Optuna search per arm (same budget, same seeded "
         "sampler), every trial an MLflow run; each arm's best configs rerun over fresh seeds, the best by mean "
         "validation accuracy tested once on held-out data; then a markdown report in reports/NAME/ with the "
@@ -130,18 +130,42 @@ def apply_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
     return dataclasses.replace(variant, name=name, base=dataclasses.replace(variant.base, study=name))
 
 
+UNSAFE = re.compile(r"[^\w.-]+")  # what a folder name should not hold
+
+
 def variant_name(name: str, differs: dict[str, Any]) -> str:
-    """sgd_vs_adam + {epochs: 6, model: resnet18} -> sgd_vs_adam--epochs-6--model-resnet18 (a folder name)."""
+    """sgd_vs_adam + {epochs: 6, model: resnet18} -> sgd_vs_adam--epochs-6--model-resnet18 (a folder name).
+
+    Paths are named by their last part and a digest of the absolute path, and any value the folder name
+    cannot spell as it is gets a digest too, so two different settings never share a name."""
     def text(value: Any) -> str:
         if isinstance(value, tuple):
-            return "-".join(map(str, value))
+            return _ranges(value)
         value = "all" if value is None else str(value)
-        if "/" in value:  # a path: its last part names it well enough; the digest keeps variants apart
-            value = f"{value.rstrip('/').rsplit('/', 1)[-1]}-{digest({'v': value}, 6)}"
-        return re.sub(r"[^\w.-]+", "_", value)
+        kind, _, rest = value.rpartition(":") if value.startswith("folder:") else ("", "", value)
+        if "/" in rest or Path(rest).exists():  # a path: where it is, not how it was typed, tells it apart
+            full = f"{kind}:{Path(rest).expanduser().resolve()}" if kind else str(Path(rest).expanduser().resolve())
+            return f"{UNSAFE.sub('_', Path(rest).name)[:24]}-{digest({'v': full}, 6)}"
+        clean = UNSAFE.sub("_", value)
+        return clean if clean == value and len(clean) <= 24 else f"{clean[:24]}-{digest({'v': value}, 6)}"
 
     short = {"n_trials": "trials", "source_classes": "source", "target_classes": "target"}
     return "--".join([name, *(f"{short.get(k, k)}-{text(v)}" for k, v in sorted(differs.items()))])
+
+
+def _ranges(values: tuple) -> str:
+    """(0, 1, 2, 3, 4, 7) -> 0..4_7: class lists stay short."""
+    parts, run = [], []
+    for v in values:
+        if run and isinstance(v, int) and v == run[-1] + 1:
+            run.append(v)
+            continue
+        if run:
+            parts.append(f"{run[0]}..{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [v]
+    if run:
+        parts.append(f"{run[0]}..{run[-1]}" if len(run) > 1 else str(run[0]))
+    return "_".join(parts)
 
 
 def recorded_spec(name: str, stores: Stores, studies: Path = STUDIES_DIR) -> StudySpec:
@@ -225,22 +249,27 @@ def check_resume(spec: StudySpec, stores: Stores) -> None:
     import optuna
 
     from harness.plan import fixed_settings
+    from harness.queue import store_lock
     from harness.tracking import open_storage, optuna_study_name
 
     if stores.storage is None and not (stores.root / "optuna.db").exists():
         return  # a fresh root: nothing to resume
-    storage = open_storage(stores)
-    for arm in spec.arms:
-        name = optuna_study_name(spec.name, arm.name)
-        try:
-            old = json.loads(optuna.load_study(study_name=name, storage=storage).user_attrs.get("config", "{}"))
-        except KeyError:
-            continue
+    with store_lock(stores.optuna_url, stores.root):  # another worker may be creating the schema right now
+        storage = open_storage(stores)
+        recorded = {}
+        for arm in spec.arms:
+            try:
+                study = optuna.load_study(study_name=optuna_study_name(spec.name, arm.name), storage=storage)
+                recorded[arm.name] = json.loads(study.user_attrs.get("config", "{}"))
+            except KeyError:
+                continue
+    for name, old in recorded.items():
+        arm = spec.arm(name)
         new = fixed_settings(spec, arm)
         diff = {k: (old[k], new.get(k)) for k in old if old[k] != new.get(k)}
         if diff:
-            raise ValueError(f"{name} was run with other settings (old, new): {diff}; "
-                             "rerun with those settings to resume, or use another --root to start afresh")
+            raise ValueError(f"{optuna_study_name(spec.name, arm.name)} was run with other settings (old, new): "
+                             f"{diff}; rerun with those settings to resume, or use another --root to start afresh")
 
 
 def run_tags(args_line: str) -> dict[str, str]:
@@ -336,13 +365,15 @@ def launch_workers(argv: list[str], n: int) -> int:
 
     rest = [a for i, a in enumerate(argv) if a != "--workers" and (i == 0 or argv[i - 1] != "--workers")
             and not a.startswith("--workers=")]
-    threads = max(1, (os.cpu_count() or 1) // n)
-    gpus = torch.cuda.device_count()
+    threads = max(1, len(os.sched_getaffinity(0)) // n)  # the CPUs this process may use, not the machine's
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    gpus = len(devices) if torch.cuda.is_available() else 0
     procs = []
     for i in range(n):
         env = dict(os.environ)
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+            env["CUDA_VISIBLE_DEVICES"] = devices[i % gpus]
         procs.append(subprocess.Popen([sys.executable, "-m", "harness.study", *rest, "--threads", str(threads)],
                                       env=env))
     print(f"started {n} workers ({threads} CPU threads each{f', {gpus} GPUs' if gpus else ''})", flush=True)

@@ -74,7 +74,9 @@ def use_wal(url: str) -> None:
     if url.startswith("sqlite:///"):
         import sqlite3
 
-        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"), timeout=60)) as db:
+        path = Path(url.removeprefix("sqlite:///").split("?")[0])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
             db.execute("PRAGMA journal_mode=WAL")
 
 
@@ -107,8 +109,11 @@ def optuna_study_name(study: str, arm: str) -> str:
 
 def start_child_run(run_name: str, tags: dict[str, str]) -> mlflow.ActiveRun:
     """A run nested under the active one, in the same experiment (fluent nesting alone picks the default one)."""
+    from harness.queue import worker_id
+
     parent = mlflow.active_run()
     experiment = parent.info.experiment_id if parent else None
+    tags = {"worker": worker_id(), **tags}  # who runs it: a run whose worker died is closed by the next one
     return mlflow.start_run(run_name=run_name, nested=parent is not None, experiment_id=experiment, tags=tags)
 
 

@@ -7,6 +7,7 @@ stores (see `harness.queue`), so a worker may die at any moment and the others, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -166,8 +167,8 @@ class Worker:
                 try:
                     self._start_parent()
                     self._run_job(*job)
-                except KeyboardInterrupt:
-                    interrupted(*job[2:])
+                except BaseException as error:  # cut off outside the run's own handling: the slot runs again
+                    interrupted(*job[2:], error)
                     raise
                 finally:
                     heartbeat.beat_for(self.storage, None)
@@ -176,6 +177,9 @@ class Worker:
             print(f"\ninterrupted: finished trials are kept in {self.stores.root}; rerun the same command to "
                   "resume (what was cut off runs again, with the same settings)", file=sys.stderr)
             return 130
+        except Exception:
+            self._end_parent("FAILED")
+            raise
         finally:
             heartbeat.stop()
         self.finish()
@@ -252,15 +256,19 @@ class Worker:
                 client.set_tag(run_id, "state_reason", reason[:500])
                 client.set_terminated(run_id, "KILLED")
 
-    def close_dead_parents(self) -> None:
-        """Parent runs of workers that died between slots (no stale trial names them) end KILLED too."""
+    def close_dead_runs(self) -> None:
+        """Runs of workers that died (between slots, during pretraining, while logging a model) end KILLED:
+        a parent run whose worker's pid is gone or whose heartbeat stopped, any run whose worker's pid is gone."""
         client = mlflow.MlflowClient()
-        runs = client.search_runs([self.experiment_id], "tags.phase = 'study' and attributes.status = 'RUNNING'")
-        for run in runs:
-            worker, beat = run.data.tags.get("worker", ""), float(run.data.tags.get("heartbeat", "0"))
-            stale_beat = self.stores.mlflow_uri.startswith("http") and time.time() - beat > queue.GRACE_SECONDS
+        for run in client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            worker = tags.get("resumed_by") or tags.get("worker", "")
+            beat = float(tags.get("heartbeat", "0"))
+            stale_beat = (tags.get("phase") == "study" and self.stores.mlflow_uri.startswith("http")
+                          and time.time() - beat > queue.GRACE_SECONDS)
             if run.info.run_id != self.parent_run_id and (queue.worker_dead(worker) or stale_beat):
-                client.set_tag(run.info.run_id, "state_reason", f"worker {worker} stopped")
+                client.set_tag(run.info.run_id, "state", "killed")
+                client.set_tag(run.info.run_id, "state_reason", f"worker {worker} stopped without finishing")
                 client.set_terminated(run.info.run_id, "KILLED")
 
     # -- the end -----------------------------------------------------------------------------------------
@@ -272,26 +280,43 @@ class Worker:
         return digest({"records": sorted(finished)})
 
     def finish(self) -> None:
-        """Write the report if this worker is the first to see all work done on these records."""
+        """Publish the report if this worker is the first to see all work done on these records."""
         with self.lock():
-            self.close_dead_parents()
-            first = self.stage.search[self.spec.arms[0].name]
+            self.close_dead_runs()
             records = self.records_digest()
-            write = first.user_attrs.get("report_records") != records  # one report per state of the records
-            if write:
-                first.set_user_attr("report_records", records)
+            write = self._claim_report(records)
         if write:
-            self._log_chosen_models()
-        report = self._write_report() if write else None
+            self._publish(records)
         self._end_parent("FINISHED")
         print_summary(self.stage, self._report_path(), self.parent_run_id, self.stores.mlflow_uri,
                       self.jobs_run)
-        if report is None:
-            print("another worker wrote the report for these records")
+        if not write:
+            print("another worker publishes the report for these records")
+
+    def _claim_report(self, records: str) -> bool:
+        """Under the lock: one worker writes the report for one state of the records. A claim whose worker
+        died (or, on another machine, is an hour old) can be taken over."""
+        first = self.stage.search[self.spec.arms[0].name]
+        if first.user_attrs.get("report_records") == records:
+            return False
+        claim = first.user_attrs.get("report_claim") or {}
+        held = (claim.get("records") == records and claim.get("worker") != queue.worker_id()
+                and not queue.worker_dead(claim.get("worker", "")) and time.time() - claim.get("time", 0) < 3600)
+        if held:
+            return False
+        first.set_user_attr("report_claim", {"worker": queue.worker_id(), "records": records, "time": time.time()})
+        return True
+
+    def _publish(self, records: str) -> None:
+        """Each arm's chosen model, then the report, then the mark that says they are done."""
+        self._start_parent()
+        self._log_chosen_models()
+        self._write_report()
+        self.stage.search[self.spec.arms[0].name].set_user_attr("report_records", records)
 
     def _log_chosen_models(self) -> None:
         """Each arm's chosen trial, at its best confirmation seed, as an MLflow model on that seed's run."""
-        from harness.objective import RunContext, log_chosen_model
+        from harness.objective import RunContext, confirmation_trial_config, log_chosen_model
 
         self.ctx = self.ctx or RunContext(checkpoints=self.stores.checkpoints)
         for arm in self.spec.arms:
@@ -300,6 +325,7 @@ class Worker:
                      if t.user_attrs.get("search_trial") == chosen and t.user_attrs.get("mlflow_run_id")]
             if seeds:
                 best = max(seeds, key=lambda t: (t.value, -t.user_attrs["seed"]))
+                self._ensure_source(confirmation_trial_config(self.spec, arm, best))
                 log_chosen_model(self.spec, arm, best, self.ctx)
 
     def _report_path(self) -> Path:
@@ -318,22 +344,29 @@ class Worker:
 
     def _nothing_to_do(self) -> None:
         """A rerun of a finished study: one line, no parent run; the report is rebuilt only if stale."""
-        first = self.stage.search[self.spec.arms[0].name]
-        records = self.records_digest()
-        stale = first.user_attrs.get("report_records") != records or not self._report_path().is_file()
-        if stale:
-            with self.lock():
-                first.set_user_attr("report_records", records)
+        with self.lock():
+            self.close_dead_runs()
+            records = self.records_digest()
+            write = self._claim_report(records)  # the last worker died before it published
+        state = "rebuilt" if write or not self._report_path().is_file() else "up to date"
+        if write:
+            self._publish(records)
+            self._end_parent("FINISHED")
+        elif not self._report_path().is_file():  # published on another machine, or deleted here
             self._write_report()
         print(f"nothing to do: every trial and confirmation seed of {self.spec.name} is recorded in "
-              f"{self.stores.root}; report {'rebuilt' if stale else 'up to date'}: {self._report_path()}")
+              f"{self.stores.root}; report {state}: {self._report_path()}")
 
 
-def interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Ctrl-C before the trial's run could record it (during pretraining, say): its slot runs again."""
+def interrupted(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
+    """A slot cut off before its run could record it (Ctrl-C or an error during pretraining, say): its slot
+    runs again."""
     if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
-        trial.set_user_attr("state_reason", "interrupted (Ctrl-C)")
-        study.tell(trial, state=TrialState.FAIL)
+        reason = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else \
+            f"interrupted: {type(error).__name__}: {error}"
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            trial.set_user_attr("state_reason", reason[:500])
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def finish(study: optuna.Study, trial: optuna.Trial, run: Callable[[optuna.Trial], float]) -> None:
@@ -344,19 +377,26 @@ def finish(study: optuna.Study, trial: optuna.Trial, run: Callable[[optuna.Trial
     try:
         value = run(trial)
     except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
+        tell(study, trial, state=TrialState.PRUNED)
     except Diverged:
-        study.tell(trial, state=TrialState.FAIL)  # the objective recorded why; a result, not retried
+        tell(study, trial, state=TrialState.FAIL)  # the objective recorded why; a result, not retried
     except KeyboardInterrupt:
-        trial.set_user_attr("state_reason", "interrupted (Ctrl-C)")
-        study.tell(trial, state=TrialState.FAIL)
+        tell(study, trial, state=TrialState.FAIL, reason="interrupted (Ctrl-C)")
         raise
     except Exception as error:  # noqa: BLE001 - a bad configuration must not end the study
-        trial.set_user_attr("state_reason", f"error: {type(error).__name__}: {error}"[:500])
-        study.tell(trial, state=TrialState.FAIL)
+        tell(study, trial, state=TrialState.FAIL, reason=f"error: {type(error).__name__}: {error}")
         logging.getLogger("harness").warning("%s trial %d failed: %s", study.study_name, trial.number, error)
     else:
-        study.tell(trial, value)
+        tell(study, trial, value)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None, state: TrialState | None = None,
+         reason: str | None = None) -> None:
+    """Record how a slot ended, unless another worker already judged it stale (then its rerun decides)."""
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        if reason is not None:
+            trial.set_user_attr("state_reason", reason[:500])
+        study.tell(trial, value, state=state, skip_if_finished=True)
 
 
 def fetch_checkpoint(cfg: TrialConfig, stores: Stores, eid: str) -> Path | None:

@@ -58,14 +58,25 @@ def test_a_diverged_or_erroring_trial_counts_and_is_not_rerun(study):
 def test_a_running_trial_of_a_dead_local_worker_is_stale(study):
     queue.plan(study, SLOTS)
     trial = queue.claim(study)
-    host, _pid, ticks = queue.worker_id().split(":")
-    dead = f"{host}:{2**22 + 7}:{ticks}"  # above the kernel's pid_max default: no such process
+    host, _pid, ticks, space = queue.worker_id().split(":")
+    dead = f"{host}:{2**22 + 7}:{ticks}:{space}"  # above the kernel's pid_max default: no such process
     trial.set_user_attr("worker", dead)
     closed = []
     assert queue.fail_stale(study, closed.append) == 1
     (frozen,) = closed
     assert frozen.state == TrialState.FAIL and frozen.user_attrs["state_reason"].startswith("stale")
     assert queue.slot_status(study)["0"] == "lost"
+
+
+def test_a_running_trial_that_no_worker_claimed_is_stale(study):
+    queue.plan(study, SLOTS)
+    study.ask()  # popped, but its worker died before it could sign the trial
+    assert queue.fail_stale(study, lambda t: None) == 1
+
+
+def test_a_worker_in_another_pid_space_is_judged_by_heartbeat_not_pid():
+    host, _pid, ticks, _space = queue.worker_id().split(":")
+    assert not queue.worker_dead(f"{host}:{2**22 + 7}:{ticks}:another-container")
 
 
 def test_a_live_worker_is_not_stale(study):
