@@ -130,11 +130,11 @@ def kill_mid_trial(tiny: Tiny, proc: subprocess.Popen, timeout: float = 240) -> 
     """SIGKILL `proc` while it runs a trial (search or confirmation); returns the trial's number."""
     from harness.tracking import open_storage
 
-    deadline = time.monotonic() + timeout
+    deadline, storage = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the worker finished before it could be killed"
         try:
-            storage = open_storage(tiny.stores)
+            storage = storage or open_storage(tiny.stores)  # one connection pool, not one per look
             for summary in optuna.get_all_study_summaries(storage):
                 study = optuna.load_study(study_name=summary.study_name, storage=storage)
                 for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
