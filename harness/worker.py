@@ -42,7 +42,8 @@ class Stage:
     search: dict[str, optuna.Study]
     confirm: dict[str, optuna.Study]
     done: bool = False
-    progress: str = ""  # slots done of all planned so far, e.g. "12/80"
+    finished: int = 0  # slots done when last planned
+    planned: int = 0  # slots in all: every search slot and every confirmation slot
 
     def studies(self) -> list[optuna.Study]:
         return [*self.search.values(), *self.confirm.values()]
@@ -61,6 +62,7 @@ class Worker:
     ctx: Any = None
     points: dict[str, list[dict]] = field(default_factory=dict)
     jobs_run: int = 0
+    claimed: int = 0  # slots this worker took since it last planned
 
     def lock(self, name: str = ""):
         return queue.store_lock(self.stores.optuna_url, self.stores.root, name)
@@ -130,20 +132,30 @@ class Worker:
                     select(search, confirm)
             else:
                 done = False
-        stage.done = done
-        stage.progress = f"{min(finished + 1, planned)}/{planned}"  # + 1: the slot about to be claimed
+        stage.done, stage.finished, stage.planned = done, finished, planned
+        self.claimed = 0
 
     def next_job(self) -> tuple[str, Arm, optuna.Study, optuna.Trial] | None:
+        """Claim a waiting slot; only when none waits, plan (recover stale work, enqueue confirmations) and
+        look again. Planning reads every trial of every study: once per empty queue, not once per claim."""
         with self.lock():
-            self._plan()
-            for kind, studies in (("search", self.stage.search), ("confirm", self.stage.confirm)):
-                for arm in self.spec.arms:
-                    study = studies[arm.name]
-                    if self.spec.sampler == "tpe" and kind == "search":  # distinct points in each worker
-                        study.sampler = optuna.samplers.TPESampler(seed=queue.SAMPLER_SEED + len(study.trials))
-                    trial = queue.claim(study)
-                    if trial is not None:
-                        return kind, arm, study, trial
+            job = self._claim()
+            if job is None:
+                self._plan()
+                job = self._claim()
+        if job is not None:
+            self.claimed += 1
+        return job
+
+    def _claim(self) -> tuple[str, Arm, optuna.Study, optuna.Trial] | None:
+        for kind, studies in (("search", self.stage.search), ("confirm", self.stage.confirm)):
+            for arm in self.spec.arms:
+                study = studies[arm.name]
+                if self.spec.sampler == "tpe" and kind == "search":  # distinct points in each worker
+                    study.sampler = optuna.samplers.TPESampler(seed=queue.SAMPLER_SEED + len(study.trials))
+                trial = queue.claim(study)
+                if trial is not None:
+                    return kind, arm, study, trial
         return None
 
     # -- running ---------------------------------------------------------------------------------------
@@ -203,7 +215,8 @@ class Worker:
             f"val acc {100 * ended.value:.1f}%"
         what = f"trial {trial.number}" if kind == "search" else \
             f"trial {trial.user_attrs['search_trial']}, seed {trial.user_attrs['seed']}"
-        print(f"[{kind} {self.stage.progress}] {arm.name} {what}: {outcome} "
+        done = min(self.stage.finished + self.claimed, self.stage.planned)  # others' runs since: not counted
+        print(f"[{kind} {done}/{self.stage.planned}] {arm.name} {what}: {outcome} "
               f"({time.perf_counter() - start:.1f} s)", flush=True)
 
     def _ensure_source(self, cfg: TrialConfig) -> None:
