@@ -57,10 +57,7 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
     With `test`, the best-validation weights are evaluated once on the test split.
     """
     task = ctx.task(cfg)
-    weights, ckpt_tags = cfg.weights, {}
-    if cfg.weights == "source":
-        ckpt = source_checkpoint(cfg, ctx.checkpoints)
-        weights, ckpt_tags = str(ckpt.path), {"checkpoint": ckpt.key, "checkpoint_run_id": ckpt.run_id}
+    weights, ckpt_tags = starting_weights(cfg, ctx)
     tags = {**tags, **ckpt_tags, "arm": cfg.arm, "optimizer": cfg.optimizer, "freeze": cfg.strategy,
             "seed": str(cfg.seed), "config_hash": config_hash(cfg), "device": str(device()),
             **{f"split.{name}": value for name, value in task.fingerprints().items()}}
@@ -79,9 +76,7 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
             report(epoch, metrics)  # pruning still decides after every epoch
 
     try:
-        seed_everything(cfg.seed)  # the new head's initialisation depends on the seed
-        model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval, cfg.transfer_stages)
-        model = model.to(device())
+        model = initial_model(cfg, task, weights)
         result = fit(model, task, cfg, on_epoch)
         log.log_metrics({"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch})
         if test:
@@ -110,6 +105,20 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
             log.flush()
         finally:
             mlflow.end_run(status)
+
+
+def starting_weights(cfg: TrialConfig, ctx: RunContext) -> tuple[str, dict[str, str]]:
+    """What a run starts from (a cached source checkpoint's file for weights=source), and tags naming it."""
+    if cfg.weights != "source":
+        return cfg.weights, {}
+    ckpt = source_checkpoint(cfg, ctx.checkpoints)
+    return str(ckpt.path), {"checkpoint": ckpt.key, "checkpoint_run_id": ckpt.run_id}
+
+
+def initial_model(cfg: TrialConfig, task: Task, weights: str) -> torch.nn.Module:
+    seed_everything(cfg.seed)  # the new head's initialisation depends on the seed
+    model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval, cfg.transfer_stages)
+    return model.to(device())
 
 
 def link_run(trial: optuna.Trial, run_id: str) -> None:
@@ -191,9 +200,7 @@ def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTria
 
     cfg = confirmation_trial_config(spec, arm, confirm)
     task = ctx.task(cfg)
-    weights = str(source_checkpoint(cfg, ctx.checkpoints).path) if cfg.weights == "source" else cfg.weights
-    seed_everything(cfg.seed)
-    model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval, cfg.transfer_stages).to(device())
+    model = initial_model(cfg, task, starting_weights(cfg, ctx)[0])
     model.load_state_dict(fit(model, task, cfg).best_state)
     model.eval()
     acc = evaluate(model, task.test).acc

@@ -139,10 +139,10 @@ def counts(trial: FrozenTrial) -> bool:
     return trial.state.is_finished() and not retryable(trial)
 
 
-def slot_status(study: optuna.Study) -> dict[str, str]:
+def slot_status(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, str]:
     """slot -> done | pending (waiting or running) | lost (cut off: to plan again)."""
     states: dict[str, set[str]] = {}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in study.get_trials(deepcopy=False) if trials is None else trials:
         if slot_of(trial) is not None:
             state = "done" if counts(trial) else "lost" if retryable(trial) else "pending"
             states.setdefault(slot_of(trial), set()).add(state)
@@ -154,9 +154,9 @@ def plan(study: optuna.Study, slots: dict[str, tuple[dict[str, Any], dict[str, A
 
     A lost slot is enqueued again with the parameters its cut-off trial had, so a crash reruns the same
     configuration. Returns how many trials were enqueued."""
-    status = slot_status(study)
-    fixed = {slot_of(t): t.system_attrs.get("fixed_params") or t.params
-             for t in study.get_trials(deepcopy=False) if slot_of(t) is not None}
+    trials = study.get_trials(deepcopy=False)  # one read: it loads every trial
+    status = slot_status(study, trials)
+    fixed = {slot_of(t): t.system_attrs.get("fixed_params") or t.params for t in trials if slot_of(t) is not None}
     added = 0
     for slot, (params, attrs) in slots.items():
         if status.get(slot) in ("done", "pending"):

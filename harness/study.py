@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import logging
 import platform
@@ -193,15 +192,10 @@ def recorded_spec(name: str, stores: Stores, studies: Path = STUDIES_DIR) -> Stu
 def check(spec: StudySpec) -> None:
     """Fail before anything is written: every arm's names must be known, with the valid choices named."""
     from harness.datasets import check_data
-    from harness.models import (
-        STRATEGIES,
-        WeightsUnavailable,
-        check_weights_file,
-        model_spec,
-        require_imagenet,
-    )
+    from harness.models import WeightsUnavailable, check_weights_file, model_spec, require_imagenet
     from harness.optim import optimizer_spec
     from harness.plan import SAMPLERS
+    from harness.searchcheck import check_search_spaces
 
     if spec.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {spec.sampler!r}; choices: {', '.join(SAMPLERS)}")
@@ -210,8 +204,6 @@ def check(spec: StudySpec) -> None:
         model_spec(cfg.model)
         check_data(cfg)  # the dataset exists and has the classes the arm's class split names
         optimizer_spec(cfg.optimizer)
-        if cfg.strategy not in STRATEGIES:
-            raise ValueError(f"arm {arm.name}: unknown strategy {cfg.strategy!r}; choices: {', '.join(STRATEGIES)}")
         if cfg.weights not in ("source", "imagenet", "none"):
             check_weights_file(cfg.weights, cfg.model)  # exists, loads without running code, fits the model
         if cfg.weights == "source" and cfg.source_classes is None and cfg.source_dataset is None:
@@ -221,27 +213,10 @@ def check(spec: StudySpec) -> None:
                 require_imagenet(cfg.model)  # offline: stop here, naming the file and the folder it belongs in
             except WeightsUnavailable as error:
                 raise ValueError(f"arm {arm.name}: {error}") from error
-        _check_stage_counts(arm.name, cfg)
     for a, b in spec.comparisons:
         spec.arm(a), spec.arm(b)
-    __import__("harness.searchcheck").searchcheck.check_search_spaces(spec)  # every arm's space, dry run
-
-
-def _check_stage_counts(arm: str, cfg: TrialConfig) -> None:
-    """A fixed freeze_k or transfer_stages must fit the model's stages (a search space's are checked in fit)."""
-    counts = {k: v for k, v in (("freeze_k", cfg.freeze_k), ("transfer_stages", cfg.transfer_stages)) if v}
-    if counts:
-        n_stages = _stage_count(cfg.model)
-        for name, value in counts.items():
-            if not 0 <= value <= n_stages:
-                raise ValueError(f"arm {arm}: {name}={value}, but {cfg.model} has stages 0..{n_stages}")
-
-
-@functools.cache
-def _stage_count(model: str) -> int:
-    from harness.models import build_model
-
-    return len(build_model(model, 2).stage_names)
+    # every arm's space, dry run: strategies, schedules, optimizer params, stage counts, fixed values included
+    check_search_spaces(spec)
 
 
 def check_resume(spec: StudySpec, stores: Stores) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import time
@@ -33,9 +34,14 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@functools.cache
+def _gpu_has_bf16() -> bool:
+    return torch.cuda.is_bf16_supported()  # asked once: the answer does not change, and batches are many
+
+
 def autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
     """bf16 mixed precision on a GPU that has it; on the CPU nothing changes (fp32, bit for bit as before)."""
-    if x.is_cuda and torch.cuda.is_bf16_supported():
+    if x.is_cuda and _gpu_has_bf16():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -261,13 +261,10 @@ class Worker:
     def _close_runs(self, trial: FrozenTrial) -> None:
         """A stale trial's MLflow run, and its worker's parent run, end KILLED with the reason."""
         client = mlflow.MlflowClient()
-        reason = trial.user_attrs.get("state_reason", "stale")
         for key in ("mlflow_run_id", "mlflow_parent_run_id"):
             run_id = trial.user_attrs.get(key)
             if run_id and client.get_run(run_id).info.status == "RUNNING":
-                client.set_tag(run_id, "state", "killed")
-                client.set_tag(run_id, "state_reason", reason[:500])
-                client.set_terminated(run_id, "KILLED")
+                kill_run(client, run_id, trial.user_attrs.get("state_reason", "stale"))
 
     def close_dead_runs(self) -> None:
         """Runs of workers that died (between slots, during pretraining, while logging a model) end KILLED:
@@ -280,9 +277,7 @@ class Worker:
             stale_beat = (tags.get("phase") == "study" and self.stores.mlflow_uri.startswith("http")
                           and time.time() - beat > queue.GRACE_SECONDS)
             if run.info.run_id != self.parent_run_id and (queue.worker_dead(worker) or stale_beat):
-                client.set_tag(run.info.run_id, "state", "killed")
-                client.set_tag(run.info.run_id, "state_reason", f"worker {worker} stopped without finishing")
-                client.set_terminated(run.info.run_id, "KILLED")
+                kill_run(client, run.info.run_id, f"worker {worker} stopped without finishing")
 
     # -- the end -----------------------------------------------------------------------------------------
 
@@ -369,6 +364,13 @@ class Worker:
             self._write_report()
         print(f"nothing to do: every trial and confirmation seed of {self.spec.name} is recorded in "
               f"{self.stores.root}; report {state}: {self._report_path()}")
+
+
+def kill_run(client: mlflow.MlflowClient, run_id: str, reason: str) -> None:
+    """End a dead worker's MLflow run as KILLED, saying why, as a run cut off in its own worker ends."""
+    client.set_tag(run_id, "state", "killed")
+    client.set_tag(run_id, "state_reason", reason[:500])
+    client.set_terminated(run_id, "KILLED")
 
 
 def interrupted(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
