@@ -20,24 +20,22 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from harness import tracking
-from harness.data import Split, Task, make_task
-from harness.features import FeatureCache
-from harness.models import Preprocess, build_model, frozen_stages_at, model_spec
-from harness.optim import build_optimizer
-from harness.spec import Stores, TrialConfig, load_study
-from harness.train import autocast, device, fit, seed_everything
+from harness.learn.data import Task, make_task
+from harness.learn.features import FeatureCache
+from harness.learn.models import Preprocess, build_model, model_spec
+from harness.learn.throughput import bare_run, images_per_second
+from harness.learn.train import device, fit, seed_everything
+from harness.run import tracking
+from harness.spec import TrialConfig, load_study
+from harness.stores import Stores, experiment_id, open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"harness_over_bare": ("<=", 1.15), "harness_over_plain_optuna_mlflow": ("<=", 0.6),
@@ -78,31 +76,6 @@ def say(text: str) -> None:
 # --- the loops compared -------------------------------------------------------------------------------------
 
 
-def bare_run(cfg: TrialConfig, task: Task, weights: str, on_epoch: Callable[[int, dict], None] | None = None) -> float:
-    """The loop a user writes by hand: same model, optimizer, schedule and data order as the harness; no cache."""
-    seed_everything(cfg.seed)
-    model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval).to(device())
-    model.freeze(frozen_stages_at(cfg, len(model.stage_names), 0))
-    optimizer = build_optimizer(cfg, model)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    generator, best = torch.Generator().manual_seed(cfg.seed), 0.0
-    for epoch in range(cfg.epochs):
-        model.train()
-        for x, y in task.train.batches(cfg.batch_size, torch.randperm(len(task.train), generator=generator)):
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-        model.eval()
-        with torch.no_grad():
-            val_acc = (torch.cat([model(x) for x, _ in task.val.batches(256)]).argmax(1) == task.val.y).float().mean()
-        best = max(best, val_acc.item())
-        if on_epoch is not None:
-            on_epoch(epoch, {"train_loss": loss.item(), "val_acc": val_acc.item()})
-    return best
-
-
 def compare_loops(plan: Plan, root: Path) -> dict:
     """sgd_vs_adam's trials through the harness, then each replayed through fit alone, a bare loop and a plain
     script. The ways take turns trial by trial (in a rotating order), so a load that drifts on a shared machine
@@ -110,8 +83,8 @@ def compare_loops(plan: Plan, root: Path) -> dict:
     import mlflow
     import optuna
 
-    from harness.objective import RunContext, make_objective, trial_config
-    from harness.pretrain import source_checkpoint
+    from harness.run.checkpoints import source_checkpoint
+    from harness.run.objective import RunContext, make_objective, trial_config
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # QMCSampler's notice
@@ -120,9 +93,9 @@ def compare_loops(plan: Plan, root: Path) -> dict:
                                base=dataclasses.replace(spec.base, epochs=plan.epochs,
                                                         pretrain_epochs=plan.pretrain_epochs))
     stores = Stores(root=root / "mlruns")
-    eid = tracking.experiment_id(stores, "bench")
+    eid = experiment_id(stores, "bench")
     ctx = RunContext(stores.checkpoints)
-    storage = tracking.open_storage(stores)
+    storage = open_storage(stores)
 
     def create(name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
         return optuna.create_study(direction="maximize", study_name=name, storage=storage, sampler=sampler)
@@ -236,46 +209,6 @@ def linear_probe_speedup(plan: Plan) -> dict:
         "linear_probe_setup": f"{plan.lp_model} at {plan.lp_size} px, {plan.lp_trials} trials x {plan.lp_epochs} "
                               f"epochs, {len(task.train)} train / {len(task.val)} val images",
     }
-
-
-def images_per_second(model_name: str, size: int, n: int, batch_size: int = 64) -> dict:
-    """Training images per second through `fit` (full fine-tuning) and through a bare loop on the same data.
-
-    On a GPU the bare loop is mixed precision and channels_last, the fastest a hand-written loop usually gets.
-    """
-    spec, where = model_spec(model_name), device()
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(n, spec.in_channels, size, size, generator=generator).to(where)
-    if where.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = (torch.arange(n) % 10).to(where)
-    task = Task("synthetic", [str(c) for c in range(10)], Split(x, y, np.arange(n)), Split(x[:batch_size], y[:batch_size],
-                np.arange(batch_size)), Split(x[:1], y[:1], np.arange(1)), None, False)
-    cfg = TrialConfig(model=model_name, weights="none", strategy="full", epochs=3, batch_size=batch_size,
-                      optimizer="sgd", lr=1e-3, lr_schedule="constant")
-    seed_everything(0)
-    history = fit(build_model(model_name, 10).to(where), task, cfg, features=None).history
-    harness = n / min(h["epoch_seconds"] for h in history[1:])  # the first epoch warms up kernels and caches
-    model = build_model(model_name, 10).to(where)
-    if where.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        model.train()
-        for xb, yb in task.train.batches(batch_size, torch.randperm(n, generator=generator)):
-            with autocast(xb):
-                loss = F.cross_entropy(model(xb).float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad(), autocast(x):
-            model(task.val.x).argmax(1).sum().item()  # the same evaluation work as fit, and a sync
-        times.append(time.perf_counter() - start)
-    bare = n / min(times[1:])
-    return {"model": model_name, "size": size, "harness": harness, "bare": bare, "harness_over_bare": harness / bare}
 
 
 def workers_speedup(root: Path) -> dict:

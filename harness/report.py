@@ -1,417 +1,74 @@
-"""Reports from the stores alone: `harness.records` reads them, `harness.findings` concludes, this module
-writes reports/<study>/README.md with its figures, and the index reports/README.md.
-
-`python -m harness.report NAME` rebuilds one report from `mlruns/`, `--all` every study that has runs.
-"""
+"""`python -m harness.report NAME`: rebuild a study's report from the stores alone (the study as its runs
+recorded it; no study file needed), then the index. `--all` rebuilds every study the store holds."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import mlflow
-import numpy as np
-import optuna
-import pandas as pd
-from mlflow import MlflowClient
-
-from harness import figures
-from harness.findings import Verdicts, chance_flags, expectation_lines, verdicts
-from harness.records import (
-    FINISHED,
-    MIN_IMPORTANCE_TRIALS,
-    ArmRecord,
-    StudyRecord,
-    artifact,
-    confirm_frame,
-    history_frame,
-    importance_frame,
-    load_record,
-    param_frame,
-    setting_points,
-    trial_frame,
-    varied_text,
-)
-from harness.report_html import render_html
-from harness.spec import STUDIES_DIR, Stores, StudySpec, list_studies
-from harness.stats import summarize
-from harness.tracking import experiment_id, use_tracking
-
-LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
-
-
-@dataclass(frozen=True)
-class Browse:
-    """How a reader opens the runs: a UI base URL (None: no links) and the command that serves it."""
-
-    url: str | None
-    command: str
-
-
-def browse(stores: Stores, ui_url: str | None = None) -> Browse:
-    """Links follow the tracking store in use: an MLflow server's own URL; a local SQLite store through
-    `mlflow ui` on its default port; any other store (a database) only with an explicit --ui-url."""
-    uri = stores.mlflow_uri
-    if ui_url:
-        return Browse(ui_url.rstrip("/"), f"open {ui_url}")
-    if uri.startswith(("http://", "https://")):
-        return Browse(uri.rstrip("/"), f"open {uri}")
-    command = f"mlflow ui --backend-store-uri {uri}"
-    return Browse(LOCAL_UI if uri.startswith(("sqlite:", "file:")) or "://" not in uri else None, command)
-
-
-# --- figures ---------------------------------------------------------------------------------------
-
-
-def _best_confirm(record: StudyRecord) -> pd.Series | None:
-    confirm = confirm_frame(record)
-    confirm = confirm[~confirm["diverged"].astype(bool)]
-    return None if confirm.empty else confirm.loc[confirm["test_acc"].astype(float).idxmax()]
-
-
-def _describe(run: pd.Series) -> str:
-    return f"{run['arm']}, seed {run['seed']}: test accuracy {_pct(run['test_acc'])}%"
-
-
-def figure_data(record: StudyRecord) -> figures.FigureData:
-    """The frames the figures draw, read from the stores (metric histories, the best run's confusion.json)."""
-    spec, confirm, best = record.spec, confirm_frame(record), _best_confirm(record)
-    client = MlflowClient(record.stores.mlflow_uri)
-    importance = importance_frame(record)
-    return figures.FigureData(
-        arms=[a.name for a in spec.arms], sgd_arms=[a.name for a in spec.arms if a.optimizer == "sgd"],
-        sampler=record.sampler, classes=[str(c) for c in record.overview.get("classes", [])],
-        samples=record.samples, class_counts=record.overview.get("counts", {}),
-        trials=trial_frame(record), confirm=confirm, history=history_frame(record, confirm),
-        importance=importance, setting=spec.x_axis,
-        setting_points=setting_points(record, spec.x_axis) if spec.x_axis else pd.DataFrame(),
-        confusion=None if best is None else artifact(client, [best["run_id"]], "confusion.json"),
-        best_run="" if best is None else _describe(best),
-        params=param_frame(record), min_importance_trials=MIN_IMPORTANCE_TRIALS,
-        complete={name: arm.count(optuna.trial.TrialState.COMPLETE) for name, arm in record.arms.items()},
-    )
-
-
-# --- markdown --------------------------------------------------------------------------------------
-
-
-def _pct(x: float) -> str:
-    return f"{100 * float(x):.1f}"
-
-
-def _value(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def _parent_tags(record: StudyRecord) -> dict[str, str]:
-    """Tags of the newest parent run that has each one."""
-    columns = [c for c in record.parents.columns if c.startswith("tags.")]
-    firsts = {c.removeprefix("tags."): record.parents[c].dropna() for c in columns}
-    return {k: str(v.iloc[0]) for k, v in firsts.items() if len(v)}
-
-
-def _versions(tags: dict[str, str]) -> str:
-    found = [f"{k.removeprefix('version.')} {v}" for k, v in sorted(tags.items()) if k.startswith("version.")]
-    return ", ".join(found) or "not recorded"
-
-
-def _child_params(record: StudyRecord) -> dict[str, str]:
-    """Params of the newest trial or confirmation run (those every arm shares, such as the dataset)."""
-    children = record.children().dropna(subset=["params.dataset"])
-    if children.empty:
-        return {}
-    newest = children.iloc[0]
-    return {c.removeprefix("params."): str(newest[c]) for c in children.columns
-            if c.startswith("params.") and pd.notna(newest[c])}
-
-
-def _distinct(record: StudyRecord, param: str) -> str:
-    """Every value a param took across the trial and confirmation runs (a study may vary the model per arm)."""
-    column = record.children().get(f"params.{param}", pd.Series(dtype=object)).dropna()
-    return ", ".join(dict.fromkeys(map(str, column))) or "?"
-
-
-def _searched(record: StudyRecord) -> str:
-    """Which hyperparameters each arm searched (Optuna's params), arms with the same ones grouped."""
-    groups: dict[str, list[str]] = {}
-    for name, arm in record.arms.items():
-        params = sorted({p for t in arm.trials for p in t.params}) if arm.trials else []
-        groups.setdefault(", ".join(params) or "nothing", []).append(name)
-    return "; ".join(f"{', '.join(arms)}: {params}" for params, arms in groups.items())
-
-
-def _method(record: StudyRecord, found: Verdicts) -> str:
-    top = record.setting("confirm_top")
-    chosen = ("Each arm's best trial was rerun over fresh seeds and" if top == "1" else
-              f"Each arm's {top} best trials were rerun over fresh seeds; the one with the best mean validation "
-              "accuracy (chosen on validation alone; every candidate's test score is logged, none steers the choice)")
-    adjusted = ("" if found.family < 2 else
-                f" p-values are Holm-adjusted over the {found.family} comparisons, and each interval's level is raised "
-                "to match its Holm factor (for the smallest p, Bonferroni's 1 - 0.05 / family), so an interval "
-                "excludes zero exactly when its adjusted p is below 0.05; per-arm intervals in the table are "
-                "not adjusted.")
-    test_size = record.overview.get("sizes", {}).get("test")
-    fixed_test = (f"The test split ({test_size} images) is the same for every run: its own sampling error is not "
-                  "in the intervals, which describe reruns on this test split." if test_size else
-                  "The test split is the same for every run: its own sampling error is not in the intervals.")
-    return (f"**Method.** {chosen} scored once per seed on the held-out test split. Confirmation seeds "
-            f"{varied_text(record)}. Differences a - b are paired by seed where both arms have it (paired t), "
-            f"else Welch's t; interval and test are one t procedure.{adjusted} A seed whose training diverged "
-            "counts as test accuracy 0, as it counts (validation accuracy 0) when choosing the trial. "
-            f"{fixed_test} Searched: {_searched(record)}.")
-
-
-def _header(record: StudyRecord, found: Verdicts, flags: dict[str, str]) -> str:
-    bullets = "\n".join(f"- {s}" for s in found.sentences + _not_reproduced(record))
-    parts = [f"# {record.spec.name}\n\n> {record.spec.question}\n\n## Verdict\n\n{bullets}"]
-    if flags:
-        parts.append("**Validity flags.**\n\n" + "\n".join(f"- {f}." for f in flags.values()))
-    expected = expectation_lines(record, flags, found.comparisons)
-    if expected:
-        parts.append("**Expected trends** (agrees / runs against it / inconclusive at this budget):\n\n"
-                     + "\n".join(f"- {line}" for line in expected))
-    parts.append(_method(record, found))
-    return "\n\n".join(parts)
-
-
-def _not_reproduced(record: StudyRecord) -> list[str]:
-    """Warn where an arm's best search trial was luck: its validation score falls away over fresh seeds."""
-    lines = []
-    for name, arm in record.arms.items():
-        val = pd.to_numeric(arm.confirm.get("metrics.best_val_acc", pd.Series(dtype=float)), errors="coerce").dropna()
-        if arm.best is None or len(val) < 2:
-            continue
-        mean, sd = float(val.mean()), float(val.std(ddof=1))
-        if arm.best.value - mean > max(0.05, 2 * sd):  # 5 points and two seed-sds below the search's score
-            lines.append(
-                f"Caution, {name}: its best trial reached {_pct(arm.best.value)}% validation accuracy in the search "
-                f"but {_pct(mean)} ± {_pct(sd)}% over the confirmation seeds. That configuration does not "
-                "reproduce (the search's best was partly luck), and its test accuracy reflects it.")
-    return lines
-
-
-def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, flags: dict[str, str]) -> str:
-    wall = pd.to_numeric(record.children(name)["metrics.wall_seconds"], errors="coerce").sum()
-    best = f"{_pct(arm.best.value)} (trial {arm.best.number})" if arm.best else "-"
-    val = pd.to_numeric(arm.confirm.get("metrics.best_val_acc", pd.Series(dtype=float)), errors="coerce").dropna()
-    seeds_val = f"{_pct(val.mean())}" if len(val) else "-"
-    test = ci = "no confirmation runs"
-    if arm.test_acc():
-        s = summarize(list(arm.test_acc().values()))
-        ci = f"{_pct(s.ci_low)} to {_pct(s.ci_high)}" if np.isfinite(s.ci_low) else "too few seeds"
-        test = f"{_pct(s.mean)} ± {_pct(s.sd)} (n={s.n})" + (" **at chance**" if name in flags else "")
-    diverged = f"{arm.diverged}" + (f" (+{arm.uncounted_failures} crashed, not counted)"
-                                    if arm.uncounted_failures else "")
-    counts = " / ".join(str(arm.count(s)) for s in FINISHED)
-    params = ", ".join(f"{k}={_value(v)}" for k, v in arm.best.params.items()) if arm.best else "-"
-    return f"| {name} | {best} | {seeds_val} | {test} | {ci} | {diverged} | {counts} | {_duration(wall)} | {params} |"
-
-
-def _table(record: StudyRecord, flags: dict[str, str]) -> str:
-    head = ("| arm | chosen trial: search val acc (%) | its val acc over seeds (%) | test acc (%), mean ± sd "
-            "| test acc 95% CI (t) | diverged seeds (scored 0) | trials complete / pruned / failed | wall time "
-            "| hyperparameters |\n" + "|---" * 9 + "|")
-    rows = "\n".join(_arm_row(record, name, arm, flags) for name, arm in record.arms.items())
-    return f"## Results per arm\n\n{head}\n{rows}"
-
-
-def _figure_ref(out: Path, file: str, text: str) -> str:
-    # Named, not linked: a relative link 404s when the report is viewed as an MLflow artifact.
-    return f"{text} (`{file}`, in the figures below)" if (out / file).is_file() else f"{text} (not available)"
-
-
-def _six_steps(record: StudyRecord, out: Path) -> str:
-    tags, params, ov = _parent_tags(record), _child_params(record), record.overview
-    sizes = ov.get("sizes") or {k: sum(v) for k, v in ov.get("counts", {}).items()}
-    prints = ov.get("fingerprints", {})
-    splits = ", ".join(f"{k} {n} images (`{prints.get(k, '?')}`)" for k, n in sizes.items()) or "not recorded"
-    best = _best_confirm(record)
-    evaluated = "no confirmation runs yet" if best is None else (
-        f"best run {_describe(best)}, {_figure_ref(out, 'confusion.png', 'confusion matrix')}")
-    dataset = ov.get("dataset", params.get("dataset", "?"))
-    classes = ", ".join(map(str, ov.get("classes", []))) or "?"
-    model = f"{_distinct(record, 'model')}, weights `{_distinct(record, 'weights')}`"
-    steps = [
-        f"**Import libraries**: {_versions(tags)} (parent-run tags `version.*`).",
-        (f"**Import the dataset**: {dataset}, classes {classes}; "
-         f"{_figure_ref(out, 'class_counts.png', 'class counts')} (`data/overview.json`)."),
-        f"**Split it**: {splits} (split fingerprints).",
-        f"**Visualise it**: {_figure_ref(out, 'samples.png', 'sample images per split')} (`data/samples.npz`).",
-        f"**Import the pretrained model**: {model}; {_checkpoints(record)}.",
-        f"**Evaluate it**: confirmation test accuracy in the table above; {evaluated}.",
-    ]
-    return "## The six steps\n\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
-
-
-def _checkpoints(record: StudyRecord) -> str:
-    pairs = record.children()[["tags.checkpoint", "tags.checkpoint_run_id"]].dropna().drop_duplicates()
-    found = [f"checkpoint `{c}` (MLflow run `{r}`)" for c, r in pairs.itertuples(index=False)]
-    return "; ".join(found) or "no checkpoint recorded"
-
-
-def _figures_md(shown: list[figures.Figure]) -> str:
-    blocks = [f"### {f.title}\n\n{f.caption}" + (f"\n\n![{f.title}]({f.file})" if f.file else "")
-              for f in shown]
-    return "## Figures\n\nArms keep the same colour in every figure.\n\n" + "\n\n".join(blocks)
-
-
-def _run_line(run: pd.Series, counted: set[str]) -> str:
-    trial = run["tags.optuna_trial"]
-    what = f"trial {trial}" if run["tags.phase"] == "search" else f"seed {run['tags.seed']} of trial {trial}"
-    mark = ", counted in the verdict" if run["run_id"] in counted else ""
-    return f"- `{run['run_id']}` {run['tags.phase']} {what} ({run['tags.state']}{mark})"
-
-
-def _runs_md(record: StudyRecord, ui: Browse) -> str:
-    eid = record.experiment_id
-    experiment = f"{ui.url}/#/experiments/{eid}" if ui.url else None
-
-    def parent(r: Any) -> str:
-        run = f"[`{r.run_id}`]({experiment}/runs/{r.run_id})" if experiment else f"`{r.run_id}`"
-        return f"  - {run}, {r.start_time:%Y-%m-%d %H:%M}"
-
-    parents = "\n".join(parent(r) for r in record.parents.itertuples())
-    details = []
-    for name, arm in record.arms.items():
-        runs, counted = record.children(name).sort_values("start_time"), set(arm.confirm["run_id"])
-        lines = "\n".join(_run_line(run, counted) for _, run in runs.iterrows())
-        details.append(f"<details><summary>{name}: {len(runs)} child runs</summary>\n\n{lines}\n\n</details>")
-    opened = f"`{ui.command}`, then open {experiment}" if experiment else f"`{ui.command}`"
-    return (f"- **MLflow**: experiment `{record.spec.name}` (id {eid}), tracking store `{record.stores.mlflow_uri}`; "
-            f"parent runs:\n{parents}\n- **Browse**: {opened}\n\n" + "\n".join(details))
-
-
-def _setup(record: StudyRecord, ui: Browse) -> str:
-    tags, params = _parent_tags(record), _child_params(record)
-    epochs = "epochs " + (", ".join(sorted(record.children()["params.epochs"].dropna().unique())) or "?")
-    seeds = ", ".join(map(str, sorted({s for arm in record.arms.values() for s in arm.test_acc()})))
-    found = ", ".join(f"{n} {len(a.trials)}" for n, a in record.arms.items())
-    keys = ("dataset", "source_classes", "target_classes", "shots", "model", "weights")
-    p = {k: params.get(k, "?") for k in keys}
-    sizes = ", ".join(f"{k} {v}" for k, v in record.overview.get("sizes", {}).items()) or "?"
-    pruned = record.setting("prune") == "True"
-    pruning = "pruning on (median pruner, per-epoch validation accuracy)" if pruned else "no pruning"
-    items = [
-        (f"**Task**: {p['dataset']}, source classes {p['source_classes']} -> target classes "
-         f"{p['target_classes']}, {p['shots']} training images per class."),
-        f"**Model**: {_distinct(record, 'model')}, weights `{_distinct(record, 'weights')}`; {_checkpoints(record)}.",
-        f"**Splits**: {sizes}.",
-        (f"**Budget**: {record.setting('n_trials')} trials per arm (finished: {found}); "
-         f"sampler {record.sampler}; {pruning}."),
-        (f"**Confirmation**: the {record.setting('confirm_top')} best trials of each arm, {record.setting('seeds')} "
-         f"seeds each (found: {seeds or 'none'}); {epochs}; {varied_text(record)}."),
-        f"**Packages**: {_versions(tags)}.",
-        f"**Git commit**: `{tags.get('git_commit', 'not recorded')}`.",
-        f"**Reproduce**: `{tags.get('command', 'not recorded')}`",
-    ]
-    return "## Setup\n\n" + "\n".join(f"- {i}" for i in items) + "\n" + _runs_md(record, ui)
-
-
-# --- building, indexing, CLI -----------------------------------------------------------------------
-
-
-def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("reports"),
-                 ui_url: str | None = None) -> Path:
-    """Write reports_dir/<name>/README.md with its PNG figures and summary.json (the verdicts, for the index
-    and the study's closing summary), from the stores alone; return the README's path."""
-    record = load_record(spec, stores)
-    out = reports_dir / spec.name
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*.png"):  # a figure that cannot be drawn any more must not linger
-        stale.unlink()
-    flags = chance_flags(record)
-    found = verdicts(record, flags)
-    shown = figures.draw_all(figure_data(record), out)
-    ui = browse(stores, ui_url)
-    sections = [_header(record, found, flags), _table(record, flags), _six_steps(record, out),
-                _figures_md(shown), _setup(record, ui)]
-    readme = out / "README.md"
-    readme.write_text("\n\n".join(sections) + "\n")
-    summary = {"name": spec.name, "question": spec.question, "verdicts": found.sentences,
-               "flags": list(flags.values())}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return readme
-
-
-def build_index(reports_dir: Path = Path("reports")) -> Path:
-    """Write reports_dir/README.md: one row per study report, with its question, verdicts and a link."""
-    rows = []
-    for path in sorted(reports_dir.glob("*/summary.json")):
-        summary = json.loads(path.read_text())
-        name = path.parent.name
-        verdict_line = " ".join(summary["verdicts"])
-        rows.append(f"| [{name}]({name}/README.md) | {summary['question']} | {verdict_line} |")
-    index = reports_dir / "README.md"
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    intro = "# Study reports\n\nRebuild any of them with `python -m harness.report NAME` (or `--all`)."
-    index.write_text(f"{intro}\n\n| study | question | verdict |\n|---|---|---|\n" + "\n".join(rows) + "\n")
-    return index
-
-
-def _has_runs(stores: Stores, name: str) -> bool:
-    if stores.tracking_uri is None and not (stores.root / "mlflow.db").is_file():
-        return False  # do not create an empty store just to look
-    eid = experiment_id(stores, name, create=False)
-    return eid is not None and not mlflow.search_runs([eid], max_results=1).empty
+from harness.cli import HelpFormatter, add_store_flags
+from harness.stores import Stores
+
+EPILOG = """\
+examples:
+  python -m harness.report sgd_vs_adam
+  python -m harness.report --all
+  python -m harness.report sgd_vs_adam --root /data/mlruns --reports /tmp/reports"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from harness.reporting.markdown import LOCAL_UI
+
     parser = argparse.ArgumentParser(
-        prog="python -m harness.report",
-        description="Rebuild a study's markdown report (reports/NAME/README.md and its figures) from the "
-                    "MLflow and Optuna stores alone, then the index reports/README.md.",
-        epilog="examples:\n  python -m harness.report sgd_vs_adam\n  python -m harness.report --all\n"
-               "  python -m harness.report sgd_vs_adam --root /data/mlruns --reports /tmp/reports",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("name", nargs="?", help="the study to report on: a file studies/NAME.py")
-    parser.add_argument("--all", action="store_true", help="rebuild every study that has MLflow runs")
-    parser.add_argument("--root", type=Path, default=Path("mlruns"),
-                        help="folder of the stores (default: mlruns): mlflow.db, optuna.db, artifacts/")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///ROOT/mlflow.db)")
-    parser.add_argument("--storage",
-                        help="Optuna storage URL or journal:FILE (default: sqlite:///ROOT/optuna.db)")
-    parser.add_argument("--reports", type=Path, default=Path("reports"),
-                        help="reports folder (default: reports)")
-    parser.add_argument("--studies", type=Path, default=STUDIES_DIR,
-                        help="folder of study files (default: the repository's studies/)")
-    parser.add_argument("--ui-url", help="base URL of the MLflow UI the report links to (default: the tracking "
-                                         f"URI if it is a server, else {LOCAL_UI} as `mlflow ui` serves it)")
+        prog="python -m harness.report", epilog=EPILOG, formatter_class=HelpFormatter,
+        description="Rebuild a study's markdown report (reports/NAME/README.md, its figures and report.html) "
+                    "from the MLflow and Optuna stores alone, then the index reports/README.md.")
+    which = parser.add_argument_group("which reports")
+    which.add_argument("name", nargs="?", metavar="NAME", help="the study (or variant) to report on")
+    which.add_argument("--all", action="store_true", help="rebuild every study that has MLflow runs")
+    add_store_flags(parser)
+    parser.add_argument("--ui-url", metavar="URL", help="base URL of the MLflow UI the report links to (default: "
+                        f"the tracking URI if it is a server, else {LOCAL_UI} as `mlflow ui` serves it)")
     args = parser.parse_args(argv)
     if (args.name is None) == (not args.all):
         parser.error("give a study NAME or --all (not both)")
     return args
 
 
-def _recorded_studies(stores: Stores, studies: Path) -> list[str]:
-    """Every study file with runs, and every variant of one (`<file>--<what differs>`) the store holds."""
-    files = set(list_studies(studies))
+def recorded_names(stores: Stores, studies: Path) -> list[str]:
+    """Every study the tracking store holds runs of: those that recorded their study, and those of a study
+    file in `studies` (or a variant of one) from before studies were recorded."""
+    import mlflow
+
+    from harness.analysis.recorded import is_recorded
+    from harness.spec import list_studies
+    from harness.stores import use_tracking
+
     if stores.tracking_uri is None and not (stores.root / "mlflow.db").is_file():
         return []
     use_tracking(stores)
-    names = sorted(e.name for e in mlflow.search_experiments() if e.name.split("--")[0] in files)
-    return [n for n in names if _has_runs(stores, n)]
+    files = set(list_studies(studies))
+    names = sorted(e.name for e in mlflow.search_experiments()
+                   if not mlflow.search_runs([e.experiment_id], max_results=1).empty)
+    return [n for n in names if n.split("--")[0] in files or is_recorded(n, stores)]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import optuna
+
+    from harness.analysis.recorded import recorded_study
+    from harness.reporting.html import render_html
+    from harness.reporting.markdown import build_index, build_report
+
     stores = Stores(args.root, args.tracking_uri, args.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    names = _recorded_studies(stores, args.studies) if args.all else [args.name]
+    names = recorded_names(stores, args.studies) if args.all else [args.name]
     failed = 0
     for name in names:
         try:
-            from harness.study import recorded_spec  # the CLI's settings, to rebuild a variant
-
-            spec = recorded_spec(name, stores, args.studies)  # a study file, or a variant of one
+            spec = recorded_study(name, stores, args.studies)  # as its runs recorded it, else its file
             readme = build_report(spec, stores, args.reports, args.ui_url)
             render_html(readme.parent)
             print(f"wrote {readme}")
@@ -419,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
     if args.all and not names:
-        print(f"no study in {args.studies} has runs in {stores.mlflow_uri}", file=sys.stderr)
+        print(f"no study has runs in {stores.mlflow_uri}", file=sys.stderr)
     if len(names) > failed:
         print(f"wrote {build_index(args.reports)}")
     return 1 if failed or not names else 0

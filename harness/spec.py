@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
+import re
 import traceback
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ class TrialConfig:
     augment: bool = False  # random crop (+ flip where the dataset allows it)
     # model and where its weights come from
     model: str = "lenet5"
-    weights: str = "source"  # source | imagenet | none | path/to/checkpoint.pt
+    weights: str = "source"  # source | imagenet | none | path/to/checkpoint.pt: see `weights_kind`
     pretrain_epochs: int = 15  # for weights=source
     pretrain_seed: int = 0  # seed of the source pretraining (weights=source); part of the checkpoint's key
     transfer_stages: int | None = None  # keep only the first n pretrained stages (Yosinski's AnB); None: all
@@ -84,6 +85,18 @@ def retarget(base: TrialConfig, dataset: str) -> TrialConfig:
         return base
     return dataclasses.replace(base, dataset=dataset, target_classes=None,
                                source_dataset=base.source_dataset or base.dataset)
+
+
+WEIGHTS_KINDS = ("source", "imagenet", "none")  # any other value is a path to a checkpoint file
+
+
+def weights_kind(weights: str) -> str:
+    """What a `weights` value names: source | imagenet | none | path. The one place the kinds are told apart.
+
+    >>> weights_kind("imagenet"), weights_kind("ckpt/lenet.pt")
+    ('imagenet', 'path')
+    """
+    return weights if weights in WEIGHTS_KINDS else "path"
 
 
 def digest(values: Mapping[str, Any], length: int = 12) -> str:
@@ -131,11 +144,16 @@ class Expectation:
     margin: float = 0.02  # for "alike": differences within this (a fraction: 0.02 = 2 points) count as alike
 
 
-@dataclass(frozen=True)
-class StudySpec:
-    """A question, its arms, and how each arm is searched and confirmed."""
+BASE_SETTINGS = ("epochs", "model", "weights", "data_root", "shots", "source_classes", "target_classes")
+VARIANT_SETTINGS = ("n_trials", "seeds", "dataset", *BASE_SETTINGS)  # what a variant may change (the CLI's flags)
 
-    name: str
+
+@dataclass(frozen=True, kw_only=True)
+class StudySpec:
+    """A question, its arms, and how each arm is searched and confirmed. `name` is the study file's name
+    (`load_study` sets it), and every run's `TrialConfig.study` is the name."""
+
+    name: str = ""
     question: str
     arms: tuple[Arm, ...]
     search_space: Callable[..., dict[str, Any]]  # (optuna.Trial, Arm) -> TrialConfig overrides
@@ -150,12 +168,89 @@ class StudySpec:
     vary: tuple[str, ...] = ("seed", "partition", "pretrain")  # VARIANCE_SOURCES each confirmation seed varies
     expected: tuple[Expectation, ...] = ()  # trends the literature predicts, checked in the report
     chance_margin: float = 0.05  # an arm not significantly above 1/classes + this is flagged, left out of verdicts
+    # how it was made: the study file's text and the settings beyond it (recorded with every run)
+    source: str = field(default="", repr=False, compare=False)
+    file: str = field(default="", compare=False)  # the study file's name; differs from `name` for a variant
+    changes: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.base.study != self.name:  # one home for the name: the runs' configs follow the study
+            object.__setattr__(self, "base", dataclasses.replace(self.base, study=self.name))
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
             if arm.name == name:
                 return arm
         raise KeyError(f"unknown arm {name!r}; arms: {', '.join(a.name for a in self.arms)}")
+
+    def variant(self, **changes: Any) -> StudySpec:
+        """The study with other settings (`VARIANT_SETTINGS`; class lists may be "all"). Any that differ from
+        the file's make another study, `<name>--<what differs>`: its own Optuna studies, MLflow experiment and
+        report folder, so a variant never resumes, or overwrites, the study as its file defines it.
+
+        >>> spec = StudySpec(name="s", question="?", arms=(Arm("a", "sgd"),), search_space=None)
+        >>> spec.variant(epochs=6, seeds=3).name, spec.variant(epochs=12).name
+        ('s--epochs-6--seeds-3', 's')
+        """
+        unknown = sorted(set(changes) - set(VARIANT_SETTINGS))
+        if unknown:
+            raise ValueError(f"a variant may change {', '.join(VARIANT_SETTINGS)}; not {', '.join(unknown)}")
+        changes = {k: v for k, v in changes.items() if v is not None}
+        base = retarget(self.base, changes["dataset"]) if "dataset" in changes else self.base
+        base_changes = {k: _setting(changes[k]) for k in BASE_SETTINGS if k in changes}
+        top = {k: changes[k] for k in ("n_trials", "seeds") if k in changes}
+        made = dataclasses.replace(self, base=dataclasses.replace(base, **base_changes), **top)
+        differs = {k: v for k, v in top.items() if getattr(self, k) != v}
+        differs.update({k: getattr(made.base, k) for k in ("dataset", *BASE_SETTINGS)
+                        if k != "data_root" and getattr(made.base, k) != getattr(self.base, k)})
+        recorded = {**self.changes, **changes}
+        if not differs:
+            return dataclasses.replace(self, changes=recorded)
+        return dataclasses.replace(made, name=variant_name(self.name, differs), file=self.file or self.name,
+                                   changes=recorded)
+
+
+def _setting(value: Any) -> Any:
+    """A variant's value as a TrialConfig holds it: "all" classes is None; JSON's lists are tuples."""
+    return None if value == "all" else tuple(value) if isinstance(value, list) else value
+
+
+UNSAFE = re.compile(r"[^\w.-]+")  # what a folder name should not hold
+
+
+def variant_name(name: str, differs: dict[str, Any]) -> str:
+    """sgd_vs_adam + {epochs: 6, model: resnet18} -> sgd_vs_adam--epochs-6--model-resnet18 (a folder name).
+
+    Paths are named by their last part and a digest of the absolute path, and any value the folder name
+    cannot spell as it is gets a digest too, so two different settings never share a name."""
+    def text(value: Any) -> str:
+        if isinstance(value, tuple):
+            return _ranges(value)
+        value = "all" if value is None else str(value)
+        kind, _, rest = value.rpartition(":") if value.startswith("folder:") else ("", "", value)
+        if "/" in rest or Path(rest).exists():  # a path: where it is, not how it was typed, tells it apart
+            full = f"{kind}:{Path(rest).expanduser().resolve()}" if kind else str(Path(rest).expanduser().resolve())
+            return f"{UNSAFE.sub('_', Path(rest).name)[:24]}-{digest({'v': full}, 6)}"
+        clean = UNSAFE.sub("_", value)
+        return clean if clean == value and len(clean) <= 24 else f"{clean[:24]}-{digest({'v': value}, 6)}"
+
+    short = {"n_trials": "trials", "source_classes": "source", "target_classes": "target"}
+    return "--".join([name, *(f"{short.get(k, k)}-{text(v)}" for k, v in sorted(differs.items()))])
+
+
+def _ranges(values: tuple) -> str:
+    """(0, 1, 2, 3, 4, 7) -> 0..4_7: class lists stay short.
+
+    >>> _ranges((0, 1, 2, 3, 4, 7))
+    '0..4_7'
+    """
+    parts: list[str] = []
+    for v in values:
+        if parts and isinstance(v, int) and parts[-1][-1] == v - 1:
+            parts[-1].append(v)
+        else:
+            parts.append([v])
+    return "_".join(f"{run[0]}..{run[-1]}" if len(run) > 1 else str(run[0]) for run in parts)
 
 
 def confirmation_config(spec: StudySpec, cfg: TrialConfig, seed: int) -> TrialConfig:
@@ -164,7 +259,7 @@ def confirmation_config(spec: StudySpec, cfg: TrialConfig, seed: int) -> TrialCo
     changes: dict[str, Any] = {"seed": seed}
     if "partition" in spec.vary:
         changes["partition_seed"] = seed
-    if "pretrain" in spec.vary and cfg.weights == "source":
+    if "pretrain" in spec.vary and weights_kind(cfg.weights) == "source":
         changes["pretrain_seed"] = seed
     return dataclasses.replace(cfg, **changes)
 
@@ -174,48 +269,32 @@ def list_studies(directory: Path = STUDIES_DIR) -> list[str]:
 
 
 def load_study(name: str, directory: Path = STUDIES_DIR) -> StudySpec:
-    """Import `studies/<name>.py` and return its `STUDY`."""
+    """Import `studies/<name>.py` and return its `STUDY`, named after the file."""
     path = directory / f"{name}.py"
     if not path.is_file():
         choices = ", ".join(list_studies(directory)) or "(none)"
         raise ValueError(f"unknown study {name!r}; studies in {directory}: {choices}")
-    module_spec = importlib.util.spec_from_file_location(f"studies.{name}", path)
-    module = importlib.util.module_from_spec(module_spec)
+    return study_from_source(name, path.read_text(), path)
+
+
+def study_from_source(name: str, source: str, path: Path | str) -> StudySpec:
+    """The `STUDY` a study file's text defines: what `load_study` reads, and what a report rebuilds from the
+    copy of the file its runs recorded. Errors name the file and the line."""
+    module = types.ModuleType(f"studies.{name}")
+    module.__file__ = str(path)
     try:
-        module_spec.loader.exec_module(module)
+        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - the user's own study file
     except SyntaxError as error:  # the file itself: its line, and the caret's text
         raise ValueError(f"{path}, line {error.lineno}: {error.msg}: {(error.text or '').strip()!r}; "
                          "fix the study file") from None
     except Exception as error:  # noqa: BLE001 - any error a study file raises at import is the file's to fix
-        lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path]
+        lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == str(path)]
         where = f", line {lines[-1]}" if lines else ""
         raise ValueError(f"{path}{where}: {type(error).__name__}: {error}; fix the study file") from None
     study = getattr(module, "STUDY", None)
     if not isinstance(study, StudySpec):
         raise TypeError(f"{path} must define STUDY = StudySpec(...)")
-    return study
-
-
-@dataclass(frozen=True)
-class Stores:
-    """Where a run's records live: MLflow's SQLite store and artifacts, Optuna's storage, checkpoints."""
-
-    root: Path = Path("mlruns")
-    tracking_uri: str | None = None  # default sqlite:///<root>/mlflow.db
-    storage: str | None = None  # default sqlite:///<root>/optuna.db; journal:<file> for many workers
-
-    @property
-    def mlflow_uri(self) -> str:
-        return self.tracking_uri or f"sqlite:///{self.root / 'mlflow.db'}"
-
-    @property
-    def optuna_url(self) -> str:
-        return self.storage or f"sqlite:///{self.root / 'optuna.db'}"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.root / "artifacts"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+    if study.name and study.name != name:
+        raise ValueError(f"{path} sets name={study.name!r}, but a study is named after its file ({name!r}); "
+                         "drop name= or rename the file")
+    return dataclasses.replace(study, name=name, source=source, file=name)

@@ -27,12 +27,11 @@ def search_space(trial, arm: Arm) -> dict:
 
 
 STUDY = StudySpec(
-    name="effective_lr",
     question="At equal effective learning rate lr / (1 - momentum), does SGD fine-tune alike with momentum "
              "0, 0.5, 0.9 and 0.99? (Li et al. 2020)",
     arms=tuple(Arm(_name(m), "sgd", "full", fixed={"optimizer_params": {"momentum": m}}) for m in MOMENTA),
     search_space=search_space,
-    base=TrialConfig(study="effective_lr", model="lenet5", weights="source", dataset="digits", epochs=10),
+    base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=10),
     n_trials=8,  # one searched dimension
     seeds=5,
     confirm_top=1,

@@ -16,7 +16,7 @@ Kornblith et al. found fine-tuning at least as good as fixed features; Kumar et 
 as full fine-tuning (most clearly out of distribution). The report checks both.
 """
 
-from harness.optim import lr_space
+from harness.learn.optim import lr_space
 from harness.spec import Arm, Expectation, StudySpec, TrialConfig
 
 STAGES = 4  # lenet5: conv1, conv2, fc1, fc2
@@ -36,12 +36,11 @@ def search_space(trial, arm: Arm) -> dict:
 RECIPES = ("linear_probe", "freeze_k", "full", "gradual", "lp_ft")
 
 STUDY = StudySpec(
-    name="fine_tune_recipes",
     question="Which way of fine-tuning a pretrained CNN wins at the same tuning budget: linear probe, frozen "
              "stages, full, gradual unfreezing, LP-FT or discriminative learning rates?",
     arms=(*(Arm(recipe, "sgd", recipe) for recipe in RECIPES), Arm("discriminative", "sgd", "full")),
     search_space=search_space,
-    base=TrialConfig(study="fine_tune_recipes", model="lenet5", weights="source", dataset="digits", epochs=10,
+    base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=10,
                      optimizer_params={"momentum": 0.9, "nesterov": True}),
     n_trials=8,  # per arm: one or two searched dimensions
     seeds=5,

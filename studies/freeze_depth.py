@@ -31,7 +31,6 @@ def search_space(trial, arm: Arm) -> dict:
 
 
 STUDY = StudySpec(
-    name="freeze_depth",
     question="Do transferred layers help or hurt with depth, frozen (AnB) or fine-tuned (AnB+)? (Yosinski et al. 2014)",
     arms=(
         Arm("baseline", "sgd", "full", fixed={"weights": "none"}),
@@ -39,7 +38,7 @@ STUDY = StudySpec(
         *(Arm(f"AnB+-{n}", "sgd", "full", fixed={"transfer_stages": n}) for n in range(STAGES + 1)),
     ),
     search_space=search_space,
-    base=TrialConfig(study="freeze_depth", model="lenet5", weights="source", dataset="digits",
+    base=TrialConfig(model="lenet5", weights="source", dataset="digits",
                      optimizer_params={"momentum": 0.9}, epochs=12),
     n_trials=6,  # per arm: a one-dimensional lr search
     seeds=10,  # Yosinski's effects are a few points: intervals from 10 seeds can show them

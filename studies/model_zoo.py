@@ -14,7 +14,7 @@ warn that such narrow spaces can decide the ranking: read the verdicts as "at a 
 On a GPU, raise --trials, --seeds and --epochs. ImageNet weights bring their own preprocessing, 224-pixel
 crops, about 50 times the work per image of the 32-pixel inputs: `--weights imagenet` is for a GPU.
 
-Source pretraining (harness.pretrain: Adam at the model's own lr, 3 epochs) reached validation accuracy
+Source pretraining (harness.learn.pretrain: Adam at the model's own lr, 3 epochs) reached validation accuracy
 LeNet-5 93%, ResNet-18 98%, ResNet-50 93%, AlexNet 78%, VGG-16 60%, VGG-16-BN 41% on digits 0-4 in a
 measured run: the VGGs learn little in 3 epochs from scratch, and the report's pretraining runs show it.
 3 seeds give a wide t interval; arms whose test accuracy is not clearly above chance are flagged and get no
@@ -23,7 +23,7 @@ verdict. Each confirmation seed reshuffles the train/val partition but keeps the
 
 from harness.spec import Arm, StudySpec, TrialConfig
 
-MODELS = ("lenet5", "alexnet", "vgg16", "vgg16_bn", "resnet18", "resnet50")  # harness.models.MODELS
+MODELS = ("lenet5", "alexnet", "vgg16", "vgg16_bn", "resnet18", "resnet50")  # harness.learn.models.MODELS
 NO_IMAGENET = {"lenet5": {"weights": "source"}}  # torchvision has no LeNet-5 weights
 
 
@@ -35,7 +35,6 @@ def search_space(trial, arm: Arm) -> dict:
 
 
 STUDY = StudySpec(
-    name="model_zoo",
     question="Does Adam or SGD fine-tune better, model by model (LeNet-5, AlexNet, VGG-16, ResNet-18/50)?",
     arms=tuple(
         Arm(f"{model}-{optimizer}", optimizer, "full", fixed={"model": model, **NO_IMAGENET.get(model, {})})
@@ -43,7 +42,7 @@ STUDY = StudySpec(
         for optimizer in ("sgd", "adam")
     ),
     search_space=search_space,
-    base=TrialConfig(study="model_zoo", weights="source", dataset="digits", epochs=4, pretrain_epochs=3),
+    base=TrialConfig(weights="source", dataset="digits", epochs=4, pretrain_epochs=3),
     n_trials=3,
     seeds=3,
     confirm_top=1,  # with 3 trials, rerunning the top 3 would triple the slowest part for little gain

@@ -1,15 +1,15 @@
 """Does the SGD vs Adam ranking depend on how much of each is tuned? Choi et al. 2019 on the digits task.
 
 LeNet-5 pretrained on digits 0-4, every layer fine-tuned on digits 5-9. Two search spaces per optimizer:
-- narrow: the learning rate alone (each optimizer's range from harness.optim), SGD at momentum 0.9 and Adam
+- narrow: the learning rate alone (each optimizer's range from harness.learn.optim), SGD at momentum 0.9 and Adam
   at its default betas and epsilon, as many comparisons do;
-- wide: every hyperparameter (harness.optim's default space: lr, weight decay, momentum and Nesterov for SGD;
+- wide: every hyperparameter (harness.learn.optim's default space: lr, weight decay, momentum and Nesterov for SGD;
   lr, weight decay, beta1 and epsilon for Adam) plus Adam's beta2.
 Choi et al. found that with a wide enough space Adam is never worse than SGD with momentum, and that narrow
 spaces can flip rankings. The same budget per arm: the wide arms search more dimensions with as many trials.
 """
 
-from harness.optim import default_space, lr_space
+from harness.learn.optim import default_space, lr_space
 from harness.spec import Arm, Expectation, StudySpec, TrialConfig
 
 
@@ -24,11 +24,10 @@ def search_space(trial, arm: Arm) -> dict:
 
 
 STUDY = StudySpec(
-    name="search_space_width",
     question="Does the SGD vs Adam ranking depend on how many hyperparameters are tuned? (Choi et al. 2019)",
     arms=tuple(Arm(f"{opt}-{width}", opt, "full") for width in ("narrow", "wide") for opt in ("sgd", "adam")),
     search_space=search_space,
-    base=TrialConfig(study="search_space_width", model="lenet5", weights="source", dataset="digits", epochs=10),
+    base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=10),
     n_trials=12,
     seeds=5,
     confirm_top=1,

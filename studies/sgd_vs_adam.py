@@ -4,12 +4,12 @@ Four arms, {SGD, Adam} x {frozen: only the new head trains; unfrozen: every laye
 Optuna study with the same budget and the same seeded quasi-random sampler.
 """
 
-from harness.optim import default_space
+from harness.learn.optim import default_space
 from harness.spec import Arm, Expectation, StudySpec, TrialConfig
 
 
 def search_space(trial, arm: Arm) -> dict:
-    """The registry's default space for the arm's optimizer (harness.optim, the one source of truth): the lr
+    """The registry's default space for the arm's optimizer (harness.learn.optim, the one source of truth): the lr
     over four or more decades around each optimizer's usual values, weight decay, and everything else that
     matters: momentum and Nesterov for SGD; beta1 and epsilon for Adam (Choi et al. 2019: a comparison that
     leaves epsilon at its default is biased against Adam)."""
@@ -17,7 +17,6 @@ def search_space(trial, arm: Arm) -> dict:
 
 
 STUDY = StudySpec(
-    name="sgd_vs_adam",
     question="Does Adam fine-tune a pretrained CNN better than SGD, with its layers frozen or fine-tuned?",
     arms=(
         Arm("sgd-frozen", "sgd", "linear_probe"),
@@ -26,7 +25,7 @@ STUDY = StudySpec(
         Arm("adam-unfrozen", "adam", "full"),
     ),
     search_space=search_space,
-    base=TrialConfig(study="sgd_vs_adam", model="lenet5", weights="source", dataset="digits", epochs=12),
+    base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=12),
     n_trials=20,
     seeds=5,
     sampler="qmc",

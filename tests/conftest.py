@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.spec import Stores
+from harness.stores import Stores
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def tracking(stores):
     """MLflow pointed at the test's own SQLite store, with an experiment and an active parent run."""
     import mlflow
 
-    from harness.tracking import experiment_id
+    from harness.stores import experiment_id
 
     eid = experiment_id(stores, "unit")
     with mlflow.start_run(experiment_id=eid) as parent:

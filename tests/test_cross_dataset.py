@@ -7,10 +7,12 @@ import pytest
 import torch
 from fabricate import digits, write_folder
 
-from harness.data import make_task
-from harness.datasets import check_data
-from harness.models import build_model, preprocessing, read_state_dict
-from harness.pretrain import checkpoint_key, pretrain_config, source_checkpoint, source_preprocessing
+from harness.learn.data import make_task
+from harness.learn.datasets import check_data
+from harness.learn.models import build_model, preprocessing
+from harness.learn.pretrain import checkpoint_key, pretrain_config, source_preprocessing
+from harness.learn.weights import read_state_dict
+from harness.run.checkpoints import source_checkpoint
 from harness.spec import TrialConfig, load_study, retarget
 
 

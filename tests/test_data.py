@@ -1,4 +1,4 @@
-"""harness.data: datasets, folders, splits, transforms, streaming. No downloads: the network is cut for every test."""
+"""harness.learn.data: datasets, folders, splits, transforms, streaming. No downloads: the network is cut for every test."""
 
 import dataclasses
 import socket
@@ -12,10 +12,10 @@ import torchvision
 from fabricate import digits, write_folder, write_mnist
 from torchvision.transforms.v2 import functional as TF
 
-from harness import data
-from harness.data import make_task, preprocess
-from harness.datasets import DATASETS, DatasetUnavailable, check_data, dataset_spec, load_raw
-from harness.models import Preprocess, preprocessing
+from harness.learn import data
+from harness.learn.data import make_task, preprocess
+from harness.learn.datasets import DATASETS, DatasetUnavailable, check_data, dataset_spec, load_raw
+from harness.learn.models import Preprocess, preprocessing
 from harness.spec import TrialConfig
 
 RGB32 = Preprocess(32, 3, (0.5,) * 3, (0.5,) * 3)
@@ -130,7 +130,7 @@ def test_study_cli_refuses_too_few_classes_before_writing_anything(single, tmp_p
 
 
 def test_a_folder_datasets_pretraining_checkpoint_is_a_plain_file_name(single):
-    from harness.pretrain import checkpoint_key
+    from harness.learn.pretrain import checkpoint_key
 
     key = checkpoint_key(TrialConfig(dataset=f"folder:{single}"))
     assert "/" not in key and ":" not in key
@@ -286,8 +286,8 @@ def test_streamed_batches_equal_the_in_memory_ones(single, monkeypatch):
 
 
 def test_training_on_a_streamed_task_gives_the_same_result(single, monkeypatch):
-    from harness.models import build_model
-    from harness.train import fit
+    from harness.learn.models import build_model
+    from harness.learn.train import fit
 
     cfg = folder_cfg(single, epochs=2, augment=True)
     pre = preprocessing(cfg.model, "none")

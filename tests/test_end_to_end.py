@@ -4,8 +4,8 @@ import mlflow
 import optuna
 import pytest
 
-import harness.objective
-from harness.spec import Stores
+import harness.run.objective
+from harness.stores import Stores
 from harness.study import main
 
 TINY = ["--trials", "2", "--seeds", "2", "--epochs", "2"]
@@ -38,7 +38,7 @@ def finished(tmp_path_factory):
 def test_every_trial_and_confirmation_is_a_child_run_of_one_parent(finished):
     (parent,) = runs(finished, "study")
     search, confirm = runs(finished, "search"), runs(finished, "confirm")
-    complete = [r for r in search if r.data.tags["state"] == "complete"]
+    complete = [r for r in search if r.data.tags["outcome"] == "complete"]
     assert len(search) == 4 * 2 and len(confirm) == 2 * len(complete)  # each complete trial (top 3) x 2 seeds
     assert {r.data.tags["mlflow.parentRunId"] for r in search + confirm} == {parent.info.run_id}
     assert {r.data.tags["arm"] for r in confirm} == set(ARMS)
@@ -50,7 +50,7 @@ def test_every_trial_and_confirmation_is_a_child_run_of_one_parent(finished):
 def test_runs_carry_epoch_metrics_and_confirmations_a_test_accuracy(finished):
     client = mlflow.MlflowClient()
     for run in runs(finished, "search"):
-        if run.data.tags["state"] == "complete":
+        if run.data.tags["outcome"] == "complete":
             assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [0, 1]
     assert all(0.0 <= r.data.metrics["test_acc"] <= 1.0 for r in runs(finished, "confirm"))
 
@@ -88,7 +88,7 @@ def test_running_again_resumes_without_new_trials(finished):
 
 
 def test_ctrl_c_keeps_finished_trials_and_the_next_run_tops_up(tmp_path, monkeypatch):
-    real_fit, calls = harness.objective.fit, []
+    real_fit, calls = harness.run.objective.fit, []
 
     def fit_then_interrupt(*args, **kwargs):
         calls.append(1)
@@ -96,13 +96,13 @@ def test_ctrl_c_keeps_finished_trials_and_the_next_run_tops_up(tmp_path, monkeyp
             raise KeyboardInterrupt
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(harness.objective, "fit", fit_then_interrupt)
+    monkeypatch.setattr(harness.run.objective, "fit", fit_then_interrupt)
     assert run_tiny(tmp_path) == 130
     killed = [r for r in runs(tmp_path, "search") if r.info.status == "KILLED"]
-    assert len(killed) == 1 and killed[0].data.tags["state"] == "killed"
+    assert len(killed) == 1 and killed[0].data.tags["outcome"] == "interrupted"
     assert len(optuna_trials(tmp_path, "sgd-frozen")) == 2  # the first arm finished before the interruption
     assert "RUNNING" not in [t.state.name for t in optuna_trials(tmp_path, "adam-frozen")]
-    monkeypatch.setattr(harness.objective, "fit", real_fit)
+    monkeypatch.setattr(harness.run.objective, "fit", real_fit)
     assert run_tiny(tmp_path) == 0
     states = [t.state.name for t in optuna_trials(tmp_path, "adam-frozen")]
     assert states.count("FAIL") == 1 and len(states) == 3  # the interrupted trial is redone, not counted
@@ -110,22 +110,22 @@ def test_ctrl_c_keeps_finished_trials_and_the_next_run_tops_up(tmp_path, monkeyp
 
 
 def test_a_diverging_confirmation_seed_is_recorded_and_the_study_still_reports(tmp_path, monkeypatch):
-    from harness.train import Diverged
+    from harness.learn.train import Diverged
 
-    real_fit = harness.objective.fit
+    real_fit = harness.run.objective.fit
 
     def fit_diverging_at_seed_2(model, task, cfg, on_epoch=None):
         if cfg.seed == 2:  # the search runs at seed 0, confirmation at seeds 1 and 2
             raise Diverged("training loss became nan in epoch 0")
         return real_fit(model, task, cfg, on_epoch)
 
-    monkeypatch.setattr(harness.objective, "fit", fit_diverging_at_seed_2)
+    monkeypatch.setattr(harness.run.objective, "fit", fit_diverging_at_seed_2)
     args = ["sgd_vs_adam", "--trials", "1", "--seeds", "2", "--epochs", "1", "--root", str(tmp_path / "mlruns"),
             "--reports", str(tmp_path / "reports")]
     assert main(args) == 0
     name = "sgd_vs_adam--epochs-1--trials-1--seeds-2"
     failed = [r for r in runs(tmp_path, "confirm", name) if r.info.status == "FAILED"]
-    assert len(failed) == 4 and all(r.data.tags["state_reason"].startswith("diverged") for r in failed)
+    assert len(failed) == 4 and all(r.data.tags["outcome"] == "diverged" for r in failed)
     assert (tmp_path / "reports" / name / "README.md").is_file()
     assert main(args) == 0  # resuming does not retry a diverged seed
     assert len(runs(tmp_path, "confirm", name)) == 8

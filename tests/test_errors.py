@@ -8,10 +8,11 @@ import pytest
 import torch
 from fabricate import digits, write_folder
 
+import harness.cli
 import harness.study
-from harness.datasets import BrokenImage, ImageFiles
-from harness.models import read_state_dict
-from harness.pretrain import source_checkpoint
+from harness.learn.datasets import BrokenImage, ImageFiles
+from harness.learn.weights import read_state_dict
+from harness.run.checkpoints import source_checkpoint
 from harness.spec import TrialConfig
 
 
@@ -29,7 +30,7 @@ def studies_dir(tmp_path, monkeypatch):
     """Study files in a folder of the test's own, read by the CLI."""
     folder = tmp_path / "studies"
     folder.mkdir()
-    monkeypatch.setattr(harness.study, "STUDIES_DIR", folder)  # the default of --studies
+    monkeypatch.setattr(harness.cli, "STUDIES_DIR", folder)  # the default of --studies
     return folder
 
 
@@ -154,8 +155,8 @@ def test_a_one_class_target_is_refused_before_anything_is_written(tmp_path, caps
 
 
 def test_a_broken_image_met_by_a_loader_worker_is_one_message_not_the_workers_traceback(tmp_path):
-    from harness.data import make_task
-    from harness.models import preprocessing
+    from harness.learn.data import make_task
+    from harness.learn.models import preprocessing
 
     images, labels = digits(per_class=60, classes=10)  # splits of over 256 images are read by worker processes
     folder = write_folder(tmp_path / "imgs", images, labels)

@@ -1,4 +1,4 @@
-"""harness.features: a frozen, deterministic prefix is computed once per split and weights; results do not change."""
+"""harness.learn.features: a frozen, deterministic prefix is computed once per split and weights; results do not change."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from harness.data import Split, Task
-from harness.features import FeatureCache, cut
-from harness.models import TransferNet, build_model
+from harness.learn.data import Split, Task
+from harness.learn.features import FeatureCache, cut
+from harness.learn.models import TransferNet, build_model
+from harness.learn.train import fit, seed_everything
 from harness.spec import TrialConfig
-from harness.train import fit, seed_everything
 from tests.test_train import synthetic_task
 
 

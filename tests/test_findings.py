@@ -1,4 +1,4 @@
-"""Specification of harness.findings: chance flags, verdicts that leave flagged arms out, expected trends."""
+"""Specification of harness.analysis.findings: chance flags, verdicts that leave flagged arms out, expected trends."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.findings import chance_flags, expectation_lines, verdicts
+from harness.analysis.findings import chance_flags, expectation_lines, verdicts
 from harness.spec import Arm, Expectation, StudySpec
 
 JITTER = [0.01, -0.02, 0.0, 0.015, -0.005]

@@ -1,4 +1,4 @@
-"""harness.models: the registry, stages and freezing, weights (none, checkpoint, ImageNet offline), preprocessing.
+"""harness.learn.models: the registry, stages and freezing, weights (none, checkpoint, ImageNet offline), preprocessing.
 
 Nothing here downloads: ImageNet downloads are simulated to fail.
 """
@@ -12,14 +12,14 @@ import torch
 import torchvision
 from torch import nn
 
-from harness.models import (
+from harness.learn.models import (
     MODELS,
-    WeightsUnavailable,
     build_model,
     model_spec,
     preprocessing,
     require_imagenet,
 )
+from harness.learn.weights import WeightsUnavailable
 
 DERIVED = ["mobilenet_v3_small", "efficientnet_b0", "squeezenet1_0"]  # not in the registry; SqueezeNet: a conv head
 

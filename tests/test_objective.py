@@ -4,7 +4,9 @@ import mlflow
 import optuna
 import pytest
 
-from harness.objective import RunContext, make_confirmation, make_objective
+from harness.run.objective import RunContext, make_confirmation, make_objective
+from harness.run.slot import run_slot
+from harness.run.work import Job
 from harness.spec import Arm, StudySpec, TrialConfig
 
 ARM = Arm("sgd-unfrozen", "sgd", "full")
@@ -14,13 +16,15 @@ def space(trial, arm):
     return {"lr": trial.suggest_float("lr", 1e-3, 1e12, log=True), "optimizer_params": {"momentum": 0.9}}
 
 
-SPEC = StudySpec("unit", "?", (ARM,), space, base=TrialConfig(study="unit", epochs=3, pretrain_epochs=2))
+SPEC = StudySpec(name="unit", question="?", arms=(ARM,), search_space=space, base=TrialConfig(epochs=3, pretrain_epochs=2))
 
 
 def run_one(stores, lr, pruner=None):
+    """One search slot, run the way a worker runs it."""
     study = optuna.create_study(study_name="unit/sgd-unfrozen", direction="maximize", pruner=pruner)
     study.enqueue_trial({"lr": lr})
-    study.optimize(make_objective(SPEC, ARM, RunContext(stores.checkpoints)), n_trials=1, catch=(RuntimeError,))
+    job = Job("search", ARM, study, study.ask())
+    run_slot(job, lambda: None, make_objective(SPEC, ARM, RunContext(stores.checkpoints)))
     trial = study.trials[0]
     return trial, mlflow.get_run(trial.user_attrs["mlflow_run_id"])
 
@@ -31,7 +35,7 @@ def test_a_trial_is_a_child_run_with_params_epoch_metrics_and_tags(stores, track
     assert trial.state == optuna.trial.TrialState.COMPLETE
     tags, params = run.data.tags, run.data.params
     assert tags["mlflow.parentRunId"] == parent.info.run_id
-    assert (tags["phase"], tags["arm"], tags["optimizer"], tags["freeze"], tags["state"]) == (
+    assert (tags["phase"], tags["arm"], tags["optimizer"], tags["freeze"], tags["outcome"]) == (
         "search", "sgd-unfrozen", "sgd", "full", "complete")
     assert tags["optuna_trial"] == "0" and tags["optuna_study"] == "unit/sgd-unfrozen"
     assert tags["checkpoint"].startswith("lenet5-digits-") and tags["checkpoint_run_id"]
@@ -45,15 +49,15 @@ def test_a_trial_is_a_child_run_with_params_epoch_metrics_and_tags(stores, track
 def test_a_diverging_trial_stops_and_is_recorded_as_failed_with_its_reason(stores, tracking):
     trial, run = run_one(stores, 1e12)
     assert trial.state == optuna.trial.TrialState.FAIL
-    assert trial.user_attrs["state_reason"].startswith("diverged")
-    assert run.info.status == "FAILED" and run.data.tags["state"] == "failed"
+    assert trial.user_attrs["outcome"] == "diverged" and trial.user_attrs["state_reason"].startswith("diverged")
+    assert run.info.status == "FAILED" and run.data.tags["outcome"] == "diverged"
     assert "diverged" in run.data.tags["state_reason"]
 
 
 def test_a_pruned_trial_is_tagged_pruned(stores, tracking):
     trial, run = run_one(stores, 0.05, pruner=optuna.pruners.ThresholdPruner(lower=2.0))  # accuracy < 2: always
     assert trial.state == optuna.trial.TrialState.PRUNED
-    assert run.data.tags["state"] == "pruned" and run.info.status == "FINISHED"
+    assert run.data.tags["outcome"] == "pruned" and run.info.status == "FINISHED"
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")) == 1
 
 

@@ -1,4 +1,4 @@
-"""harness.optim: the registry and its default spaces, parameter groups (frozen out, no decay, discriminative lrs)."""
+"""harness.learn.optim: the registry and its default spaces, parameter groups (frozen out, no decay, discriminative lrs)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.models import build_model
-from harness.optim import OPTIMIZERS, build_optimizer, default_space, optimizer_spec, param_groups
+from harness.learn.models import build_model
+from harness.learn.optim import OPTIMIZERS, build_optimizer, default_space, optimizer_spec, param_groups
 from harness.spec import TrialConfig
 
 
@@ -133,7 +133,7 @@ def test_the_optimizer_carries_each_group_s_own_lr():
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_the_lr_only_space_searches_the_default_spaces_lr_range(name):
-    from harness.optim import lr_space
+    from harness.learn.optim import lr_space
 
     def lr_range(space_fn):
         study = optuna.create_study()

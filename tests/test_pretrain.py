@@ -2,7 +2,8 @@ import dataclasses
 
 import mlflow
 
-from harness.pretrain import checkpoint_key, source_checkpoint
+from harness.learn.pretrain import checkpoint_key
+from harness.run.checkpoints import source_checkpoint
 from harness.spec import TrialConfig
 
 CFG = TrialConfig(pretrain_epochs=3)
@@ -29,7 +30,7 @@ def test_source_pretraining_is_logged_cached_and_reused(stores, tracking):
 
 
 def test_pretraining_uses_the_models_own_learning_rate():
-    from harness.pretrain import pretrain_config
+    from harness.learn.pretrain import pretrain_config
 
     assert pretrain_config(CFG).lr == 1e-3
     assert pretrain_config(dataclasses.replace(CFG, model="vgg16")).lr == 1e-4  # plain VGG stalls at 1e-3

@@ -7,7 +7,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from harness import queue
+from harness.run import queue
+from harness.stores import lock_file
 
 
 @pytest.fixture
@@ -37,6 +38,7 @@ def test_an_interrupted_slot_is_planned_again_with_the_same_parameters(study):
     queue.plan(study, SLOTS)
     trial = queue.claim(study)
     trial.suggest_float("lr", 1e-9, 1.0, log=True)
+    trial.set_user_attr("outcome", "interrupted")
     trial.set_user_attr("state_reason", "interrupted (Ctrl-C)")
     study.tell(trial, state=TrialState.FAIL)
     assert queue.slot_status(study)["0"] == "lost"
@@ -47,9 +49,9 @@ def test_an_interrupted_slot_is_planned_again_with_the_same_parameters(study):
 
 def test_a_diverged_or_erroring_trial_counts_and_is_not_rerun(study):
     queue.plan(study, SLOTS)
-    for reason in ("diverged: nan", "error: ValueError: bad"):
+    for outcome in ("diverged", "failed"):
         trial = queue.claim(study)
-        trial.set_user_attr("state_reason", reason)
+        trial.set_user_attr("outcome", outcome)
         study.tell(trial, state=TrialState.FAIL)
     assert queue.slot_status(study) == {"0": "done", "1": "done", "2": "pending"}
     assert queue.plan(study, SLOTS) == 0
@@ -64,7 +66,7 @@ def test_a_running_trial_of_a_dead_local_worker_is_stale(study):
     closed = []
     assert queue.fail_stale(study, closed.append) == 1
     (frozen,) = closed
-    assert frozen.state == TrialState.FAIL and frozen.user_attrs["state_reason"].startswith("stale")
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs["outcome"] == "stale"
     assert queue.slot_status(study)["0"] == "lost"
 
 
@@ -98,7 +100,7 @@ def test_a_trial_whose_heartbeat_stopped_is_stale_on_an_rdb_storage(tmp_path):
 
 
 def test_the_lock_file_lies_beside_the_storage_file(tmp_path):
-    assert queue._lock_file(f"sqlite:///{tmp_path}/a/optuna.db", tmp_path) == tmp_path / "a" / ".optuna.db.lock"
-    assert queue._lock_file(f"journal:{tmp_path}/j.log", tmp_path) == tmp_path / ".j.log.lock"
+    assert lock_file(f"sqlite:///{tmp_path}/a/optuna.db", tmp_path) == tmp_path / "a" / ".optuna.db.lock"
+    assert lock_file(f"journal:{tmp_path}/j.log", tmp_path) == tmp_path / ".j.log.lock"
     with queue.store_lock(f"sqlite:///{tmp_path}/a/optuna.db", tmp_path):
         assert (tmp_path / "a" / ".optuna.db.lock").exists()

@@ -1,5 +1,5 @@
 """Specification of harness.report: reports and an index built from a synthetic store that follows the
-schema in harness.tracking exactly (parent run, search and confirmation child runs, Optuna studies)."""
+schema in harness.run.tracking exactly (parent run, search and confirmation child runs, Optuna studies)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from harness.findings import verdicts
-from harness.records import load_record, setting_points
-from harness.report import build_index, build_report, main
-from harness.spec import Arm, Stores, StudySpec, TrialConfig
-from harness.tracking import experiment_id, open_storage, optuna_study_name
+from harness.analysis.findings import verdicts
+from harness.analysis.records import load_record, setting_points
+from harness.report import main
+from harness.reporting.markdown import build_index, build_report
+from harness.spec import Arm, StudySpec, TrialConfig
+from harness.stores import Stores, experiment_id, open_storage, optuna_study_name
 
 CLASSES = ["5", "6", "7", "8", "9"]
 EPOCHS = 4
@@ -86,7 +87,7 @@ def _parent(client: MlflowClient, eid: str, spec: StudySpec) -> str:
 
 def _child_tags(parent: str, arm: Arm, phase: str, trial: int, seed: int, state: str) -> dict:
     return {"mlflow.parentRunId": parent, "phase": phase, "arm": arm.name, "optimizer": arm.optimizer,
-            "freeze": arm.strategy, "optuna_trial": str(trial), "seed": str(seed), "state": state,
+            "freeze": arm.strategy, "optuna_trial": str(trial), "seed": str(seed), "outcome": state,
             "state_reason": "median pruner" if state == "pruned" else "", "checkpoint": "lenet5-src-0123",
             "checkpoint_run_id": "pretrainrun42"}
 
@@ -368,7 +369,7 @@ def test_a_best_trial_that_does_not_reproduce_over_seeds_is_flagged():
 
     import pandas as pd
 
-    from harness.report import _not_reproduced
+    from harness.reporting.markdown import _not_reproduced
 
     def arm(best, confirm_vals):
         return SimpleNamespace(best=SimpleNamespace(value=best),
@@ -384,7 +385,7 @@ def test_a_study_that_varies_the_model_names_every_model():
 
     import pandas as pd
 
-    from harness.report import _distinct
+    from harness.reporting.markdown import _distinct
 
     runs = pd.DataFrame({"params.model": ["resnet50", "lenet5", "resnet50", None]})
     assert _distinct(SimpleNamespace(children=lambda: runs), "model") == "resnet50, lenet5"

@@ -1,4 +1,4 @@
-"""Specification of harness.searchcheck: a broken search space fails before anything is written, naming the
+"""Specification of harness.run.dryrun: a broken search space fails before anything is written, naming the
 arm and the parameter; every study in studies/ passes."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from harness.searchcheck import check_search_spaces, sample_configs
+from harness.run.dryrun import check_search_spaces, sample_configs
 from harness.spec import Arm, Expectation, StudySpec, TrialConfig, list_studies, load_study
 
 ONE_ARM = (Arm("sgd-full", "sgd", "full"),)

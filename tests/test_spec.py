@@ -69,8 +69,8 @@ def test_pretraining_seed_is_left_alone_without_source_weights():
 
 
 def test_partition_seed_reshuffles_train_and_val_but_never_the_test_split():
-    from harness.data import make_task
-    from harness.models import preprocessing
+    from harness.learn.data import make_task
+    from harness.learn.models import preprocessing
 
     pre = preprocessing("lenet5", "none")
     a, b = (make_task(TrialConfig(partition_seed=s), pre) for s in (0, 1))
@@ -79,7 +79,7 @@ def test_partition_seed_reshuffles_train_and_val_but_never_the_test_split():
 
 
 def test_pretraining_seed_keys_its_own_checkpoint():
-    from harness.pretrain import checkpoint_key, pretrain_config
+    from harness.learn.pretrain import checkpoint_key, pretrain_config
 
     assert pretrain_config(TrialConfig(pretrain_seed=2)).seed == 2
     assert pretrain_config(TrialConfig(seed=5, partition_seed=5)) == pretrain_config(TrialConfig())

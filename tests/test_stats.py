@@ -1,4 +1,4 @@
-"""Specification of harness.stats: summaries, comparisons, Holm, expected max, verdicts."""
+"""Specification of harness.analysis.stats: summaries, comparisons, Holm, expected max, verdicts."""
 
 import warnings
 from dataclasses import replace
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.stats import (
+from harness.analysis.stats import (
     ALPHA,
     Comparison,
     above_chance,

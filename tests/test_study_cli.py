@@ -1,5 +1,6 @@
 """Bad input fails before anything is written, with a message naming the valid choices."""
 
+import os
 import subprocess
 import sys
 
@@ -17,6 +18,30 @@ def test_help_documents_the_overrides():
                          check=True).stdout
     for flag in ("--list", "--trials", "--seeds", "--epochs", "--storage", "--tracking-uri"):
         assert flag in out
+
+
+def test_help_is_grouped_names_every_registry_entry_and_states_defaults():
+    from harness.learn.datasets import DATASETS
+    from harness.learn.models import MODELS
+
+    out = subprocess.run([sys.executable, "-m", "harness.study", "--help"], capture_output=True, text=True,
+                         check=True, env={**os.environ, "COLUMNS": "100"}).stdout
+    for group in ("budget:", "data:", "model:", "stores:", "workers:"):
+        assert f"\n{group}" in out
+    for name in [*MODELS, *DATASETS]:
+        assert name in out, f"{name} is missing from --help"
+    assert "--trials N" in out and "TRIALS" not in out  # meaningful metavars, not argparse's defaults
+    assert "(default: mlruns)" in out and "(default: 1)" in out
+    assert max(map(len, out.splitlines())) <= 100  # wrapped to the terminal, not one long line
+
+
+def test_study_and_report_share_the_store_flags():
+    from harness.report import parse_args
+    from harness.study import parser
+
+    for flag in ("--root", "--storage", "--tracking-uri", "--reports", "--studies"):
+        assert parser().parse_args(["x", flag, "v"]) is not None
+        assert parse_args(["x", flag, "v"]) is not None
 
 
 def test_list_shows_the_studies(capsys):
@@ -66,7 +91,7 @@ def test_a_class_split_the_dataset_lacks_is_refused_before_anything_is_written(t
 
 
 def test_help_names_every_registered_dataset():
-    from harness.datasets import DATASETS
+    from harness.learn.datasets import DATASETS
     from harness.study import parser
 
     text = parser().format_help()
@@ -76,13 +101,15 @@ def test_help_names_every_registered_dataset():
 def test_resuming_a_study_whose_file_changed_is_refused_naming_the_setting(tmp_path):
     import dataclasses
 
-    from harness.spec import Stores, load_study
+    from harness.reporting.publish import publisher
+    from harness.run.worker import Worker
+    from harness.spec import load_study
+    from harness.stores import Stores
     from harness.study import check_resume
-    from harness.worker import Worker
 
     stores = Stores(root=tmp_path / "mlruns")
     spec = load_study("sgd_vs_adam")
-    Worker(spec, stores, tmp_path / "reports", "test").open()  # a first run records each arm's settings
+    Worker(spec, stores, "test", publisher(tmp_path / "reports"), tmp_path / "report.md").open()  # a first run records each arm's settings
     check_resume(spec, stores)  # the same settings resume
     edited = dataclasses.replace(spec, base=dataclasses.replace(spec.base, epochs=3))  # the file was edited
     with pytest.raises(ValueError, match="epochs"):
@@ -103,23 +130,26 @@ def test_command_line_settings_make_a_study_of_their_own(tmp_path):
     assert folder.base.source_dataset == "digits" and folder.base.target_classes is None
 
 
-def test_a_variant_is_rebuilt_from_the_command_its_runs_recorded(tmp_path):
+def test_a_variant_is_rebuilt_from_what_its_runs_recorded_even_without_its_study_file(tmp_path):
     import mlflow
 
-    from harness.spec import Stores
-    from harness.study import recorded_spec
-    from harness.tracking import experiment_id
+    from harness.analysis.recorded import recorded_study
+    from harness.run.parent import variant_record
+    from harness.schema import STUDY_SOURCE, STUDY_VARIANT
+    from harness.spec import load_study
+    from harness.stores import Stores, experiment_id
 
     stores = Stores(root=tmp_path / "mlruns")
-    name = "sgd_vs_adam--epochs-3--seeds-4"
-    eid = experiment_id(stores, name)
-    with mlflow.start_run(experiment_id=eid, tags={"phase": "study", "command":
-                          "python -m harness.study sgd_vs_adam --seeds 4 --epochs 3 --root x"}):
-        pass
-    spec = recorded_spec(name, stores)
-    assert (spec.name, spec.seeds, spec.base.epochs) == (name, 4, 3)
+    spec = load_study("sgd_vs_adam").variant(seeds=4, epochs=3)
+    eid = experiment_id(stores, spec.name)
+    with mlflow.start_run(experiment_id=eid, tags={"phase": "study"}):
+        mlflow.log_text(spec.source, STUDY_SOURCE)
+        mlflow.log_dict(variant_record(spec), STUDY_VARIANT)
+    rebuilt = recorded_study(spec.name, stores, studies=tmp_path / "no-study-files")
+    assert (rebuilt.name, rebuilt.seeds, rebuilt.base.epochs) == ("sgd_vs_adam--epochs-3--seeds-4", 4, 3)
+    assert rebuilt.base == spec.base and rebuilt.arms == spec.arms and rebuilt.expected == spec.expected
     with pytest.raises(ValueError, match="neither a file"):
-        recorded_spec("sgd_vs_adam--epochs-9", stores)
+        recorded_study("sgd_vs_adam--epochs-9", stores)
 
 
 def test_a_fixed_freeze_depth_beyond_the_models_stages_is_refused_before_anything_is_written(tmp_path):

@@ -1,8 +1,7 @@
 import mlflow
 import optuna
 
-from harness.spec import Stores
-from harness.tracking import experiment_id, open_storage
+from harness.stores import Stores, experiment_id, open_storage
 
 
 def test_experiments_keep_their_artifacts_under_the_root(stores):
@@ -21,7 +20,7 @@ def test_a_journal_file_storage_serves_several_workers(tmp_path):
 
 
 def test_buffered_metrics_reach_the_store_in_one_write_with_every_step(tracking, monkeypatch):
-    from harness.tracking import MetricBuffer, start_child_run
+    from harness.run.tracking import MetricBuffer, start_child_run
 
     with start_child_run("buffered", {"phase": "search"}) as run:
         log = MetricBuffer(run.info.run_id, flush_seconds=3600)
@@ -31,18 +30,18 @@ def test_buffered_metrics_reach_the_store_in_one_write_with_every_step(tracking,
         log.log_params({"lr": 0.1, "shots": None})
         for epoch in range(5):
             log.log_metrics({"val_acc": epoch / 10, "train_loss": 1.0}, step=epoch)
-        log.set_tags({"state": "complete"})
+        log.set_tags({"outcome": "complete"})
         assert writes == []  # nothing written while the run is fast
         log.flush()
     assert len(writes) == 1
     stored = mlflow.get_run(run.info.run_id)
-    assert stored.data.params == {"lr": "0.1", "shots": "None"} and stored.data.tags["state"] == "complete"
+    assert stored.data.params == {"lr": "0.1", "shots": "None"} and stored.data.tags["outcome"] == "complete"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")
     assert [(m.step, m.value) for m in history] == [(e, e / 10) for e in range(5)]
 
 
 def test_buffered_metrics_are_written_as_they_come_when_epochs_are_slow(tracking):
-    from harness.tracking import MetricBuffer, start_child_run
+    from harness.run.tracking import MetricBuffer, start_child_run
 
     with start_child_run("live", {"phase": "search"}) as run:
         log = MetricBuffer(run.info.run_id, flush_seconds=0.0)  # every epoch is "slow"

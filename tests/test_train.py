@@ -1,4 +1,4 @@
-"""harness.train.fit: the fine-tuning strategies change what trains at the right epochs; frozen BatchNorm holds still."""
+"""harness.learn.train.fit: the fine-tuning strategies change what trains at the right epochs; frozen BatchNorm holds still."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data import Split, Task
-from harness.models import build_model, model_spec
+from harness.learn.data import Split, Task
+from harness.learn.models import build_model, model_spec
+from harness.learn.train import fit
 from harness.spec import TrialConfig
-from harness.train import fit
 
 
 def synthetic_task(model: str, n_train: int = 8, n_classes: int = 3) -> Task:

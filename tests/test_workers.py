@@ -21,7 +21,7 @@ import mlflow
 import optuna
 import pytest
 
-from harness.spec import Stores
+from harness.stores import Stores
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = '''
@@ -66,7 +66,7 @@ class Tiny:
                                 text=True)
 
     def storage(self):
-        from harness.tracking import open_storage
+        from harness.stores import open_storage
 
         return open_storage(self.stores)
 
@@ -91,7 +91,7 @@ def wait_all(procs: list[subprocess.Popen], timeout: float = 300) -> list[str]:
 def assert_study_done_exactly_once(tiny: Tiny) -> None:
     """Exactly n_trials counted trials per arm, distinct parameters, each confirmation (trial, seed) once,
     nothing left RUNNING in Optuna or MLflow, one report."""
-    from harness.queue import counts
+    from harness.schema import counts
 
     studies = tiny.studies_of()
     assert len(studies) == 4  # two arms, each a search and a confirmation study
@@ -120,7 +120,7 @@ def assert_study_done_exactly_once(tiny: Tiny) -> None:
 
 def slot_results(tiny: Tiny) -> dict[tuple[str, str], tuple]:
     """(study, slot) -> (params, value) of every counted trial: what decides the verdict."""
-    from harness.queue import counts
+    from harness.schema import counts
 
     return {(name, t.user_attrs["slot"]): (tuple(sorted(t.params.items())), t.value)
             for name, study in tiny.studies_of().items() for t in study.get_trials() if counts(t)}
@@ -128,7 +128,7 @@ def slot_results(tiny: Tiny) -> dict[tuple[str, str], tuple]:
 
 def kill_mid_trial(tiny: Tiny, proc: subprocess.Popen, timeout: float = 240) -> int:
     """SIGKILL `proc` while it runs a trial (search or confirmation); returns the trial's number."""
-    from harness.tracking import open_storage
+    from harness.stores import open_storage
 
     deadline, storage = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
@@ -236,12 +236,12 @@ def test_three_workers_on_postgres_and_a_tracking_server_one_killed_mid_trial(tm
 
 
 def test_a_trial_that_fails_at_run_time_fails_alone_and_the_study_finishes(tmp_path, monkeypatch):
-    import harness.objective
-    from harness.queue import counts
+    import harness.run.objective
+    from harness.schema import counts
     from harness.study import main
 
     tiny = Tiny(tmp_path)
-    real_fit, calls = harness.objective.fit, []
+    real_fit, calls = harness.run.objective.fit, []
 
     def fit_failing_once(*args, **kwargs):
         calls.append(1)
@@ -249,7 +249,7 @@ def test_a_trial_that_fails_at_run_time_fails_alone_and_the_study_finishes(tmp_p
             raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(harness.objective, "fit", fit_failing_once)
+    monkeypatch.setattr(harness.run.objective, "fit", fit_failing_once)
     assert main(tiny.args()[3:]) == 0
     failed = [t for s in tiny.studies_of().values() for t in s.trials if t.state.name == "FAIL"]
     assert len(failed) == 1 and failed[0].user_attrs["state_reason"].startswith("error: RuntimeError: mat1")

@@ -13,13 +13,17 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from harness import queue
+from harness.run import queue
+from harness.schema import Attr, StudyAttr
 from harness.spec import Arm, StudySpec
-from harness.tracking import optuna_study_name
 
 
-def confirm_study_name(spec: StudySpec, arm: Arm) -> str:
-    return f"{optuna_study_name(spec.name, arm.name)}/confirm"
+def pruner(spec: StudySpec, kind: str) -> optuna.pruners.BasePruner:
+    """The study's pruning policy: the median pruner on search trials (after 5 trials, from epoch 3) when the
+    study prunes; confirmation seeds always run to the end, since each is a result."""
+    if spec.prune and kind == "search":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+    return optuna.pruners.NopPruner()
 
 
 def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -72,7 +76,7 @@ def confirm_slots(spec: StudySpec, search: optuna.Study) -> dict[str, tuple[dict
     """Each of the arm's `confirm_top` best trials over the confirmation seeds (the search ran at seed 0)."""
     complete = [t for t in search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     top = sorted(complete, key=lambda t: (-t.value, t.number))[: spec.confirm_top]
-    return {f"{t.number}/{seed}": (t.params, {"search_trial": t.number, "seed": seed})
+    return {f"{t.number}/{seed}": (t.params, {Attr.SEARCH_TRIAL: t.number, Attr.SEED: seed})
             for t in top for seed in range(1, spec.seeds + 1)}
 
 
@@ -88,9 +92,9 @@ def select(search: optuna.Study, confirm: optuna.Study) -> None:
     by_trial: dict[int, list[float]] = {}
     for t in confirm.get_trials(deepcopy=False):
         if queue.counts(t):
-            by_trial.setdefault(t.user_attrs["search_trial"], []).append(confirmed_value(t))
+            by_trial.setdefault(t.user_attrs[Attr.SEARCH_TRIAL], []).append(confirmed_value(t))
     if not by_trial:
         return
     means = {n: sum(v) / len(v) for n, v in sorted(by_trial.items())}
-    search.set_user_attr("selected_trial", max(means, key=means.get))
-    search.set_user_attr("confirm_val_acc", {str(k): v for k, v in means.items()})
+    search.set_user_attr(StudyAttr.SELECTED_TRIAL, max(means, key=means.get))
+    search.set_user_attr(StudyAttr.CONFIRM_VAL_ACC, {str(k): v for k, v in means.items()})

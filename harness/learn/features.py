@@ -19,8 +19,8 @@ import torch
 import torch.fx
 from torch import nn
 
-from harness.data import Split
-from harness.models import TransferNet
+from harness.learn.data import Split
+from harness.learn.models import TransferNet
 
 CACHE_BYTES = int(1e9)  # features kept per process (least recently used dropped first)
 FEATURE_BATCH = 256  # images per forward pass of the prefix

@@ -1,7 +1,7 @@
 """Reading the stores for a report: one study's MLflow runs and Optuna studies -> dataclasses and pandas frames.
 
-Nothing here writes. What the stores hold is documented in `harness.tracking`; `harness.report` writes the
-markdown and `harness.findings` draws the conclusions.
+Nothing here writes. What the stores hold is documented in `harness.schema`; `harness.reporting.markdown` writes the
+markdown and `harness.analysis.findings` draws the conclusions.
 """
 
 from __future__ import annotations
@@ -25,25 +25,26 @@ from mlflow.exceptions import MlflowException
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.queue import counts
-from harness.spec import VARIANCE_SOURCES, Arm, Stores, StudySpec
-from harness.stats import summarize
-from harness.tracking import experiment_id, open_storage, optuna_study_name
+from harness.analysis.stats import summarize
+from harness.schema import Attr, Outcome, Phase, StudyAttr, Tag, counts, outcome_of
+from harness.spec import VARIANCE_SOURCES, Arm, StudySpec
+from harness.stores import Stores, experiment_id, open_storage, optuna_study_name
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # RUNNING trials are ignored
 COLUMNS = [  # the parts of the schema the report reads; absent ones become empty columns
-    "tags.phase", "tags.arm", "tags.seed", "tags.optuna_trial", "tags.state", "tags.state_reason",
+    "tags.phase", "tags.arm", "tags.seed", "tags.optuna_trial", "tags.outcome", "tags.state_reason",
     "tags.checkpoint", "tags.checkpoint_run_id", "params.dataset", "params.epochs", "params.lr",
     "params.opt.momentum", "params.seed", "params.partition_seed", "params.pretrain_seed", "params.target_classes",
     "metrics.best_val_acc", "metrics.test_acc", "metrics.wall_seconds",
 ]
-CHILD_PHASES = ["search", "confirm"]
+CHILD_PHASES = [Phase.SEARCH.value, Phase.CONFIRM.value]
 QUIET_DOWNLOADS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no progress bar per small artifact
 VARIED_BY = {"seed": "params.seed", "partition": "params.partition_seed", "pretrain": "params.pretrain_seed"}
 
 
-def diverged(reason: Any) -> bool:
-    return isinstance(reason, str) and reason.startswith("diverged")
+def diverged(outcome: Any) -> bool:
+    """Whether an `outcome` tag's value says the run diverged."""
+    return outcome_of(outcome if isinstance(outcome, str) else None) is Outcome.DIVERGED
 
 
 @dataclass
@@ -84,7 +85,7 @@ class StudyRecord:
 
     @property
     def parents(self) -> pd.DataFrame:
-        return self.runs[self.runs["tags.phase"] == "study"]
+        return self.runs[self.runs["tags.phase"] == Phase.STUDY]
 
     def setting(self, key: str) -> str:
         """A study setting as the newest invocation ran it (parent-run param; CLI overrides included),
@@ -95,8 +96,8 @@ class StudyRecord:
     @property
     def sampler(self) -> str:
         """The sampler the arms' Optuna studies record, else the recorded setting."""
-        stored = [a.study.user_attrs["sampler"] for a in self.arms.values()
-                  if a.study and "sampler" in a.study.user_attrs]
+        stored = [a.study.user_attrs[StudyAttr.SAMPLER] for a in self.arms.values()
+                  if a.study and StudyAttr.SAMPLER in a.study.user_attrs]
         return stored[0] if stored else self.setting("sampler")
 
     def children(self, arm: str | None = None, phase: str | None = None) -> pd.DataFrame:
@@ -145,7 +146,7 @@ def artifact(client: MlflowClient, run_ids: Iterable[str], path: str) -> Any:
 def _best(study: optuna.Study) -> FrozenTrial | None:
     """The trial the study chose after its confirmation runs (best mean validation accuracy over seeds), else
     the search's best while confirmation has not run."""
-    selected = study.user_attrs.get("selected_trial")
+    selected = study.user_attrs.get(StudyAttr.SELECTED_TRIAL)
     if selected is not None:
         return next(t for t in study.get_trials(deepcopy=False) if t.number == selected)
     try:
@@ -156,7 +157,7 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
 
 def _counted(mine: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """One confirm run per seed, as selection counts them: a finished run wins; else a diverged one scores 0."""
-    reasons = mine["tags.state_reason"]
+    reasons = mine[f"tags.{Tag.OUTCOME}"]
     finished = mine[mine["status"] == "FINISHED"].dropna(subset=["metrics.test_acc", "tags.seed"])
     blew_up = mine[(mine["status"] == "FAILED") & reasons.map(diverged)].dropna(subset=["tags.seed"])
     blew_up = blew_up.assign(**{"metrics.test_acc": 0.0})
@@ -176,7 +177,7 @@ def _load_arm(spec: StudySpec, arm: Arm, storage: Any, runs: pd.DataFrame) -> Ar
     trials = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED and counts(t)]
     if best is None:
         return ArmRecord(arm, study, trials, None, empty)
-    confirm = runs[(runs["tags.phase"] == "confirm") & (runs["tags.arm"] == arm.name)]
+    confirm = runs[(runs["tags.phase"] == Phase.CONFIRM) & (runs["tags.arm"] == arm.name)]
     confirm, failures = _counted(confirm[confirm["tags.optuna_trial"] == str(best.number)])
     return ArmRecord(arm, study, trials, best, confirm, failures)
 
@@ -193,7 +194,7 @@ def load_record(spec: StudySpec, stores: Stores) -> StudyRecord:
     storage = open_storage(stores)
     arms = {arm.name: _load_arm(spec, arm, storage, runs) for arm in spec.arms}
     client = MlflowClient(stores.mlflow_uri)
-    parents = runs.loc[runs["tags.phase"] == "study", "run_id"]
+    parents = runs.loc[runs["tags.phase"] == Phase.STUDY, "run_id"]
     overview = artifact(client, parents, "data/overview.json") or {}
     samples = artifact(client, parents, "data/samples.npz") or {}
     return StudyRecord(spec, stores, eid, runs, arms, overview, samples)
@@ -209,7 +210,7 @@ def budget_value(t: FrozenTrial) -> float:
         return float(t.value)
     if t.state == TrialState.PRUNED:
         return max(t.intermediate_values.values(), default=0.0)
-    return 0.0 if diverged(t.user_attrs.get("state_reason")) else np.nan
+    return 0.0 if diverged(t.user_attrs.get(Attr.OUTCOME)) else np.nan
 
 
 def trial_frame(record: StudyRecord) -> pd.DataFrame:

@@ -18,6 +18,8 @@ import torchvision.datasets as tvd
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
+from harness.spec import weights_kind
+
 DOWNLOAD_TIMEOUT_S = 30  # per socket operation: an unreachable server fails instead of hanging
 FOLDER = "folder:"  # dataset names "folder:PATH" are a user's images, one subfolder per class
 
@@ -312,7 +314,7 @@ def check_data(cfg) -> None:
     target = dataset_spec(cfg.dataset)
     _check_classes(cfg.dataset, target, "target_classes", cfg.target_classes)
     names = [cfg.dataset]
-    if cfg.weights == "source":
+    if weights_kind(cfg.weights) == "source":
         source_name = cfg.source_dataset or cfg.dataset
         try:
             source = target if source_name == cfg.dataset else dataset_spec(source_name)

@@ -9,9 +9,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.records import StudyRecord
+from harness.analysis.records import StudyRecord
+from harness.analysis.stats import (
+    ALPHA,
+    Comparison,
+    above_chance,
+    compare,
+    compare_all,
+    interval_text,
+    trend,
+    verdict,
+)
 from harness.spec import Expectation
-from harness.stats import ALPHA, Comparison, above_chance, compare, compare_all, interval_text, trend, verdict
 
 
 def _pct(x: float) -> str:
@@ -73,7 +82,7 @@ def verdicts(record: StudyRecord, flags: dict[str, str] | None = None) -> Verdic
 
 
 def _direction(low: float, high: float, expected_sign: int) -> str:
-    """From an interval whose exclusion of zero is its test's significance (harness.stats guarantees it)."""
+    """From an interval whose exclusion of zero is its test's significance (harness.analysis.stats guarantees it)."""
     if low > 0 or high < 0:
         return "agrees" if (1 if low > 0 else -1) == expected_sign else "runs against it"
     return "inconclusive"

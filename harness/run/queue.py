@@ -11,7 +11,6 @@ worker) is planned again with the same parameters, so a crash never changes what
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import logging
 import os
@@ -23,23 +22,25 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import psutil
+from filelock import FileLock
 from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported; stable since Optuna 2.9
 from optuna.trial import FrozenTrial, TrialState
 
-HEARTBEAT_SECONDS = 5  # a running trial proves its worker alive this often (RDB storages)
-GRACE_SECONDS = 30  # ... and is taken for dead after this long without a beat
-RETRY_REASONS = ("interrupted", "stale")  # a FAIL with these reasons was cut off: its slot runs again
+from harness.schema import Attr, Outcome, counts
+from harness.stores import HEARTBEAT_SECONDS, lock_file, parse_url
+
 SAMPLER_SEED = 0  # the same for every arm: the comparison is fair
 
 
 # --- who is working ------------------------------------------------------------------------------------
 
 
-def _start_ticks(pid: int) -> str:
-    """The process's start time in clock ticks since boot (Linux): tells a live pid from a reused one."""
+def _started(pid: int) -> str:
+    """When the process started (psutil): tells a live pid from a reused one."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except psutil.Error:
         return ""
 
 
@@ -55,43 +56,30 @@ def _pid_space() -> str:
 @functools.cache
 def worker_id() -> str:
     """host:pid:start:pid-space, unique to this process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}:{_pid_space()}"
+    return f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}:{_pid_space()}"
 
 
 def worker_dead(worker: str) -> bool:
     """True when `worker` ran in this machine's pid space and is gone. A worker elsewhere is judged by its
     heartbeat instead (RDB storages), so here it counts as alive."""
-    host, pid_text, ticks, space = (worker.split(":") + ["", "", "", ""])[:4]
+    host, pid_text, started, space = (worker.split(":") + ["", "", "", ""])[:4]
     if host != socket.gethostname() or space != _pid_space() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not psutil.pid_exists(pid):
         return True
-    except PermissionError:  # alive, someone else's
-        return False
-    return bool(ticks) and _start_ticks(pid) != ticks  # the pid was reused by another process
+    now = _started(pid)
+    return bool(started) and bool(now) and now != started  # the pid was reused by another process
 
 
 # --- one lock per storage ------------------------------------------------------------------------------
-
-
-def _lock_file(url: str, root: Path, name: str = "") -> Path:
-    """Beside the Optuna storage file, so every process that shares the storage shares the lock."""
-    suffix = f".{name}" if name else ""
-    for prefix in ("journal:", "sqlite:///"):
-        if url.startswith(prefix):
-            path = Path(url.removeprefix(prefix).split("?")[0])
-            return path.parent / f".{path.name}{suffix}.lock"
-    return root / f".harness{suffix}.lock"
 
 
 @contextlib.contextmanager
 def store_lock(url: str, root: Path, name: str = "") -> Iterator[None]:
     """Serialise planning and claiming among all workers of a storage, on one machine or many; `name` gives
     another lock of the same storage (one per source checkpoint, so two models pretrain side by side)."""
-    if url.startswith("postgresql"):
+    if parse_url(url).kind == "postgresql":
         import sqlalchemy
 
         key = zlib.crc32(f"harness-queue{name}".encode())  # the queue's sections are short: one lock for all
@@ -104,14 +92,10 @@ def store_lock(url: str, root: Path, name: str = "") -> Iterator[None]:
                 with contextlib.suppress(Exception):  # a lost session has released the lock already
                     conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
         return
-    path = _lock_file(url, root, name)
+    path = lock_file(url, root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released by the OS if this process dies
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(path):  # an OS lock (flock): released by the OS if this process dies
+        yield
 
 
 @functools.cache
@@ -126,17 +110,12 @@ def _pg_engine(url: str):
 
 
 def slot_of(trial: FrozenTrial) -> str | None:
-    return trial.user_attrs.get("slot")
+    return trial.user_attrs.get(Attr.SLOT)
 
 
 def retryable(trial: FrozenTrial) -> bool:
-    return trial.state == TrialState.FAIL and trial.user_attrs.get("state_reason", "").startswith(RETRY_REASONS)
-
-
-def counts(trial: FrozenTrial) -> bool:
-    """A finished trial is a result and counts toward the budget: complete, pruned, diverged, or failed for
-    a reason rerunning would repeat. One cut off (interrupted, stale) does not; its slot runs again."""
-    return trial.state.is_finished() and not retryable(trial)
+    """A finished trial that was cut off: its slot is lost, to plan again."""
+    return trial.state.is_finished() and not counts(trial)
 
 
 def slot_status(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, str]:
@@ -163,7 +142,7 @@ def plan(study: optuna.Study, slots: dict[str, tuple[dict[str, Any], dict[str, A
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # params of a conditional space may not all be known yet
-            study.enqueue_trial(fixed.get(slot, params), user_attrs={**attrs, "slot": slot})
+            study.enqueue_trial(fixed.get(slot, params), user_attrs={**attrs, Attr.SLOT: slot})
         added += 1
     return added
 
@@ -176,7 +155,7 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize": we beat ourselves
         trial = study.ask()
-    trial.set_user_attr("worker", worker_id())
+    trial.set_user_attr(Attr.WORKER, worker_id())
     if is_heartbeat_enabled(study._storage):
         study._storage.record_heartbeat(trial._trial_id)  # from the first moment: no beat is never stale
     return trial
@@ -189,15 +168,16 @@ def fail_stale(study: optuna.Study, on_stale: Callable[[FrozenTrial], None]) -> 
     if is_heartbeat_enabled(study._storage):
         stale = list(study._storage._get_stale_trial_ids(study._study_id))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker")
+        worker = trial.user_attrs.get(Attr.WORKER)
         # claims run under the lock this runs under: a running trial with no worker was claimed by one that died
         if trial._trial_id not in stale and (worker is None or worker_dead(worker)):
             stale.append(trial._trial_id)
     for trial_id in stale:
         trial = study._storage.get_trial(trial_id)
-        reason = f"stale: worker {trial.user_attrs.get('worker', '?')} stopped without finishing"
+        reason = f"stale: worker {trial.user_attrs.get(Attr.WORKER, '?')} stopped without finishing"
         try:
-            study._storage.set_trial_user_attr(trial_id, "state_reason", reason)
+            study._storage.set_trial_user_attr(trial_id, Attr.OUTCOME, Outcome.STALE.value)
+            study._storage.set_trial_user_attr(trial_id, Attr.REASON, reason)
             study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # it finished after all

@@ -20,8 +20,8 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
-from harness.datasets import ImageFiles, Images, dataset_spec, load_raw, read_images
-from harness.models import Preprocess
+from harness.learn.datasets import ImageFiles, Images, dataset_spec, load_raw, read_images
+from harness.learn.models import Preprocess
 
 TENSOR_BUDGET_BYTES = 1.5e9  # preprocessed float32 splits kept in memory up to this total; the rest stream
 STREAM_WORKERS = min(8, max((os.cpu_count() or 2) - 1, 1))  # processes that read and preprocess batches

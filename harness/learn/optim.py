@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 import torch
 
-from harness.models import TransferNet
+from harness.learn.models import TransferNet
+
+if TYPE_CHECKING:  # a search space only calls trial.suggest_*: the training code needs no Optuna
+    import optuna
 
 SGD_LR = (1e-4, 1.0)  # four decades around SGD's usual 0.01-0.1
 

@@ -5,16 +5,16 @@ Which stages are frozen is explicit state of the model (`TransferNet.frozen`), n
 
 from __future__ import annotations
 
-import pickle
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torch import nn
+
+from harness.learn.weights import imagenet_file, load_checkpoint, unavailable
+from harness.spec import weights_kind
 
 StagePaths = list[tuple[str, list[str]]]  # (stage name, module paths), from input to output
 
@@ -219,28 +219,11 @@ class TransferNet(nn.Module):
         return self.net(x)
 
 
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights are neither cached nor downloadable."""
-
-
 def imagenet_weights(name: str) -> torchvision.models.WeightsEnum:
     spec = model_spec(name)
     if spec.torchvision_name is None:
         raise ValueError(f"{name} has no ImageNet weights in torchvision; use weights=source or none")
     return torchvision.models.get_model_weights(spec.torchvision_name).DEFAULT
-
-
-def imagenet_file(weights: torchvision.models.WeightsEnum) -> Path:
-    """Where torch.hub caches a weights file: <torch.hub.get_dir()>/checkpoints/<the file name in its URL>."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
-
-
-def _unavailable(name: str, weights: torchvision.models.WeightsEnum, error: Exception) -> WeightsUnavailable:
-    file = imagenet_file(weights)
-    return WeightsUnavailable(
-        f"ImageNet weights for {name} ({weights}) could not be loaded from torch's cache or downloaded "
-        f"({error}). Download {weights.url} and put {file.name} in {file.parent}"
-    )
 
 
 def require_imagenet(name: str) -> Path:
@@ -254,7 +237,7 @@ def require_imagenet(name: str) -> Path:
         try:
             weights.get_state_dict(progress=True, check_hash=True)
         except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad hash a RuntimeError
-            raise _unavailable(name, weights, error) from error
+            raise unavailable(name, weights, error) from error
     return file
 
 
@@ -264,7 +247,7 @@ def load_imagenet(name: str) -> nn.Module:
     try:
         return torchvision.models.get_model(model_spec(name).torchvision_name, weights=weights)
     except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad hash a RuntimeError
-        raise _unavailable(name, weights, error) from error
+        raise unavailable(name, weights, error) from error
 
 
 def _replace_head(net: nn.Module, head: str, num_classes: int) -> None:
@@ -285,57 +268,12 @@ def _without_aux_heads(net: nn.Module) -> nn.Module:
     return net
 
 
-SAVE_HINT = "save one with torch.save(model.state_dict(), PATH)"
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a file, loaded safely: `weights_only` runs no code from the file, and anything that is
-    not a readable mapping of names to tensors is a `ValueError` that says what the file is instead."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        found = re.search(r"unsupported global:? (?:GLOBAL )?(\S+)", str(error), re.IGNORECASE)
-        if found:  # a pickle of Python objects (code to run, perhaps): refused before any of it ran
-            raise ValueError(f"checkpoint {path} holds Python objects ({found.group(1)}), not just tensors; it "
-                             f"was refused unread, so none of its code ran. Use a plain state dict: {SAVE_HINT}"
-                             ) from None
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file (its bytes are no pickle torch can "
-                         f"read); it may be corrupted or another format: {SAVE_HINT}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:  # truncated, or not torch's
-        reason = " ".join(str(error).split()).split(". ")[0][:200]  # torch's first sentence says what failed
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file ({type(error).__name__}: {reason}); "
-                         f"it may be truncated or another format: {SAVE_HINT}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"checkpoint {path} is not a state dict (a mapping of names to tensors): {SAVE_HINT}")
-    return state
-
-
 def check_weights_file(path: str | Path, model: str) -> None:
     """Fail before a study writes anything: `path` must be a safe, readable state dict that fits `model`."""
     if not Path(path).is_file():
         raise ValueError(f"weights must be source, imagenet, none or a checkpoint file; no such file: {path}")
     net = _without_aux_heads(model_spec(model).build())
     load_checkpoint(net, path, head_path(net))
-
-
-def load_checkpoint(net: nn.Module, path: str | Path, head: str) -> None:
-    """Load a state dict safely (weights_only); a head of another shape is left to be replaced.
-
-    Takes the state dict of the bare network or of a `TransferNet` (keys prefixed `net.`).
-    """
-    state = read_state_dict(path)
-    if state and all(k.startswith("net.") for k in state):
-        state = {k.removeprefix("net."): v for k, v in state.items()}
-    own, in_head = net.state_dict(), head + "."
-    state = {k: v for k, v in state.items() if not k.startswith(in_head)}  # the head is replaced anyway
-    wrong = [f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})"
-             for k, v in state.items() if k in own and v.shape != own[k].shape]
-    missing = [k for k in own if k not in state and not k.startswith(in_head)]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected or wrong:
-        raise ValueError(f"checkpoint {path} does not fit this model: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
-    net.load_state_dict(state, strict=False)
 
 
 def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_eval: bool = True,
@@ -349,12 +287,13 @@ def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_ev
     ['conv1', 'conv2', 'fc1', 'fc2']
     """
     spec = model_spec(name)
-    if weights not in ("none", "imagenet") and not Path(weights).is_file():
+    kind = weights_kind(weights)
+    if kind == "source" or (kind == "path" and not Path(weights).is_file()):
         raise ValueError(f"weights must be none, imagenet or an existing checkpoint file, not {weights!r} "
-                         "(weights=source is pretrained by harness.pretrain, which passes its checkpoint file)")
-    net = _without_aux_heads(load_imagenet(name) if weights == "imagenet" else spec.build())
+                         "(weights=source is pretrained by harness.learn.pretrain, which passes its checkpoint file)")
+    net = _without_aux_heads(load_imagenet(name) if kind == "imagenet" else spec.build())
     head = head_path(net)
-    if weights not in ("none", "imagenet"):
+    if kind == "path":
         load_checkpoint(net, weights, head)
     stages = spec.stages(net)
     if transfer_stages is not None:
@@ -372,7 +311,7 @@ def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_ev
 class Preprocess:
     """What a model wants its input to be: size, channels, normalisation, and how to resize to it.
 
-    With `weights` set, the pipeline *is* those weights' own `transforms()` (harness.data.preprocess calls
+    With `weights` set, the pipeline *is* those weights' own `transforms()` (harness.learn.data.preprocess calls
     it), and the fields here are read from it: the record, the pipeline and every cache key agree.
     """
 
@@ -393,7 +332,7 @@ class Preprocess:
 def preprocessing(name: str, weights: str) -> Preprocess:
     """ImageNet weights carry their own transforms (torchvision's Weights API), whole; other weights use ours."""
     spec = model_spec(name)
-    if weights == "imagenet":
+    if weights_kind(weights) == "imagenet":
         w = imagenet_weights(name)
         t = w.transforms()
         return Preprocess(t.crop_size[0], 3, tuple(t.mean), tuple(t.std), t.resize_size[0], t.interpolation.value,

@@ -242,7 +242,7 @@ def _expected_max_weights(n_values: int, n_max: int) -> np.ndarray:
 def expected_max(values: Sequence[float], n_max: int | None = None) -> np.ndarray:
     """Expected best score after n = 1..n_max i.i.d. trials drawn from the observed trials' empirical
     distribution (Dodge et al. 2019, "Show Your Work"). nan values are dropped first: the caller decides
-    what a pruned or failed trial scored (see harness.records.budget_values)."""
+    what a pruned or failed trial scored (see harness.analysis.records.budget_values)."""
     v = np.sort(_finite(values))
     if len(v) == 0:
         raise ValueError("expected_max needs at least one finite value")

@@ -1,6 +1,7 @@
 """Where Optuna meets MLflow: a trial (or a confirmation seed) -> `TrialConfig` -> child MLflow run -> `fit`.
 
-Every run, search or confirmation, goes through `tracked_run`, so both are logged the same way.
+Every run, search or confirmation, goes through `tracked_run`, so both are logged the same way, and every way
+a run can end is named by `outcome_for`, the one mapping from what was raised to an `Outcome`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,32 @@ import optuna
 import torch
 from sklearn.metrics import confusion_matrix
 
-from harness.data import Task, make_task
-from harness.models import build_model, preprocessing
-from harness.pretrain import source_checkpoint
-from harness.spec import Arm, StudySpec, TrialConfig, confirmation_config, digest
-from harness.tracking import MetricBuffer, start_child_run
-from harness.train import Diverged, device, evaluate, fit, seed_everything
+from harness.learn.data import Task, make_task
+from harness.learn.models import build_model, preprocessing
+from harness.learn.train import Diverged, device, evaluate, fit, seed_everything
+from harness.run.checkpoints import source_checkpoint
+from harness.run.tracking import MetricBuffer, start_child_run
+from harness.run.work import Job
+from harness.schema import Attr, Outcome, Phase, Tag
+from harness.spec import Arm, StudySpec, TrialConfig, confirmation_config, digest, weights_kind
+from harness.stores import optuna_study_name, parse_url
+
+
+def outcome_for(error: BaseException | None) -> tuple[Outcome, str]:
+    """How a run ended, from what it raised (None: it returned), with the reason people read.
+
+    >>> outcome_for(optuna.TrialPruned())[0], outcome_for(KeyboardInterrupt())[0], outcome_for(None)[0]
+    (<Outcome.PRUNED: 'pruned'>, <Outcome.INTERRUPTED: 'interrupted'>, <Outcome.COMPLETE: 'complete'>)
+    """
+    if error is None:
+        return Outcome.COMPLETE, ""
+    if isinstance(error, optuna.TrialPruned):
+        return Outcome.PRUNED, "median pruner"
+    if isinstance(error, Diverged):
+        return Outcome.DIVERGED, f"diverged: {error}"
+    if isinstance(error, KeyboardInterrupt):
+        return Outcome.INTERRUPTED, "interrupted (Ctrl-C)"
+    return Outcome.FAILED, f"error: {type(error).__name__}: {error}"
 
 
 def config_hash(cfg: TrialConfig) -> str:
@@ -39,7 +60,7 @@ class RunContext:
     tasks: dict[tuple, Task] = field(default_factory=dict)
 
     def task(self, cfg: TrialConfig) -> Task:
-        weights = "imagenet" if cfg.weights == "imagenet" else "none"
+        weights = "imagenet" if weights_kind(cfg.weights) == "imagenet" else "none"
         pre = preprocessing(cfg.model, weights)
         key = (cfg.dataset, cfg.data_root, cfg.source_classes, cfg.target_classes, cfg.shots,
                cfg.val_fraction, cfg.test_fraction, cfg.split_seed, cfg.partition_seed, pre)
@@ -58,24 +79,24 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
     """
     task = ctx.task(cfg)
     weights, ckpt_tags = starting_weights(cfg, ctx)
-    tags = {**tags, **ckpt_tags, "arm": cfg.arm, "optimizer": cfg.optimizer, "freeze": cfg.strategy,
-            "seed": str(cfg.seed), "config_hash": config_hash(cfg), "device": str(device()),
+    tags = {**tags, **ckpt_tags, Tag.ARM: cfg.arm, Tag.OPTIMIZER: cfg.optimizer, Tag.FREEZE: cfg.strategy,
+            Tag.SEED: str(cfg.seed), Tag.CONFIG_HASH: config_hash(cfg), Tag.DEVICE: str(device()),
             **{f"split.{name}": value for name, value in task.fingerprints().items()}}
     run = start_child_run(run_name, tags)
-    if on_start is not None:
-        on_start(run.info.run_id)
     start = time.perf_counter()
-    status, state, reason = "FINISHED", "complete", ""
     log = MetricBuffer(run.info.run_id)  # metrics and final tags reach the store in one or few writes
-    log.log_params(cfg.flat())
-    log.flush()  # params at once: a run whose worker is killed still says what it was training
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         log.log_metrics(metrics, step=epoch)
         if report is not None:
             report(epoch, metrics)  # pruning still decides after every epoch
 
-    try:
+    raised: BaseException | None = None
+    try:  # from the moment the run exists: however it ends, it ends with its outcome
+        if on_start is not None:
+            on_start(run.info.run_id)
+        log.log_params(cfg.flat())
+        log.flush()  # params at once: a run whose worker is killed still says what it was training
         model = initial_model(cfg, task, weights)
         result = fit(model, task, cfg, on_epoch)
         log.log_metrics({"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch})
@@ -86,33 +107,25 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
             matrix = confusion_matrix(task.test.y.cpu().numpy(), ev.predictions, labels=np.arange(len(task.classes)))
             mlflow.log_dict({"classes": task.classes, "matrix": matrix.tolist()}, "confusion.json")
         return result.best_val_acc
-    except optuna.TrialPruned:
-        state, reason = "pruned", "median pruner"
-        raise
-    except Diverged as error:
-        status, state, reason = "FAILED", "failed", f"diverged: {error}"
-        raise
-    except KeyboardInterrupt:
-        status, state, reason = "KILLED", "killed", "interrupted (Ctrl-C)"
-        raise
-    except Exception as error:
-        status, state, reason = "FAILED", "failed", f"{type(error).__name__}: {error}"
+    except BaseException as error:
+        raised = error
         raise
     finally:
+        outcome, reason = outcome_for(raised)
         log.log_metrics({"wall_seconds": time.perf_counter() - start})
-        log.set_tags({"state": state, "state_reason": reason[:500]})
+        log.set_tags({Tag.OUTCOME: outcome.value, Tag.REASON: reason[:500]})
         try:
             log.flush()
         finally:
-            mlflow.end_run(status)
+            mlflow.end_run(outcome.mlflow_status)
 
 
 def starting_weights(cfg: TrialConfig, ctx: RunContext) -> tuple[str, dict[str, str]]:
     """What a run starts from (a cached source checkpoint's file for weights=source), and tags naming it."""
-    if cfg.weights != "source":
+    if weights_kind(cfg.weights) != "source":
         return cfg.weights, {}
     ckpt = source_checkpoint(cfg, ctx.checkpoints)
-    return str(ckpt.path), {"checkpoint": ckpt.key, "checkpoint_run_id": ckpt.run_id}
+    return str(ckpt.path), {Tag.CHECKPOINT: ckpt.key, Tag.CHECKPOINT_RUN_ID: ckpt.run_id}
 
 
 def initial_model(cfg: TrialConfig, task: Task, weights: str) -> torch.nn.Module:
@@ -124,10 +137,10 @@ def initial_model(cfg: TrialConfig, task: Task, weights: str) -> torch.nn.Module
 def link_run(trial: optuna.Trial, run_id: str) -> None:
     """The trial's MLflow run, by id and as a link optuna-dashboard shows (`mlflow ui` serves port 5000)."""
     uri = mlflow.get_tracking_uri()
-    ui = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    ui = uri.rstrip("/") if parse_url(uri).kind == "http" else "http://127.0.0.1:5000"
     experiment = mlflow.active_run().info.experiment_id
-    trial.set_user_attr("mlflow_run_id", run_id)
-    trial.set_user_attr("mlflow_run_url", f"{ui}/#/experiments/{experiment}/runs/{run_id}")
+    trial.set_user_attr(Attr.MLFLOW_RUN_ID, run_id)
+    trial.set_user_attr(Attr.MLFLOW_RUN_URL, f"{ui}/#/experiments/{experiment}/runs/{run_id}")
 
 
 def trial_config(spec: StudySpec, arm: Arm, trial: optuna.Trial | optuna.trial.FixedTrial) -> TrialConfig:
@@ -138,23 +151,17 @@ def trial_config(spec: StudySpec, arm: Arm, trial: optuna.Trial | optuna.trial.F
 def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         cfg = trial_config(spec, arm, trial)
-        trial.set_user_attr("config_hash", config_hash(cfg))
+        trial.set_user_attr(Attr.CONFIG_HASH, config_hash(cfg))
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
             trial.report(metrics["val_acc"], epoch)
             if spec.prune and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-        tags = {"phase": "search", "optuna_study": trial.study.study_name, "optuna_trial": str(trial.number)}
-        try:
-            return tracked_run(cfg, ctx, f"{arm.name} trial {trial.number}", tags, report,
-                               on_start=lambda run_id: link_run(trial, run_id))
-        except Diverged as error:
-            trial.set_user_attr("state_reason", f"diverged: {error}")
-            raise
-        except optuna.TrialPruned:
-            trial.set_user_attr("state_reason", "median pruner")
-            raise
+        tags = {Tag.PHASE: Phase.SEARCH.value, Tag.OPTUNA_STUDY: trial.study.study_name,
+                Tag.OPTUNA_TRIAL: str(trial.number)}
+        return tracked_run(cfg, ctx, f"{arm.name} trial {trial.number}", tags, report,
+                           on_start=lambda run_id: link_run(trial, run_id))
 
     return objective
 
@@ -164,18 +171,28 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
     the test split. Its MLflow run is tagged with the search trial it confirms."""
 
     def confirmation(trial: optuna.Trial) -> float:
-        number, seed = trial.user_attrs["search_trial"], trial.user_attrs["seed"]
+        number, seed = trial.user_attrs[Attr.SEARCH_TRIAL], trial.user_attrs[Attr.SEED]
         cfg = confirmation_trial_config(spec, arm, trial)
-        tags = {"phase": "confirm", "optuna_study": search_study, "optuna_trial": str(number),
-                "confirm_study": trial.study.study_name, "confirm_trial": str(trial.number)}
-        try:
-            return tracked_run(cfg, ctx, f"{arm.name} trial {number}, seed {seed}", tags, test=True,
-                               on_start=lambda run_id: link_run(trial, run_id))
-        except Diverged as error:
-            trial.set_user_attr("state_reason", f"diverged: {error}")
-            raise
+        tags = {Tag.PHASE: Phase.CONFIRM.value, Tag.OPTUNA_STUDY: search_study, Tag.OPTUNA_TRIAL: str(number),
+                Tag.CONFIRM_STUDY: trial.study.study_name, Tag.CONFIRM_TRIAL: str(trial.number)}
+        return tracked_run(cfg, ctx, f"{arm.name} trial {number}, seed {seed}", tags, test=True,
+                           on_start=lambda run_id: link_run(trial, run_id))
 
     return confirmation
+
+
+def job_config(spec: StudySpec, job: Job) -> TrialConfig:
+    """The configuration a claimed slot trains."""
+    if job.kind == "search":
+        return trial_config(spec, job.arm, job.trial)
+    return confirmation_trial_config(spec, job.arm, job.trial)
+
+
+def runner(spec: StudySpec, job: Job, ctx: RunContext) -> Callable[[optuna.Trial], float]:
+    """The objective that runs a claimed slot: a search trial, or a confirmation seed."""
+    if job.kind == "search":
+        return make_objective(spec, job.arm, ctx)
+    return make_confirmation(spec, job.arm, ctx, optuna_study_name(spec.name, job.arm.name))
 
 
 def confirmation_trial_config(spec: StudySpec, arm: Arm, trial: optuna.trial.FrozenTrial | optuna.Trial) -> TrialConfig:
@@ -183,7 +200,7 @@ def confirmation_trial_config(spec: StudySpec, arm: Arm, trial: optuna.trial.Fro
     the study says, its own train/val partition and source pretraining)."""
     params = trial.params if isinstance(trial, optuna.trial.FrozenTrial) else None
     source = optuna.trial.FixedTrial(params) if params is not None else trial
-    return confirmation_config(spec, trial_config(spec, arm, source), trial.user_attrs["seed"])
+    return confirmation_config(spec, trial_config(spec, arm, source), trial.user_attrs[Attr.SEED])
 
 
 def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTrial, ctx: RunContext) -> float:
@@ -196,7 +213,7 @@ def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTria
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
-    from harness.queue import worker_id
+    from harness.run.queue import worker_id
 
     cfg = confirmation_trial_config(spec, arm, confirm)
     task = ctx.task(cfg)
@@ -208,8 +225,8 @@ def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTria
     with torch.no_grad():
         signature = infer_signature(x.cpu().numpy(), model(x).cpu().numpy())
     model = model.cpu()
-    with mlflow.start_run(run_id=confirm.user_attrs["mlflow_run_id"], nested=mlflow.active_run() is not None):
-        mlflow.set_tag("resumed_by", worker_id())  # alive while it writes: no other worker closes it
+    with mlflow.start_run(run_id=confirm.user_attrs[Attr.MLFLOW_RUN_ID], nested=mlflow.active_run() is not None):
+        mlflow.set_tag(Tag.RESUMED_BY, worker_id())  # alive while it writes: no other worker closes it
         mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=x.cpu().numpy(),
                                  pip_requirements=[f"torch=={version('torch')}"])  # no slow inference
         mlflow.log_metric("retrained_test_acc", acc)

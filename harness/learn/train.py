@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.data import Split, Task, augment
-from harness.features import CACHE, CachedRun, FeatureCache, cached_run
-from harness.models import TransferNet, frozen_stages_at
-from harness.optim import build_optimizer
+from harness.learn.data import Split, Task, augment
+from harness.learn.features import CACHE, CachedRun, FeatureCache, cached_run
+from harness.learn.models import TransferNet, frozen_stages_at
+from harness.learn.optim import build_optimizer
 
 
 class Diverged(RuntimeError):
@@ -108,7 +108,7 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
 
     `on_epoch(epoch, metrics)` is called after every epoch; it may raise to stop the run (pruning).
     In an epoch whose frozen stages are deterministic (no augmentation), their output comes from `features`
-    (computed once per split and weights, see harness.features); None computes it every batch. Either way
+    (computed once per split and weights, see harness.learn.features); None computes it every batch. Either way
     the result is the same and `best_state` is the whole model's.
     Raises `Diverged` when the training loss is not finite.
     """

@@ -2,28 +2,31 @@
 
 The source task is `source_classes` of `source_dataset` (default: the target's dataset), preprocessed for the
 model's input like the target, so a digits-pretrained LeNet-5 can fine-tune on a user's colour photos. The
-pretraining run is logged to MLflow with its checkpoint as an artifact; later runs reuse the file, and a cached
-file that no longer reads (truncated, overwritten) is pretrained again.
+pretraining is recorded through a `Record` the caller passes (`harness.run.checkpoints` logs it as an MLflow
+run); later runs reuse the file, and a cached file that no longer reads (truncated, overwritten) is pretrained
+again. Plain PyTorch: nothing here imports Optuna or MLflow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-import mlflow
 import torch
 
-from harness.data import make_task
-from harness.models import Preprocess, build_model, model_spec, preprocessing, read_state_dict
+from harness.learn.data import make_task
+from harness.learn.models import Preprocess, build_model, model_spec, preprocessing
+from harness.learn.train import device, fit, seed_everything
+from harness.learn.weights import read_state_dict
 from harness.spec import TrialConfig, digest
-from harness.tracking import start_child_run
-from harness.train import device, fit, seed_everything
 
 # The recipe is fixed, not searched: every arm of a study must start from the same checkpoint. The lr is the
 # model's own (ModelSpec.pretrain_lr) and is logged with the rest on the pretraining run.
@@ -89,8 +92,41 @@ def find_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint | None:
     return Checkpoint(path, key, run_id)
 
 
-def source_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint:
-    """The cached checkpoint for `cfg`'s source task, pretraining it (as a nested MLflow run) if missing."""
+class Record(Protocol):
+    """Where one pretraining is recorded: an id for the checkpoint's metadata, per-epoch metrics, the file."""
+
+    run_id: str
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+
+    def log_checkpoint(self, path: Path) -> None: ...
+
+
+class _Unrecorded:
+    run_id = ""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_checkpoint(self, path: Path) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def unrecorded(key: str, pcfg: TrialConfig) -> Iterator[Record]:
+    yield _Unrecorded()
+
+
+Recorder = Callable[[str, TrialConfig], contextlib.AbstractContextManager[Record]]
+
+
+def write_meta(folder: Path, key: str, run_id: str, pcfg: TrialConfig) -> None:
+    """The checkpoint's metadata, the one way it is written: which run made it, from which pretraining config."""
+    (folder / f"{key}.json").write_text(json.dumps({"run_id": run_id, "config": pcfg.flat()}, default=str))
+
+
+def source_checkpoint(cfg: TrialConfig, folder: Path, record: Recorder = unrecorded) -> Checkpoint:
+    """The cached checkpoint for `cfg`'s source task, pretraining it (recorded by `record`) if missing."""
     found = find_checkpoint(cfg, folder)
     if found is not None:
         return found
@@ -101,20 +137,18 @@ def source_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint:
           f"{pcfg.epochs} epochs, seed {pcfg.seed} (once; cached as {folder / key}.pt)", file=sys.stderr, flush=True)
     seed_everything(pcfg.seed)
     model = build_model(cfg.model, len(task.classes), "none").to(device())
+    with record(key, pcfg) as rec:
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            rec.log_metrics(metrics, step=epoch)
+            print(f"  pretrain epoch {epoch + 1}/{pcfg.epochs}: val acc {metrics['val_acc']:.1%} "
+                  f"({metrics['epoch_seconds']:.1f} s)", file=sys.stderr, flush=True)
 
-    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        mlflow.log_metrics(metrics, step=epoch)
-        print(f"  pretrain epoch {epoch + 1}/{pcfg.epochs}: val acc {metrics['val_acc']:.1%} "
-              f"({metrics['epoch_seconds']:.1f} s)", file=sys.stderr, flush=True)
-
-    with start_child_run(f"pretrain {key}", {"phase": "pretrain", "checkpoint": key}) as run:
-        mlflow.log_params(pcfg.flat())
         result = fit(model, task, pcfg, on_epoch=on_epoch)
         model.load_state_dict(result.best_state)
-        mlflow.log_metrics({"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch})
+        rec.log_metrics({"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch})
         path, tmp = folder / f"{key}.pt", folder / f"{key}.{os.getpid()}.pt.tmp"  # workers never share a temp file
         torch.save(model.net.state_dict(), tmp)
         os.replace(tmp, path)  # atomic: an interrupted save never leaves a half-written checkpoint
-        mlflow.log_artifact(str(path), artifact_path="checkpoint")
-        (folder / f"{key}.json").write_text(json.dumps({"run_id": run.info.run_id, "config": pcfg.flat()}, default=str))
-    return Checkpoint(path, key, run.info.run_id)
+        rec.log_checkpoint(path)
+        write_meta(folder, key, rec.run_id, pcfg)
+    return Checkpoint(path, key, rec.run_id)

@@ -9,14 +9,14 @@ mid-study. Nothing is trained and nothing is written.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
+from harness.learn.checks import problems
 from harness.spec import TREND_KINDS, VARIANCE_SOURCES, Arm, StudySpec, TrialConfig
 
 RANDOM_POINTS = 16  # enough to reach every branch of a conditional space with a few categoricals
@@ -102,53 +102,6 @@ def sample_configs(spec: StudySpec, arm: Arm) -> list[tuple[str, dict[str, Any],
     return out
 
 
-@functools.cache
-def _stage_count(model: str) -> int:
-    from harness.models import build_model
-
-    return len(build_model(model, 2).stage_names)
-
-
-def _problems(cfg: TrialConfig) -> Iterator[tuple[str, str]]:
-    """(field, what is wrong) for each invalid value of `cfg`."""
-    from harness.models import STRATEGIES, model_spec
-    from harness.optim import OPTIMIZERS
-    from harness.train import LR_SCHEDULES
-
-    choices: dict[str, Any] = {"strategy": STRATEGIES, "lr_schedule": LR_SCHEDULES, "optimizer": OPTIMIZERS}
-    for field, registry in choices.items():
-        value = getattr(cfg, field)
-        if value not in registry:
-            yield field, f"unknown {field} {value!r}; choices: {', '.join(registry)}"
-    if cfg.optimizer in OPTIMIZERS:
-        known = OPTIMIZERS[cfg.optimizer].params
-        unknown = sorted(set(cfg.optimizer_params) - set(known))
-        if unknown:
-            yield "optimizer_params", f"{cfg.optimizer} takes {', '.join(known)}; not {', '.join(unknown)}"
-    positive: dict[str, Callable[[Any], bool]] = {
-        "lr": lambda v: v > 0, "weight_decay": lambda v: v >= 0, "epochs": lambda v: v >= 1,
-        "batch_size": lambda v: v >= 1, "stage_lr_decay": lambda v: v > 0, "val_fraction": lambda v: 0 < v < 1,
-        "shots": lambda v: v is None or v >= 1, "pretrain_epochs": lambda v: v >= 1,
-    }
-    for field, ok in positive.items():
-        if not ok(getattr(cfg, field)):
-            yield field, f"{field}={getattr(cfg, field)!r} is out of range"
-    if cfg.strategy == "lp_ft" and not 1 <= cfg.lp_epochs < cfg.epochs:
-        yield "lp_epochs", (f"lp_ft needs 1 <= lp_epochs < epochs (linear probe, then fine-tuning), "
-                            f"not lp_epochs={cfg.lp_epochs} with epochs={cfg.epochs}")
-    depths = {k: v for k, v in (("freeze_k", cfg.freeze_k), ("transfer_stages", cfg.transfer_stages)) if v}
-    if depths:
-        try:
-            model_spec(cfg.model)
-        except ValueError as error:
-            yield "model", str(error)
-            return
-        n_stages = _stage_count(cfg.model)
-        for field, value in depths.items():
-            if not 0 <= value <= n_stages:
-                yield field, f"{field}={value}, but {cfg.model} has stages 0..{n_stages}"
-
-
 def _check_spec_fields(spec: StudySpec) -> None:
     unknown = sorted(set(spec.vary) - set(VARIANCE_SOURCES))
     if unknown or "seed" not in spec.vary:
@@ -171,7 +124,7 @@ def check_search_spaces(spec: StudySpec) -> None:
     _check_spec_fields(spec)
     for arm in spec.arms:
         for label, params, cfg in sample_configs(spec, arm):
-            for field, problem in _problems(cfg):
+            for field, problem in problems(cfg):
                 searched = f" (searched {field} = {params[field]!r})" if field in params else ""
                 shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
                 raise ValueError(f"arm {arm.name}, parameter {field}{searched}: {problem}; "

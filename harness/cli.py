@@ -1,0 +1,50 @@
+"""What the command lines share: the store flags, and help that documents itself (argument groups, metavars,
+defaults stated, registry names listed from the registries)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness import spec
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written, and every default stated (a flag without one says what it falls back to)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text \
+                and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text}")
+    return value
+
+
+STUDIES_DIR: Path | None = None  # None: the repository's studies/ (tests point it elsewhere)
+
+
+def add_store_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--root, --storage, --tracking-uri, --reports, --studies: where a study's records, reports and files are."""
+    stores = parser.add_argument_group("stores", "where the records, reports and study files live")
+    stores.add_argument("--root", type=Path, default=Path("mlruns"), metavar="DIR",
+                        help="folder of every record a run leaves: mlflow.db, optuna.db, artifacts/, checkpoints/")
+    stores.add_argument("--storage", metavar="URL", default=None,
+                        help="Optuna storage: sqlite:///FILE (default: ROOT/optuna.db), journal:FILE, or "
+                        "postgresql://USER@HOST:PORT/DB to share a study among machines")
+    stores.add_argument("--tracking-uri", metavar="URI", default=None,
+                        help="MLflow tracking store: sqlite:///FILE (default: ROOT/mlflow.db) or http://HOST:PORT, an "
+                        "`mlflow server` every machine can reach")
+    stores.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR", help="where reports go")
+    stores.add_argument("--studies", type=Path, default=STUDIES_DIR or spec.STUDIES_DIR, metavar="DIR",
+                        help="folder of study files")
+    return stores

@@ -1,0 +1,74 @@
+"""What makes a `TrialConfig` valid, in one place: the registries' names, ranges, stage counts (`problems`,
+cheap, run on every point of a search space by the dry run), and what must exist before a study writes anything:
+the data, the weights file, torchvision's ImageNet weights (`check_config`)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from harness.learn.datasets import check_data
+from harness.learn.models import STRATEGIES, build_model, check_weights_file, model_spec, require_imagenet
+from harness.learn.optim import OPTIMIZERS
+from harness.learn.train import LR_SCHEDULES
+from harness.learn.weights import WeightsUnavailable
+from harness.spec import TrialConfig, weights_kind
+
+
+@functools.cache
+def _stage_count(model: str) -> int:
+    return len(build_model(model, 2).stage_names)
+
+
+def problems(cfg: TrialConfig) -> Iterator[tuple[str, str]]:
+    """(field, what is wrong) for each invalid value of `cfg`."""
+    choices: dict[str, Any] = {"strategy": STRATEGIES, "lr_schedule": LR_SCHEDULES, "optimizer": OPTIMIZERS}
+    for field, registry in choices.items():
+        value = getattr(cfg, field)
+        if value not in registry:
+            yield field, f"unknown {field} {value!r}; choices: {', '.join(registry)}"
+    if cfg.optimizer in OPTIMIZERS:
+        known = OPTIMIZERS[cfg.optimizer].params
+        unknown = sorted(set(cfg.optimizer_params) - set(known))
+        if unknown:
+            yield "optimizer_params", f"{cfg.optimizer} takes {', '.join(known)}; not {', '.join(unknown)}"
+    positive: dict[str, Callable[[Any], bool]] = {
+        "lr": lambda v: v > 0, "weight_decay": lambda v: v >= 0, "epochs": lambda v: v >= 1,
+        "batch_size": lambda v: v >= 1, "stage_lr_decay": lambda v: v > 0, "val_fraction": lambda v: 0 < v < 1,
+        "shots": lambda v: v is None or v >= 1, "pretrain_epochs": lambda v: v >= 1,
+    }
+    for field, ok in positive.items():
+        if not ok(getattr(cfg, field)):
+            yield field, f"{field}={getattr(cfg, field)!r} is out of range"
+    if cfg.strategy == "lp_ft" and not 1 <= cfg.lp_epochs < cfg.epochs:
+        yield "lp_epochs", (f"lp_ft needs 1 <= lp_epochs < epochs (linear probe, then fine-tuning), "
+                            f"not lp_epochs={cfg.lp_epochs} with epochs={cfg.epochs}")
+    depths = {k: v for k, v in (("freeze_k", cfg.freeze_k), ("transfer_stages", cfg.transfer_stages)) if v}
+    if depths:
+        try:
+            model_spec(cfg.model)
+        except ValueError as error:
+            yield "model", str(error)
+            return
+        n_stages = _stage_count(cfg.model)
+        for field, value in depths.items():
+            if not 0 <= value <= n_stages:
+                yield field, f"{field}={value}, but {cfg.model} has stages 0..{n_stages}"
+
+
+def check_config(cfg: TrialConfig) -> None:
+    """Fail before anything is written: the model, data and weights `cfg` names must exist and fit, with the
+    valid choices named (its values are `problems`' to judge, at every point of the search space)."""
+    model_spec(cfg.model)
+    check_data(cfg)  # the dataset exists and has the classes the class split names
+    kind = weights_kind(cfg.weights)
+    if kind == "path":
+        check_weights_file(cfg.weights, cfg.model)  # exists, loads without running code, fits the model
+    if kind == "source" and cfg.source_classes is None and cfg.source_dataset is None:
+        raise ValueError("weights=source needs source_classes")
+    if kind == "imagenet":
+        try:
+            require_imagenet(cfg.model)  # offline: stop here, naming the file and the folder it belongs in
+        except WeightsUnavailable as error:
+            raise ValueError(str(error)) from error

@@ -1,0 +1,351 @@
+"""Reports from the stores alone: `harness.analysis.records` reads them, `harness.analysis.findings` concludes, this module
+writes reports/<study>/README.md with its figures, and the index reports/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from mlflow import MlflowClient
+
+from harness.analysis.findings import Verdicts, chance_flags, expectation_lines, verdicts
+from harness.analysis.records import (
+    FINISHED,
+    MIN_IMPORTANCE_TRIALS,
+    ArmRecord,
+    StudyRecord,
+    artifact,
+    confirm_frame,
+    history_frame,
+    importance_frame,
+    load_record,
+    param_frame,
+    setting_points,
+    trial_frame,
+    varied_text,
+)
+from harness.analysis.stats import summarize
+from harness.reporting import figures
+from harness.spec import StudySpec
+from harness.stores import Stores, parse_url
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
+@dataclass(frozen=True)
+class Browse:
+    """How a reader opens the runs: a UI base URL (None: no links) and the command that serves it."""
+
+    url: str | None
+    command: str
+
+
+def browse(stores: Stores, ui_url: str | None = None) -> Browse:
+    """Links follow the tracking store in use: an MLflow server's own URL; a local SQLite store through
+    `mlflow ui` on its default port; any other store (a database) only with an explicit --ui-url."""
+    uri = stores.mlflow_uri
+    if ui_url:
+        return Browse(ui_url.rstrip("/"), f"open {ui_url}")
+    kind = parse_url(uri).kind
+    if kind == "http":
+        return Browse(uri.rstrip("/"), f"open {uri}")
+    command = f"mlflow ui --backend-store-uri {uri}"
+    return Browse(LOCAL_UI if kind in ("sqlite", "file") or "://" not in uri else None, command)
+
+
+# --- figures ---------------------------------------------------------------------------------------
+
+
+def _best_confirm(record: StudyRecord) -> pd.Series | None:
+    confirm = confirm_frame(record)
+    confirm = confirm[~confirm["diverged"].astype(bool)]
+    return None if confirm.empty else confirm.loc[confirm["test_acc"].astype(float).idxmax()]
+
+
+def _describe(run: pd.Series) -> str:
+    return f"{run['arm']}, seed {run['seed']}: test accuracy {_pct(run['test_acc'])}%"
+
+
+def figure_data(record: StudyRecord) -> figures.FigureData:
+    """The frames the figures draw, read from the stores (metric histories, the best run's confusion.json)."""
+    spec, confirm, best = record.spec, confirm_frame(record), _best_confirm(record)
+    client = MlflowClient(record.stores.mlflow_uri)
+    importance = importance_frame(record)
+    return figures.FigureData(
+        arms=[a.name for a in spec.arms], sgd_arms=[a.name for a in spec.arms if a.optimizer == "sgd"],
+        sampler=record.sampler, classes=[str(c) for c in record.overview.get("classes", [])],
+        samples=record.samples, class_counts=record.overview.get("counts", {}),
+        trials=trial_frame(record), confirm=confirm, history=history_frame(record, confirm),
+        importance=importance, setting=spec.x_axis,
+        setting_points=setting_points(record, spec.x_axis) if spec.x_axis else pd.DataFrame(),
+        confusion=None if best is None else artifact(client, [best["run_id"]], "confusion.json"),
+        best_run="" if best is None else _describe(best),
+        params=param_frame(record), min_importance_trials=MIN_IMPORTANCE_TRIALS,
+        complete={name: arm.count(optuna.trial.TrialState.COMPLETE) for name, arm in record.arms.items()},
+    )
+
+
+# --- markdown --------------------------------------------------------------------------------------
+
+
+def _pct(x: float) -> str:
+    return f"{100 * float(x):.1f}"
+
+
+def _value(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _parent_tags(record: StudyRecord) -> dict[str, str]:
+    """Tags of the newest parent run that has each one."""
+    columns = [c for c in record.parents.columns if c.startswith("tags.")]
+    firsts = {c.removeprefix("tags."): record.parents[c].dropna() for c in columns}
+    return {k: str(v.iloc[0]) for k, v in firsts.items() if len(v)}
+
+
+def _versions(tags: dict[str, str]) -> str:
+    found = [f"{k.removeprefix('version.')} {v}" for k, v in sorted(tags.items()) if k.startswith("version.")]
+    return ", ".join(found) or "not recorded"
+
+
+def _child_params(record: StudyRecord) -> dict[str, str]:
+    """Params of the newest trial or confirmation run (those every arm shares, such as the dataset)."""
+    children = record.children().dropna(subset=["params.dataset"])
+    if children.empty:
+        return {}
+    newest = children.iloc[0]
+    return {c.removeprefix("params."): str(newest[c]) for c in children.columns
+            if c.startswith("params.") and pd.notna(newest[c])}
+
+
+def _distinct(record: StudyRecord, param: str) -> str:
+    """Every value a param took across the trial and confirmation runs (a study may vary the model per arm)."""
+    column = record.children().get(f"params.{param}", pd.Series(dtype=object)).dropna()
+    return ", ".join(dict.fromkeys(map(str, column))) or "?"
+
+
+def _searched(record: StudyRecord) -> str:
+    """Which hyperparameters each arm searched (Optuna's params), arms with the same ones grouped."""
+    groups: dict[str, list[str]] = {}
+    for name, arm in record.arms.items():
+        params = sorted({p for t in arm.trials for p in t.params}) if arm.trials else []
+        groups.setdefault(", ".join(params) or "nothing", []).append(name)
+    return "; ".join(f"{', '.join(arms)}: {params}" for params, arms in groups.items())
+
+
+def _method(record: StudyRecord, found: Verdicts) -> str:
+    top = record.setting("confirm_top")
+    chosen = ("Each arm's best trial was rerun over fresh seeds and" if top == "1" else
+              f"Each arm's {top} best trials were rerun over fresh seeds; the one with the best mean validation "
+              "accuracy (chosen on validation alone; every candidate's test score is logged, none steers the choice)")
+    adjusted = ("" if found.family < 2 else
+                f" p-values are Holm-adjusted over the {found.family} comparisons, and each interval's level is raised "
+                "to match its Holm factor (for the smallest p, Bonferroni's 1 - 0.05 / family), so an interval "
+                "excludes zero exactly when its adjusted p is below 0.05; per-arm intervals in the table are "
+                "not adjusted.")
+    test_size = record.overview.get("sizes", {}).get("test")
+    fixed_test = (f"The test split ({test_size} images) is the same for every run: its own sampling error is not "
+                  "in the intervals, which describe reruns on this test split." if test_size else
+                  "The test split is the same for every run: its own sampling error is not in the intervals.")
+    return (f"**Method.** {chosen} scored once per seed on the held-out test split. Confirmation seeds "
+            f"{varied_text(record)}. Differences a - b are paired by seed where both arms have it (paired t), "
+            f"else Welch's t; interval and test are one t procedure.{adjusted} A seed whose training diverged "
+            "counts as test accuracy 0, as it counts (validation accuracy 0) when choosing the trial. "
+            f"{fixed_test} Searched: {_searched(record)}.")
+
+
+def _header(record: StudyRecord, found: Verdicts, flags: dict[str, str]) -> str:
+    bullets = "\n".join(f"- {s}" for s in found.sentences + _not_reproduced(record))
+    parts = [f"# {record.spec.name}\n\n> {record.spec.question}\n\n## Verdict\n\n{bullets}"]
+    if flags:
+        parts.append("**Validity flags.**\n\n" + "\n".join(f"- {f}." for f in flags.values()))
+    expected = expectation_lines(record, flags, found.comparisons)
+    if expected:
+        parts.append("**Expected trends** (agrees / runs against it / inconclusive at this budget):\n\n"
+                     + "\n".join(f"- {line}" for line in expected))
+    parts.append(_method(record, found))
+    return "\n\n".join(parts)
+
+
+def _not_reproduced(record: StudyRecord) -> list[str]:
+    """Warn where an arm's best search trial was luck: its validation score falls away over fresh seeds."""
+    lines = []
+    for name, arm in record.arms.items():
+        val = pd.to_numeric(arm.confirm.get("metrics.best_val_acc", pd.Series(dtype=float)), errors="coerce").dropna()
+        if arm.best is None or len(val) < 2:
+            continue
+        mean, sd = float(val.mean()), float(val.std(ddof=1))
+        if arm.best.value - mean > max(0.05, 2 * sd):  # 5 points and two seed-sds below the search's score
+            lines.append(
+                f"Caution, {name}: its best trial reached {_pct(arm.best.value)}% validation accuracy in the search "
+                f"but {_pct(mean)} ± {_pct(sd)}% over the confirmation seeds. That configuration does not "
+                "reproduce (the search's best was partly luck), and its test accuracy reflects it.")
+    return lines
+
+
+def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, flags: dict[str, str]) -> str:
+    wall = pd.to_numeric(record.children(name)["metrics.wall_seconds"], errors="coerce").sum()
+    best = f"{_pct(arm.best.value)} (trial {arm.best.number})" if arm.best else "-"
+    val = pd.to_numeric(arm.confirm.get("metrics.best_val_acc", pd.Series(dtype=float)), errors="coerce").dropna()
+    seeds_val = f"{_pct(val.mean())}" if len(val) else "-"
+    test = ci = "no confirmation runs"
+    if arm.test_acc():
+        s = summarize(list(arm.test_acc().values()))
+        ci = f"{_pct(s.ci_low)} to {_pct(s.ci_high)}" if np.isfinite(s.ci_low) else "too few seeds"
+        test = f"{_pct(s.mean)} ± {_pct(s.sd)} (n={s.n})" + (" **at chance**" if name in flags else "")
+    diverged = f"{arm.diverged}" + (f" (+{arm.uncounted_failures} crashed, not counted)"
+                                    if arm.uncounted_failures else "")
+    counts = " / ".join(str(arm.count(s)) for s in FINISHED)
+    params = ", ".join(f"{k}={_value(v)}" for k, v in arm.best.params.items()) if arm.best else "-"
+    return f"| {name} | {best} | {seeds_val} | {test} | {ci} | {diverged} | {counts} | {_duration(wall)} | {params} |"
+
+
+def _table(record: StudyRecord, flags: dict[str, str]) -> str:
+    head = ("| arm | chosen trial: search val acc (%) | its val acc over seeds (%) | test acc (%), mean ± sd "
+            "| test acc 95% CI (t) | diverged seeds (scored 0) | trials complete / pruned / failed | wall time "
+            "| hyperparameters |\n" + "|---" * 9 + "|")
+    rows = "\n".join(_arm_row(record, name, arm, flags) for name, arm in record.arms.items())
+    return f"## Results per arm\n\n{head}\n{rows}"
+
+
+def _figure_ref(out: Path, file: str, text: str) -> str:
+    # Named, not linked: a relative link 404s when the report is viewed as an MLflow artifact.
+    return f"{text} (`{file}`, in the figures below)" if (out / file).is_file() else f"{text} (not available)"
+
+
+def _six_steps(record: StudyRecord, out: Path) -> str:
+    tags, params, ov = _parent_tags(record), _child_params(record), record.overview
+    sizes = ov.get("sizes") or {k: sum(v) for k, v in ov.get("counts", {}).items()}
+    prints = ov.get("fingerprints", {})
+    splits = ", ".join(f"{k} {n} images (`{prints.get(k, '?')}`)" for k, n in sizes.items()) or "not recorded"
+    best = _best_confirm(record)
+    evaluated = "no confirmation runs yet" if best is None else (
+        f"best run {_describe(best)}, {_figure_ref(out, 'confusion.png', 'confusion matrix')}")
+    dataset = ov.get("dataset", params.get("dataset", "?"))
+    classes = ", ".join(map(str, ov.get("classes", []))) or "?"
+    model = f"{_distinct(record, 'model')}, weights `{_distinct(record, 'weights')}`"
+    steps = [
+        f"**Import libraries**: {_versions(tags)} (parent-run tags `version.*`).",
+        (f"**Import the dataset**: {dataset}, classes {classes}; "
+         f"{_figure_ref(out, 'class_counts.png', 'class counts')} (`data/overview.json`)."),
+        f"**Split it**: {splits} (split fingerprints).",
+        f"**Visualise it**: {_figure_ref(out, 'samples.png', 'sample images per split')} (`data/samples.npz`).",
+        f"**Import the pretrained model**: {model}; {_checkpoints(record)}.",
+        f"**Evaluate it**: confirmation test accuracy in the table above; {evaluated}.",
+    ]
+    return "## The six steps\n\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
+
+
+def _checkpoints(record: StudyRecord) -> str:
+    pairs = record.children()[["tags.checkpoint", "tags.checkpoint_run_id"]].dropna().drop_duplicates()
+    found = [f"checkpoint `{c}` (MLflow run `{r}`)" for c, r in pairs.itertuples(index=False)]
+    return "; ".join(found) or "no checkpoint recorded"
+
+
+def _figures_md(shown: list[figures.Figure]) -> str:
+    blocks = [f"### {f.title}\n\n{f.caption}" + (f"\n\n![{f.title}]({f.file})" if f.file else "")
+              for f in shown]
+    return "## Figures\n\nArms keep the same colour in every figure.\n\n" + "\n\n".join(blocks)
+
+
+def _run_line(run: pd.Series, counted: set[str]) -> str:
+    trial = run["tags.optuna_trial"]
+    what = f"trial {trial}" if run["tags.phase"] == "search" else f"seed {run['tags.seed']} of trial {trial}"
+    mark = ", counted in the verdict" if run["run_id"] in counted else ""
+    return f"- `{run['run_id']}` {run['tags.phase']} {what} ({run['tags.outcome']}{mark})"
+
+
+def _runs_md(record: StudyRecord, ui: Browse) -> str:
+    eid = record.experiment_id
+    experiment = f"{ui.url}/#/experiments/{eid}" if ui.url else None
+
+    def parent(r: Any) -> str:
+        run = f"[`{r.run_id}`]({experiment}/runs/{r.run_id})" if experiment else f"`{r.run_id}`"
+        return f"  - {run}, {r.start_time:%Y-%m-%d %H:%M}"
+
+    parents = "\n".join(parent(r) for r in record.parents.itertuples())
+    details = []
+    for name, arm in record.arms.items():
+        runs, counted = record.children(name).sort_values("start_time"), set(arm.confirm["run_id"])
+        lines = "\n".join(_run_line(run, counted) for _, run in runs.iterrows())
+        details.append(f"<details><summary>{name}: {len(runs)} child runs</summary>\n\n{lines}\n\n</details>")
+    opened = f"`{ui.command}`, then open {experiment}" if experiment else f"`{ui.command}`"
+    return (f"- **MLflow**: experiment `{record.spec.name}` (id {eid}), tracking store `{record.stores.mlflow_uri}`; "
+            f"parent runs:\n{parents}\n- **Browse**: {opened}\n\n" + "\n".join(details))
+
+
+def _setup(record: StudyRecord, ui: Browse) -> str:
+    tags, params = _parent_tags(record), _child_params(record)
+    epochs = "epochs " + (", ".join(sorted(record.children()["params.epochs"].dropna().unique())) or "?")
+    seeds = ", ".join(map(str, sorted({s for arm in record.arms.values() for s in arm.test_acc()})))
+    found = ", ".join(f"{n} {len(a.trials)}" for n, a in record.arms.items())
+    keys = ("dataset", "source_classes", "target_classes", "shots", "model", "weights")
+    p = {k: params.get(k, "?") for k in keys}
+    sizes = ", ".join(f"{k} {v}" for k, v in record.overview.get("sizes", {}).items()) or "?"
+    pruned = record.setting("prune") == "True"
+    pruning = "pruning on (median pruner, per-epoch validation accuracy)" if pruned else "no pruning"
+    items = [
+        (f"**Task**: {p['dataset']}, source classes {p['source_classes']} -> target classes "
+         f"{p['target_classes']}, {p['shots']} training images per class."),
+        f"**Model**: {_distinct(record, 'model')}, weights `{_distinct(record, 'weights')}`; {_checkpoints(record)}.",
+        f"**Splits**: {sizes}.",
+        (f"**Budget**: {record.setting('n_trials')} trials per arm (finished: {found}); "
+         f"sampler {record.sampler}; {pruning}."),
+        (f"**Confirmation**: the {record.setting('confirm_top')} best trials of each arm, {record.setting('seeds')} "
+         f"seeds each (found: {seeds or 'none'}); {epochs}; {varied_text(record)}."),
+        f"**Packages**: {_versions(tags)}.",
+        f"**Git commit**: `{tags.get('git_commit', 'not recorded')}`.",
+        f"**Reproduce**: `{tags.get('command', 'not recorded')}`",
+    ]
+    return "## Setup\n\n" + "\n".join(f"- {i}" for i in items) + "\n" + _runs_md(record, ui)
+
+
+# --- building, indexing ---------------------------------------------------------------------------
+
+
+def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("reports"),
+                 ui_url: str | None = None) -> Path:
+    """Write reports_dir/<name>/README.md with its PNG figures and summary.json (the verdicts, for the index
+    and the study's closing summary), from the stores alone; return the README's path."""
+    record = load_record(spec, stores)
+    out = reports_dir / spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.png"):  # a figure that cannot be drawn any more must not linger
+        stale.unlink()
+    flags = chance_flags(record)
+    found = verdicts(record, flags)
+    shown = figures.draw_all(figure_data(record), out)
+    ui = browse(stores, ui_url)
+    sections = [_header(record, found, flags), _table(record, flags), _six_steps(record, out),
+                _figures_md(shown), _setup(record, ui)]
+    readme = out / "README.md"
+    readme.write_text("\n\n".join(sections) + "\n")
+    summary = {"name": spec.name, "question": spec.question, "verdicts": found.sentences,
+               "flags": list(flags.values())}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return readme
+
+
+def build_index(reports_dir: Path = Path("reports")) -> Path:
+    """Write reports_dir/README.md: one row per study report, with its question, verdicts and a link."""
+    rows = []
+    for path in sorted(reports_dir.glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        name = path.parent.name
+        verdict_line = " ".join(summary["verdicts"])
+        rows.append(f"| [{name}]({name}/README.md) | {summary['question']} | {verdict_line} |")
+    index = reports_dir / "README.md"
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    intro = "# Study reports\n\nRebuild any of them with `python -m harness.report NAME` (or `--all`)."
+    index.write_text(f"{intro}\n\n| study | question | verdict |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    return index

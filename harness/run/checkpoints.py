@@ -1,0 +1,74 @@
+"""Source checkpoints as a study shares them: pretrained once per configuration, as an MLflow run of its own
+(phase pretrain, the file as an artifact), fetched from that run by workers on other machines, and pretrained by
+one worker while the others wait for it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+
+from harness.learn import pretrain
+from harness.learn.pretrain import Checkpoint, checkpoint_key, find_checkpoint, pretrain_config, write_meta
+from harness.run import queue
+from harness.run.tracking import start_child_run
+from harness.schema import Phase, Tag
+from harness.spec import TrialConfig, weights_kind
+from harness.stores import Stores
+
+
+class _MlflowRecord:
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        mlflow.log_metrics(metrics, step=step)
+
+    def log_checkpoint(self, path: Path) -> None:
+        mlflow.log_artifact(str(path), artifact_path="checkpoint")
+
+
+@contextlib.contextmanager
+def mlflow_record(key: str, pcfg: TrialConfig) -> Iterator[_MlflowRecord]:
+    """A pretraining as a nested MLflow run; a run cut off ends KILLED or FAILED by MLflow's own handling."""
+    with start_child_run(f"pretrain {key}", {Tag.PHASE: Phase.PRETRAIN.value, Tag.CHECKPOINT: key}) as run:
+        mlflow.log_params(pcfg.flat())
+        yield _MlflowRecord(run.info.run_id)
+
+
+def source_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint:
+    """The cached checkpoint for `cfg`'s source task, pretraining it as a logged MLflow run if missing."""
+    return pretrain.source_checkpoint(cfg, folder, mlflow_record)
+
+
+def fetch_checkpoint(cfg: TrialConfig, stores: Stores, eid: str) -> Path | None:
+    """Another machine's pretraining of the same source, downloaded from its MLflow run: workers on many
+    machines share one checkpoint without a shared disk."""
+    key = checkpoint_key(cfg)
+    found = find_checkpoint(cfg, stores.checkpoints)
+    if found is not None:
+        return found.path
+    runs = mlflow.MlflowClient().search_runs(
+        [eid], f"tags.{Tag.PHASE} = '{Phase.PRETRAIN}' and tags.{Tag.CHECKPOINT} = '{key}' "
+        "and attributes.status = 'FINISHED'")
+    if not runs:
+        return None
+    stores.checkpoints.mkdir(parents=True, exist_ok=True)
+    path = Path(mlflow.artifacts.download_artifacts(run_id=runs[0].info.run_id,
+                                                    artifact_path=f"checkpoint/{key}.pt",
+                                                    dst_path=str(stores.checkpoints / f".{key}")))
+    path.replace(stores.checkpoints / f"{key}.pt")
+    write_meta(stores.checkpoints, key, runs[0].info.run_id, pretrain_config(cfg))
+    return stores.checkpoints / f"{key}.pt"
+
+
+def ensure_source(cfg: TrialConfig, stores: Stores, eid: str) -> None:
+    """The source checkpoint a run needs, pretrained by one worker while the others wait for it (under the
+    checkpoint's own lock, so two different sources pretrain side by side)."""
+    if weights_kind(cfg.weights) != "source" or find_checkpoint(cfg, stores.checkpoints) is not None:
+        return
+    with queue.store_lock(stores.optuna_url, stores.root, f"pretrain-{checkpoint_key(cfg)}"):
+        if fetch_checkpoint(cfg, stores, eid) is None:
+            source_checkpoint(cfg, stores.checkpoints)

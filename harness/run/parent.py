@@ -1,0 +1,84 @@
+"""A worker's parent MLflow run: started when it takes its first slot, with the study as it ran (the file's
+source and the variant's settings, so a report needs no study file), provenance and the data overview; its
+heartbeat on a tracking server; and closing the runs of workers that died."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import mlflow
+from optuna.trial import FrozenTrial
+
+from harness.run import queue
+from harness.run.tracking import end_run, log_data_overview, run_tags
+from harness.schema import STUDY_SOURCE, STUDY_VARIANT, Attr, Outcome, Phase, Tag
+from harness.spec import StudySpec
+from harness.stores import GRACE_SECONDS, Stores
+
+
+def variant_record(spec: StudySpec) -> dict:
+    """The settings that make `spec` what it is, beyond its file: `study_from_source(file).variant(**changes)`."""
+    return {"name": spec.name, "file": spec.file or spec.name, "changes": dict(spec.changes)}
+
+
+@dataclass
+class ParentRun:
+    spec: StudySpec
+    stores: Stores
+    experiment_id: str
+    command: str
+    run_id: str | None = None
+
+    def start(self, task_of) -> None:
+        """Start it once (`task_of(cfg)` builds the data the overview shows)."""
+        if self.run_id is not None:
+            return
+        tags = {**run_tags(self.command), Tag.WORKER: queue.worker_id(), Tag.HEARTBEAT: str(int(time.time()))}
+        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=f"{self.spec.name} worker "
+                               f"{queue.worker_id().split(':')[1]}", tags=tags)
+        self.run_id = run.info.run_id
+        spec = self.spec
+        mlflow.log_params({"n_trials": spec.n_trials, "seeds": spec.seeds, "confirm_top": spec.confirm_top,
+                           "sampler": spec.sampler, "prune": spec.prune,
+                           "arms": ",".join(a.name for a in spec.arms), "epochs": spec.base.epochs})
+        mlflow.log_text(spec.source, STUDY_SOURCE)
+        mlflow.log_dict(variant_record(spec), STUDY_VARIANT)
+        cfg = spec.arms[0].config(spec.base)
+        log_data_overview(task_of(cfg), cfg)
+
+    def beat(self) -> None:
+        if self.run_id and self.stores.remote_tracking:  # locally the pid tells
+            mlflow.MlflowClient().set_tag(self.run_id, Tag.HEARTBEAT, str(int(time.time())))
+
+    def end(self, status: str) -> None:
+        """End it FINISHED, FAILED or KILLED: the parent itself, never a child run left active above it."""
+        if self.run_id is None:
+            return
+        while (active := mlflow.active_run()) is not None and active.info.run_id != self.run_id:
+            # a child cut off before its own handling could end it (Ctrl-C just as it opened)
+            end_run(mlflow.MlflowClient(), active.info.run_id, Outcome.INTERRUPTED, "interrupted (Ctrl-C)")
+            mlflow.end_run(Outcome.INTERRUPTED.mlflow_status)
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status)
+
+    def close_stale(self, trial: FrozenTrial) -> None:
+        """A stale trial's MLflow run, and its worker's parent run, end KILLED with the reason."""
+        client = mlflow.MlflowClient()
+        for key in (Attr.MLFLOW_RUN_ID, Attr.MLFLOW_PARENT_RUN_ID):
+            run_id = trial.user_attrs.get(key)
+            if run_id and client.get_run(run_id).info.status == "RUNNING":
+                end_run(client, run_id, Outcome.STALE, trial.user_attrs.get(Attr.REASON, "stale"))
+
+    def close_dead_runs(self) -> None:
+        """Runs of workers that died (between slots, during pretraining, while logging a model) end KILLED:
+        a parent run whose worker's pid is gone or whose heartbeat stopped, any run whose worker's pid is gone."""
+        client = mlflow.MlflowClient()
+        for run in client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            worker = tags.get(Tag.RESUMED_BY) or tags.get(Tag.WORKER, "")
+            beat = float(tags.get(Tag.HEARTBEAT, "0"))
+            stale_beat = (tags.get(Tag.PHASE) == Phase.STUDY and self.stores.remote_tracking
+                          and time.time() - beat > GRACE_SECONDS)
+            if run.info.run_id != self.run_id and (queue.worker_dead(worker) or stale_beat):
+                end_run(client, run.info.run_id, Outcome.STALE, f"worker {worker} stopped without finishing")

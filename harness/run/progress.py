@@ -1,0 +1,37 @@
+"""What a worker prints: a line per slot, and a short summary in the report's terms when it is done."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.run import queue
+from harness.run.work import Job, Work
+from harness.schema import Outcome, StudyAttr
+from harness.stores import Stores
+
+
+def slot_line(job: Job, outcome: Outcome, done_of: tuple[int, int], seconds: float) -> None:
+    ended = job.study._storage.get_trial(job.trial._trial_id)
+    text = f"val acc {100 * ended.value:.1f}%" if outcome is Outcome.COMPLETE and ended.value is not None \
+        else outcome.value
+    done, planned = done_of
+    print(f"[{job.kind} {done}/{planned}] {job.arm.name} {job.label()}: {text} ({seconds:.1f} s)", flush=True)
+
+
+def summary(work: Work, report: Path, parent_run_id: str | None, stores: Stores, jobs: int) -> None:
+    """Each arm's search and its chosen trial, then the verdicts the report wrote."""
+    print(f"\n{'arm':18s} {'complete':>8s} {'pruned':>6s} {'failed':>6s}  chosen trial (mean val acc over seeds)")
+    for name, study in work.search.items():
+        states = [t.state.name for t in study.trials if queue.counts(t)]
+        chosen = study.user_attrs.get(StudyAttr.SELECTED_TRIAL)
+        means = study.user_attrs.get(StudyAttr.CONFIRM_VAL_ACC, {})
+        text = f"#{chosen} ({100 * means[str(chosen)]:.1f}%)" if chosen is not None else "-"
+        print(f"{name:18s} {states.count('COMPLETE'):8d} {states.count('PRUNED'):6d} {states.count('FAIL'):6d}  {text}")
+    summary_file = report.with_name("summary.json")
+    if summary_file.exists():
+        print("\n" + "\n".join(json.loads(summary_file.read_text())["verdicts"]))
+    where = f"MLflow parent run: {parent_run_id} " if parent_run_id else ""
+    browse = f"open {stores.mlflow_uri}" if stores.remote_tracking else \
+        f"mlflow ui --backend-store-uri {stores.mlflow_uri}"
+    print(f"\nthis worker ran {jobs} runs; report: {report}\n{where}(browse: {browse})")

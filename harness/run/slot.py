@@ -1,0 +1,55 @@
+"""Running one claimed slot, and telling Optuna how it ended: the one place a slot's `Outcome` is decided.
+
+A run that ends by itself (complete, pruned, diverged, failed) is a result and counts toward the budget. A slot
+cut off around its run (Ctrl-C, an error while pretraining its source) is INTERRUPTED and runs again; a worker
+that died leaves it to `queue.fail_stale`, which marks it STALE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from harness.run.objective import outcome_for
+from harness.run.work import Job
+from harness.schema import Attr, Outcome
+
+
+def run_slot(job: Job, prepare: Callable[[], None], run: Callable[[optuna.Trial], float]) -> Outcome:
+    """`prepare()` (what the run needs: the parent run, the source checkpoint), then `run(trial)`. Returns the
+    outcome; re-raises Ctrl-C and any error around the run, after recording the slot as interrupted."""
+    try:
+        prepare()
+    except BaseException as error:
+        reason = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else \
+            f"interrupted: {type(error).__name__}: {error}"
+        record(job, Outcome.INTERRUPTED, reason)
+        raise
+    try:
+        value = run(job.trial)
+    except BaseException as error:
+        outcome, reason = outcome_for(error)
+        record(job, outcome, reason)
+        if outcome is Outcome.INTERRUPTED or not isinstance(error, Exception):
+            raise
+        if outcome is Outcome.FAILED:  # a bad configuration fails its trial, never the study
+            logging.getLogger("harness").warning("%s trial %d failed: %s", job.study.study_name,
+                                                 job.trial.number, error)
+        return outcome
+    record(job, Outcome.COMPLETE, "", value)
+    return Outcome.COMPLETE
+
+
+def record(job: Job, outcome: Outcome, reason: str, value: float | None = None) -> None:
+    """Tell Optuna how the slot ended, unless another worker already judged it stale (then its rerun decides)."""
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        job.trial.set_user_attr(Attr.OUTCOME, outcome.value)
+        if reason:
+            job.trial.set_user_attr(Attr.REASON, reason[:500])
+        state = TrialState[outcome.trial_state]
+        job.study.tell(job.trial, value if state == TrialState.COMPLETE else None, state=state,
+                       skip_if_finished=True)

@@ -1,0 +1,150 @@
+"""A study's work as one worker sees it in the stores: each arm's search and confirmation studies, the study's
+own record, and the slots to claim. Planning and claiming run under the storage's lock (`harness.run.queue`).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from harness.run import queue
+from harness.run.plan import confirm_slots, fixed_settings, pruner, search_points, select
+from harness.schema import METRIC_NAME, Attr, StudyAttr
+from harness.spec import Arm, StudySpec, digest
+from harness.stores import Stores, confirm_study_name, open_storage, optuna_study_name, use_wal
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed slot: a search trial or a confirmation seed of an arm."""
+
+    kind: str  # search | confirm
+    arm: Arm
+    study: optuna.Study
+    trial: optuna.Trial
+
+    def label(self) -> str:
+        if self.kind == "search":
+            return f"trial {self.trial.number}"
+        return f"trial {self.trial.user_attrs[Attr.SEARCH_TRIAL]}, seed {self.trial.user_attrs[Attr.SEED]}"
+
+
+@dataclass
+class Work:
+    """Per arm, its search and confirmation studies; `home` is the study's own Optuna study, where what belongs
+    to the study as a whole (the report's claim and mark) is kept."""
+
+    spec: StudySpec
+    stores: Stores
+    storage: Any
+    home: optuna.Study
+    search: dict[str, optuna.Study]
+    confirm: dict[str, optuna.Study]
+    done: bool = False
+    finished: int = 0  # slots done when last planned
+    planned: int = 0  # slots in all: every search slot and every confirmation slot
+    claimed: int = 0  # slots this worker took since it last planned
+    points: dict[str, list[dict]] = field(default_factory=dict)
+
+    def lock(self, name: str = ""):
+        return queue.store_lock(self.stores.optuna_url, self.stores.root, name)
+
+    def studies(self) -> list[optuna.Study]:
+        return [*self.search.values(), *self.confirm.values()]
+
+    def plan(self, on_stale: Callable[[FrozenTrial], None]) -> None:
+        """Under the lock: recover stale work, enqueue what is missing, record selections; sets `done`."""
+        done, finished, planned = True, 0, 0
+        for study in self.studies():
+            queue.fail_stale(study, on_stale)
+        for arm in self.spec.arms:
+            search, confirm = self.search[arm.name], self.confirm[arm.name]
+            if arm.name not in self.points:
+                self.points[arm.name] = search_points(self.spec, arm, self.spec.n_trials)
+            queue.plan(search, {str(i): (p, {}) for i, p in enumerate(self.points[arm.name])})
+            status = queue.slot_status(search)
+            finished += sum(s == "done" for s in status.values())
+            planned += self.spec.n_trials + self.spec.confirm_top * self.spec.seeds
+            if any(s != "done" for s in status.values()):
+                done = False
+                continue
+            wanted = confirm_slots(self.spec, search)
+            queue.plan(confirm, wanted)
+            status = queue.slot_status(confirm)
+            finished += sum(s == "done" for s in status.values())
+            if all(status.get(slot) == "done" for slot in wanted):
+                if wanted and StudyAttr.SELECTED_TRIAL not in search.user_attrs:
+                    select(search, confirm)
+            else:
+                done = False
+        self.done, self.finished, self.planned, self.claimed = done, finished, planned, 0
+
+    def next_job(self, on_stale: Callable[[FrozenTrial], None]) -> Job | None:
+        """Claim a waiting slot; only when none waits, plan and look again. Planning reads every trial of every
+        study: once per empty queue, not once per claim."""
+        with self.lock():
+            job = self._claim()
+            if job is None:
+                self.plan(on_stale)
+                job = self._claim()
+        if job is not None:
+            self.claimed += 1
+        return job
+
+    def _claim(self) -> Job | None:
+        for kind, studies in (("search", self.search), ("confirm", self.confirm)):
+            for arm in self.spec.arms:
+                study = studies[arm.name]
+                if self.spec.sampler == "tpe" and kind == "search":  # distinct points in each worker
+                    study.sampler = optuna.samplers.TPESampler(seed=queue.SAMPLER_SEED + len(study.trials))
+                trial = queue.claim(study)
+                if trial is not None:
+                    return Job(kind, arm, study, trial)
+        return None
+
+    def progress(self) -> tuple[int, int]:
+        """(slots done, slots in all) as this worker last counted, its own claims since included."""
+        return min(self.finished + self.claimed, self.planned), self.planned
+
+    def records_digest(self) -> str:
+        """Changes whenever a trial or confirmation finishes: a report built from older records is stale."""
+        finished = [(s.study_name, t.number, t.state.name) for s in self.studies()
+                    for t in s.get_trials(deepcopy=False) if t.state.is_finished()]
+        return digest({"records": sorted(finished)})
+
+
+def open_work(spec: StudySpec, stores: Stores, on_stale: Callable[[FrozenTrial], None]) -> Work:
+    """Create or open every study of `spec` and plan the slots. Under the lock: several workers starting at
+    once on fresh stores must not create a schema twice."""
+    with queue.store_lock(stores.optuna_url, stores.root):
+        use_wal(stores.optuna_url)
+        storage = open_storage(stores, heartbeat=True)
+        home = _study(storage, spec.name, optuna.pruners.NopPruner())
+        search = {a.name: _study(storage, optuna_study_name(spec.name, a.name), pruner(spec, "search"), spec, a)
+                  for a in spec.arms}
+        confirm = {a.name: _study(storage, confirm_study_name(spec.name, a.name), pruner(spec, "confirm"), spec, a)
+                   for a in spec.arms}
+        work = Work(spec, stores, storage, home, search, confirm)
+        work.plan(on_stale)
+    return work
+
+
+def _study(storage: Any, name: str, prune: optuna.pruners.BasePruner, spec: StudySpec | None = None,
+           arm: Arm | None = None) -> optuna.Study:
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                                sampler=optuna.samplers.RandomSampler(queue.SAMPLER_SEED), pruner=prune)
+    if arm is not None and not study.user_attrs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC_NAME])
+        study.set_user_attr(StudyAttr.CONFIG, json.dumps(fixed_settings(spec, arm), sort_keys=True))
+        study.set_user_attr(StudyAttr.SAMPLER, spec.sampler)
+        study.set_user_attr(StudyAttr.BUDGET, {"n_trials": spec.n_trials, "seeds": spec.seeds,
+                                               "confirm_top": spec.confirm_top})
+    return study

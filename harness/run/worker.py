@@ -1,0 +1,136 @@
+"""One worker of a study, top to bottom: open the stores; take slots (search trials, then confirmation seeds)
+until none is left; the worker that sees the last one done publishes.
+
+Any number of workers run this on one study, on one machine or many: everything they share is in the stores
+(see `harness.run.queue`), so a worker may die at any moment and the others, or a restart, finish its work.
+Publishing (the chosen models, the report) is the caller's: the worker only decides when, and who.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.run import checkpoints, objective, progress, queue
+from harness.run.parent import ParentRun
+from harness.run.slot import run_slot
+from harness.run.work import Job, Work, open_work
+from harness.schema import Attr, StudyAttr
+from harness.spec import StudySpec
+from harness.stores import Stores, experiment_id, use_wal
+
+POLL_SECONDS = 2.0  # an idle worker looks again this often for work a dead worker left
+REPORT_CLAIM_SECONDS = 3600  # a report claim older than this (its worker on another machine) can be taken over
+
+
+@dataclass
+class Worker:
+    spec: StudySpec
+    stores: Stores
+    command: str
+    publish: Callable[[Worker], Path]  # writes the models and the report; returns the report's path
+    report_path: Path
+    work: Work | None = None
+    parent: ParentRun | None = None
+    ctx: objective.RunContext | None = None
+    jobs_run: int = 0
+    records: str = ""  # the digest of the records this worker last saw finished
+
+    def run(self) -> int:
+        """Take slots until the study is done; return 0, or 130 after Ctrl-C."""
+        self.open()
+        if self.work.done:
+            return self.nothing_to_do()
+        heartbeat = queue.Heartbeat(self.parent.beat)
+        try:
+            while (job := self.work.next_job(self.parent.close_stale)) is not None or not self.work.done:
+                if job is None:
+                    time.sleep(POLL_SECONDS)  # others hold the rest: wait, to take it over if they die
+                    continue
+                heartbeat.beat_for(self.work.storage, job.trial._trial_id)
+                try:
+                    self.run_job(job)
+                finally:
+                    heartbeat.beat_for(self.work.storage, None)
+        except KeyboardInterrupt:
+            self.parent.end("KILLED")
+            print(f"\ninterrupted: finished trials are kept in {self.stores.root}; rerun the same command to "
+                  "resume (what was cut off runs again, with the same settings)", file=sys.stderr)
+            return 130
+        except Exception:
+            self.parent.end("FAILED")
+            raise
+        finally:
+            heartbeat.stop()
+        self.finish()
+        return 0
+
+    def open(self) -> None:
+        with queue.store_lock(self.stores.optuna_url, self.stores.root):
+            use_wal(self.stores.mlflow_uri)
+            eid = experiment_id(self.stores, self.spec.name)
+        self.parent = ParentRun(self.spec, self.stores, eid, self.command)
+        self.ctx = objective.RunContext(checkpoints=self.stores.checkpoints)
+        self.work = open_work(self.spec, self.stores, self.parent.close_stale)
+
+    def prepare(self, job: Job) -> None:
+        """What a slot needs before its run: this worker's parent run, the source checkpoint."""
+        self.parent.start(self.ctx.task)
+        job.trial.set_user_attr(Attr.MLFLOW_PARENT_RUN_ID, self.parent.run_id)
+        checkpoints.ensure_source(objective.job_config(self.spec, job), self.stores, self.parent.experiment_id)
+
+    def run_job(self, job: Job) -> None:
+        start = time.perf_counter()
+        outcome = run_slot(job, lambda: self.prepare(job), objective.runner(self.spec, job, self.ctx))
+        self.jobs_run += 1
+        progress.slot_line(job, outcome, self.work.progress(), time.perf_counter() - start)
+
+    def finish(self) -> None:
+        """Publish if this worker is the first to see all work done on these records."""
+        write = self.claim_report()
+        if write:
+            self.publish_now()
+        self.parent.end("FINISHED")
+        progress.summary(self.work, self.report_path, self.parent.run_id, self.stores, self.jobs_run)
+        if not write:
+            print("another worker publishes the report for these records")
+
+    def nothing_to_do(self) -> int:
+        """A rerun of a finished study: one line, no parent run; the report is rebuilt only if stale."""
+        write = self.claim_report()  # the last worker died before it published
+        state = "rebuilt" if write or not self.report_path.is_file() else "up to date"
+        if write:
+            self.publish_now()
+            self.parent.end("FINISHED")
+        elif not self.report_path.is_file():  # published on another machine, or deleted here
+            self.publish(self)
+        print(f"nothing to do: every trial and confirmation seed of {self.spec.name} is recorded in "
+              f"{self.stores.root}; report {state}: {self.report_path}")
+        return 0
+
+    def claim_report(self) -> bool:
+        """Under the lock: one worker publishes for one state of the records. A claim whose worker died (or,
+        on another machine, is an hour old) can be taken over."""
+        home = self.work.home
+        with self.work.lock():
+            self.parent.close_dead_runs()
+            records = self.records = self.work.records_digest()
+            if home.user_attrs.get(StudyAttr.REPORT_RECORDS) == records:
+                return False
+            claim = home.user_attrs.get(StudyAttr.REPORT_CLAIM) or {}
+            held = (claim.get("records") == records and claim.get("worker") != queue.worker_id()
+                    and not queue.worker_dead(claim.get("worker", ""))
+                    and time.time() - claim.get("time", 0) < REPORT_CLAIM_SECONDS)
+            if not held:
+                home.set_user_attr(StudyAttr.REPORT_CLAIM, {"worker": queue.worker_id(), "records": records,
+                                                            "time": time.time()})
+            return not held
+
+    def publish_now(self) -> None:
+        """The parent run (to hold the report), the publication, then the mark that says it is done."""
+        self.parent.start(self.ctx.task)
+        self.publish(self)
+        self.work.home.set_user_attr(StudyAttr.REPORT_RECORDS, self.records)
