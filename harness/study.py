@@ -92,11 +92,19 @@ def parser() -> argparse.ArgumentParser:
                        "PATH to a checkpoint file")
     add_store_flags(p)
     workers = p.add_argument_group("workers")
-    workers.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                         help="worker processes on this machine sharing the study and the CPU threads (on a GPU "
-                         "box, worker i gets GPU i mod the number of GPUs)")
+    workers.add_argument("--workers", type=worker_count, default=DEFAULT_WORKERS, metavar="N|auto",
+                         help="worker processes on this machine sharing the study: auto runs one single-threaded "
+                         "worker per usable core (as memory allows), or one per GPU on a GPU box (worker i gets "
+                         "GPU i mod the number of GPUs); N runs N, the cores shared among them")
     workers.add_argument("--threads", type=positive_int, help=argparse.SUPPRESS)  # set by --workers for each worker
     return p
+
+
+DEFAULT_WORKERS = "auto"
+
+
+def worker_count(text: str) -> int | str:
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def variant_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -190,12 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.workers > 1:
-        return launch_workers(argv, args.workers)
-    if args.threads:
-        import torch
+    from harness.run.resources import plan_workers
 
-        torch.set_num_threads(args.threads)
+    plan = plan_workers(args.workers)
+    if plan.workers > 1:
+        return launch_workers(argv, plan)
+    import torch
+
+    torch.set_num_threads(args.threads or plan.threads)
     return run_worker(spec, stores, args, shlex.join(["python", "-m", "harness.study", *argv]))
 
 
@@ -211,25 +221,20 @@ def run_worker(spec: StudySpec, stores: Stores, args: argparse.Namespace, comman
         return 2
 
 
-def launch_workers(argv: list[str], n: int) -> int:
-    """Run `n` copies of this command as worker processes sharing the stores, the CPU threads split among them
+def launch_workers(argv: list[str], plan) -> int:
+    """Run `plan.workers` copies of this command as worker processes sharing the stores, each with its threads
     and, on a GPU box, GPU i mod the number of GPUs for worker i. Returns the worst exit status."""
-    import torch
-
     rest = [a for i, a in enumerate(argv) if a != "--workers" and (i == 0 or argv[i - 1] != "--workers")
             and not a.startswith("--workers=")]
-    threads = max(1, len(os.sched_getaffinity(0)) // n)  # the CPUs this process may use, not the machine's
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    devices = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
-    gpus = len(devices) if torch.cuda.is_available() else 0
     procs = []
-    for i in range(n):
-        env = dict(os.environ)
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = devices[i % gpus]
-        procs.append(subprocess.Popen([sys.executable, "-m", "harness.study", *rest, "--threads", str(threads)],
-                                      env=env))
-    print(f"started {n} workers ({threads} CPU threads each{f', {gpus} GPUs' if gpus else ''})", flush=True)
+    for i in range(plan.workers):
+        threads = str(plan.threads)  # OpenMP's pools are sized at import: set them before the child starts
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        if plan.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = plan.gpus[i % len(plan.gpus)]
+        procs.append(subprocess.Popen([sys.executable, "-m", "harness.study", *rest, "--workers", "1",
+                                       "--threads", threads], env=env))
+    print(f"started {plan.describe()}", flush=True)
     codes = []
     for proc in procs:
         while True:

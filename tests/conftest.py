@@ -20,3 +20,12 @@ def tracking(stores):
     eid = experiment_id(stores, "unit")
     with mlflow.start_run(experiment_id=eid) as parent:
         yield eid, parent
+
+
+@pytest.fixture(autouse=True)
+def one_worker_in_process(monkeypatch):
+    """A study run in the test's own process stays in it (so what a test patches is what runs): one worker, as
+    `--workers 1` asks; tests of several workers say how many."""
+    import harness.study
+
+    monkeypatch.setattr(harness.study, "DEFAULT_WORKERS", 1)

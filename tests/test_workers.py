@@ -56,6 +56,8 @@ class Tiny:
     def args(self, *extra: str, root: Path | None = None) -> list[str]:
         args = [sys.executable, "-m", "harness.study", self.name, "--studies", str(self.studies),
                 "--root", str(root or self.stores.root), "--reports", str(self.reports), *extra]
+        if "--workers" not in extra:
+            args += ["--workers", "1"]  # one process per command: the test kills that process
         for flag, value in (("--storage", self.stores.storage), ("--tracking-uri", self.stores.tracking_uri)):
             if value:
                 args += [flag, value]

@@ -1,0 +1,59 @@
+"""How many workers a study runs on this machine, and how many threads each: chosen for the work.
+
+On a CPU the harness's models are small and gain little from intra-op threads, and lose everything when a core
+is shared (OpenMP threads spin and wait on each other: LeNet-5 ran 4x slower with two threads beside two busy
+processes, and 1.3x slower with one). So `auto` runs one single-threaded worker per usable core, trials side by
+side, as many as memory holds; on a GPU box, one worker per GPU. A single-threaded slot also computes the same
+numbers on any CPU machine, whatever its core count.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+WORKER_MEMORY = 1.5 * 2**30  # what one worker needs at most on the default study (measured: 1.3 GB peak)
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    workers: int
+    threads: int  # intra-op threads per worker
+    gpus: tuple[str, ...] = ()  # CUDA_VISIBLE_DEVICES entries, worker i takes gpus[i % len(gpus)]
+
+    def describe(self) -> str:
+        gpus = f", {len(self.gpus)} GPUs" if self.gpus else ""
+        return f"{self.workers} workers ({self.threads} CPU thread{'s' * (self.threads > 1)} each{gpus})"
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity, as a container or `taskset` sets it), not the machine's."""
+    return len(os.sched_getaffinity(0))
+
+
+def visible_gpus() -> tuple[str, ...]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return ()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return tuple(visible.split(",")) if visible else tuple(str(i) for i in range(torch.cuda.device_count()))
+
+
+def memory_workers() -> int:
+    """How many workers the available memory holds."""
+    import psutil
+
+    return max(1, int(psutil.virtual_memory().available // WORKER_MEMORY))
+
+
+def plan_workers(requested: int | str) -> WorkerPlan:
+    """`auto`: one worker per GPU, else one single-threaded worker per usable core (as memory allows).
+    A number: that many workers, the usable cores shared among them."""
+    cores, gpus = usable_cores(), visible_gpus()
+    if requested == "auto":
+        workers = len(gpus) if gpus else min(cores, memory_workers())
+        threads = max(1, cores // workers) if gpus else 1
+        return WorkerPlan(max(1, workers), threads, gpus)
+    workers = int(requested)
+    return WorkerPlan(workers, max(1, cores // workers), gpus)
