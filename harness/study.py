@@ -191,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         spec = apply_overrides(load_study(args.study, args.studies), args)
-        check(spec)
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
-        check_stores(stores)
-        check_resume(spec, stores)
+        if not args.threads:  # a worker started by --workers: the command that started it checked all this
+            check(spec)
+            check_stores(stores)
+            check_resume(spec, stores)
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
