@@ -22,10 +22,12 @@ def tracking(stores):
         yield eid, parent
 
 
-@pytest.fixture(autouse=True)
-def one_worker_in_process(monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def one_worker_in_process():
     """A study run in the test's own process stays in it (so what a test patches is what runs): one worker, as
-    `--workers 1` asks; tests of several workers say how many."""
+    `--workers 1` asks; tests of several workers say how many. Session-wide: module fixtures run studies too."""
     import harness.study
 
-    monkeypatch.setattr(harness.study, "DEFAULT_WORKERS", 1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(harness.study, "DEFAULT_WORKERS", 1)
+        yield

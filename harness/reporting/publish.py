@@ -4,6 +4,7 @@ parent run, and the index of all reports."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def log_chosen_models(worker: Worker) -> None:
             cfg = confirmation_trial_config(spec, arm, best)
             checkpoints.ensure_source(cfg, worker.stores, worker.parent.experiment_id)
             log_chosen_model(spec, arm, best, worker.ctx)
+    if worker.ctx.kept is not None:  # logged: the candidates' weights have served
+        shutil.rmtree(worker.ctx.kept, ignore_errors=True)
 
 
 def write_report(worker: Worker, reports: Path) -> Path:

@@ -21,6 +21,7 @@ from sklearn.metrics import confusion_matrix
 from harness.learn.data import Task, make_task
 from harness.learn.models import build_model, preprocessing
 from harness.learn.train import Diverged, device, evaluate, fit, seed_everything
+from harness.run import kept
 from harness.run.checkpoints import source_checkpoint
 from harness.run.tracking import MetricBuffer, start_child_run
 from harness.run.work import Job
@@ -57,6 +58,7 @@ class RunContext:
     """What every run of one invocation shares: where checkpoints live, and the tasks already built."""
 
     checkpoints: Path
+    kept: Path | None = None  # where confirmation runs keep candidate weights (`harness.run.kept`); None: nowhere
     tasks: dict[tuple, Task] = field(default_factory=dict)
 
     def task(self, cfg: TrialConfig) -> Task:
@@ -71,11 +73,13 @@ class RunContext:
 
 def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str, str],
                 report: Callable[[int, dict[str, float]], None] | None = None, test: bool = False,
-                on_start: Callable[[str], None] | None = None) -> float:
+                on_start: Callable[[str], None] | None = None,
+                keep: Callable[[float, dict], None] | None = None) -> float:
     """Train `cfg` in a nested MLflow run and return its best validation accuracy.
 
-    `report(epoch, metrics)` may raise `optuna.TrialPruned`; the run then ends FINISHED with state=pruned.
-    With `test`, the best-validation weights are evaluated once on the test split.
+    `report(epoch, metrics)` may raise `optuna.TrialPruned`; the run then ends FINISHED with outcome pruned.
+    With `test`, the best-validation weights are evaluated once on the test split; `keep(value, weights)`
+    is offered them.
     """
     task = ctx.task(cfg)
     weights, ckpt_tags = starting_weights(cfg, ctx)
@@ -106,6 +110,8 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
             log.log_metrics({"test_acc": ev.acc, "test_loss": ev.loss})
             matrix = confusion_matrix(task.test.y.cpu().numpy(), ev.predictions, labels=np.arange(len(task.classes)))
             mlflow.log_dict({"classes": task.classes, "matrix": matrix.tolist()}, "confusion.json")
+        if keep is not None:
+            keep(result.best_val_acc, result.best_state)
         return result.best_val_acc
     except BaseException as error:
         raised = error
@@ -175,8 +181,10 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
         cfg = confirmation_trial_config(spec, arm, trial)
         tags = {Tag.PHASE: Phase.CONFIRM.value, Tag.OPTUNA_STUDY: search_study, Tag.OPTUNA_TRIAL: str(number),
                 Tag.CONFIRM_STUDY: trial.study.study_name, Tag.CONFIRM_TRIAL: str(trial.number)}
+        keep = None if ctx.kept is None else \
+            (lambda value, state: kept.offer(ctx.kept, arm.name, number, seed, value, state))
         return tracked_run(cfg, ctx, f"{arm.name} trial {number}, seed {seed}", tags, test=True,
-                           on_start=lambda run_id: link_run(trial, run_id))
+                           on_start=lambda run_id: link_run(trial, run_id), keep=keep)
 
     return confirmation
 
@@ -206,8 +214,9 @@ def confirmation_trial_config(spec: StudySpec, arm: Arm, trial: optuna.trial.Fro
 def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTrial, ctx: RunContext) -> float:
     """Log the arm's chosen model the MLflow way (`mlflow.pytorch.log_model`, with an input example and its
     signature) on the confirmation run that trained it, so it shows under that run's Models and loads back
-    with `mlflow.pytorch.load_model`. The weights are retrained from the run's configuration and seed
-    (deterministic on a CPU); returns the retrained model's test accuracy, logged beside as a check."""
+    with `mlflow.pytorch.load_model`. The weights are the ones that run kept (`harness.run.kept`), or, where
+    it ran on another machine, retrained from its configuration and seed (deterministic on a CPU); returns
+    the logged model's test accuracy, logged beside as a check."""
     from importlib.metadata import version
 
     import mlflow.pytorch
@@ -217,8 +226,15 @@ def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTria
 
     cfg = confirmation_trial_config(spec, arm, confirm)
     task = ctx.task(cfg)
-    model = initial_model(cfg, task, starting_weights(cfg, ctx)[0])
-    model.load_state_dict(fit(model, task, cfg).best_state)
+    state = None if ctx.kept is None else \
+        kept.take(ctx.kept, arm.name, confirm.user_attrs[Attr.SEARCH_TRIAL], confirm.user_attrs[Attr.SEED])
+    if state is None:  # trained elsewhere: train it again here
+        model = initial_model(cfg, task, starting_weights(cfg, ctx)[0])
+        state = fit(model, task, cfg).best_state
+    else:
+        model = build_model(cfg.model, len(task.classes), "none", cfg.bn_frozen_eval, cfg.transfer_stages)
+        model = model.to(device())
+    model.load_state_dict(state)
     model.eval()
     acc = evaluate(model, task.test).acc
     x = next(task.test.batches(4))[0]
@@ -229,5 +245,5 @@ def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTria
         mlflow.set_tag(Tag.RESUMED_BY, worker_id())  # alive while it writes: no other worker closes it
         mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=x.cpu().numpy(),
                                  pip_requirements=[f"torch=={version('torch')}"])  # no slow inference
-        mlflow.log_metric("retrained_test_acc", acc)
+        mlflow.log_metric("logged_model_test_acc", acc)
     return acc

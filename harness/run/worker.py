@@ -73,7 +73,8 @@ class Worker:
             use_wal(self.stores.mlflow_uri)
             eid = experiment_id(self.stores, self.spec.name)
         self.parent = ParentRun(self.spec, self.stores, eid, self.command)
-        self.ctx = objective.RunContext(checkpoints=self.stores.checkpoints)
+        self.ctx = objective.RunContext(checkpoints=self.stores.checkpoints,
+                                        kept=self.stores.root / "kept" / self.spec.name)
         self.work = open_work(self.spec, self.stores, self.parent.close_stale)
 
     def prepare(self, job: Job) -> None:
