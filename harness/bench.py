@@ -10,18 +10,15 @@ subprocess. Everything is written under a temporary folder (never ./mlruns); not
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -30,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from harness.bench_study import default_study_seconds, report_seconds, under_load, workers_speedup
 from harness.learn.data import Task, make_task
 from harness.learn.features import FeatureCache
 from harness.learn.models import Preprocess, build_model, model_spec
@@ -215,52 +213,6 @@ def linear_probe_speedup(plan: Plan) -> dict:
     }
 
 
-def workers_speedup(root: Path) -> dict:
-    """The default study's wall time with --workers 2 over --workers 1, each from a fresh store."""
-    one = default_study_seconds(("--workers", "1"), root / "one-worker")
-    two = default_study_seconds(("--workers", "2"), root / "two-workers")
-    return {"workers_1_seconds": one, "workers_2_seconds": two, "workers_2_over_1": two / one}
-
-
-def _timed(command: list[str]) -> float:
-    say(" ".join(command[1:]))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    start = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def default_study_seconds(args: tuple[str, ...], root: Path) -> float:
-    """`python -m harness.study sgd_vs_adam` from a fresh store, wall time as a user sees it."""
-    return _timed([sys.executable, "-m", "harness.study", "sgd_vs_adam", "--root", str(root / "study-runs"),
-                   "--reports", str(root / "study-reports"), *args])
-
-
-def report_seconds(root: Path) -> float:
-    """`python -m harness.report sgd_vs_adam` on the default study's stores: a rebuild as a user runs it."""
-    return _timed([sys.executable, "-m", "harness.report", "sgd_vs_adam", "--root", str(root / "study-runs"),
-                   "--reports", str(root / "rebuilt-reports")])
-
-
-@contextlib.contextmanager
-def competing_load() -> Iterator[int]:
-    """One busy process per usable core, as on a shared machine; stopped however the block ends."""
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
-    try:
-        yield len(busy)
-    finally:
-        for proc in busy:
-            proc.kill()
-            proc.wait()
-
-
-def under_load(args: tuple[str, ...], root: Path, quiet: float) -> dict:
-    with competing_load() as n:
-        loaded = default_study_seconds(args, root / "under-load")
-    return {"default_study_under_load_seconds": loaded, "default_study_under_load_over_quiet": loaded / quiet,
-            "competing_processes": n}
-
-
 # --- the report ---------------------------------------------------------------------------------------------
 
 
@@ -335,6 +287,7 @@ def run(plan: Plan, workdir: Path) -> dict:
                                         else default_study_seconds(plan.study_args, workdir))
     results["default_study_command"] = (None if plan.study_args is None
                                         else " ".join(["python -m harness.study sgd_vs_adam", *plan.study_args]))
+    results["report_seconds"] = results["default_study_under_load_over_quiet"] = None  # skipped, unless:
     if plan.study_args is not None:
         results["report_seconds"] = report_seconds(workdir)
         if plan.under_load:

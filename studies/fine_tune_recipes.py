@@ -16,7 +16,7 @@ Kornblith et al. found fine-tuning at least as good as fixed features; Kumar et 
 as full fine-tuning (most clearly out of distribution). The report checks both.
 """
 
-from harness.learn.optim import lr_space
+from harness.learn.spaces import lr_space
 from harness.spec import Arm, Expectation, StudySpec, TrialConfig
 
 STAGES = 4  # lenet5: conv1, conv2, fc1, fc2

@@ -1,15 +1,15 @@
 """Does the SGD vs Adam ranking depend on how much of each is tuned? Choi et al. 2019 on the digits task.
 
 LeNet-5 pretrained on digits 0-4, every layer fine-tuned on digits 5-9. Two search spaces per optimizer:
-- narrow: the learning rate alone (each optimizer's range from harness.learn.optim), SGD at momentum 0.9 and Adam
+- narrow: the learning rate alone (each optimizer's range from harness.learn.spaces), SGD at momentum 0.9 and Adam
   at its default betas and epsilon, as many comparisons do;
-- wide: every hyperparameter (harness.learn.optim's default space: lr, weight decay, momentum and Nesterov for SGD;
+- wide: every hyperparameter (harness.learn.spaces' default space: lr, weight decay, momentum and Nesterov for SGD;
   lr, weight decay, beta1 and epsilon for Adam) plus Adam's beta2.
 Choi et al. found that with a wide enough space Adam is never worse than SGD with momentum, and that narrow
 spaces can flip rankings. The same budget per arm: the wide arms search more dimensions with as many trials.
 """
 
-from harness.learn.optim import default_space, lr_space
+from harness.learn.spaces import default_space, lr_space
 from harness.spec import Arm, Expectation, StudySpec, TrialConfig
 
 

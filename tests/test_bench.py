@@ -12,7 +12,8 @@ def test_the_smoke_bench_prints_every_figure_and_writes_its_report_outside_the_u
     assert main(["--plan", "smoke", "--json", "--out", str(out), "--note", "A test."]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert set(TARGETS) <= set(figures)
-    assert figures["default_study_seconds"] is None  # the smoke plan skips the study
+    assert figures["default_study_seconds"] is None  # the smoke plan skips the study, its report, its load
+    assert figures["report_seconds"] is None and figures["default_study_under_load_over_quiet"] is None
     for key in ("harness_over_bare", "harness_over_plain_optuna_mlflow", "cached_linear_probe_speedup"):
         assert figures[key] > 0
     assert figures["linear_probe_max_accuracy_difference"] < 1e-6  # the cache changes speed, not results

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from harness.learn.models import build_model
-from harness.learn.optim import OPTIMIZERS, build_optimizer, default_space, optimizer_spec, param_groups
+from harness.learn.optim import OPTIMIZERS, build_optimizer, optimizer_spec, param_groups
+from harness.learn.spaces import SPACES, default_space
 from harness.spec import TrialConfig
 
 
@@ -133,7 +134,7 @@ def test_the_optimizer_carries_each_group_s_own_lr():
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_the_lr_only_space_searches_the_default_spaces_lr_range(name):
-    from harness.learn.optim import lr_space
+    from harness.learn.spaces import lr_space
 
     def lr_range(space_fn):
         study = optuna.create_study()
@@ -142,3 +143,16 @@ def test_the_lr_only_space_searches_the_default_spaces_lr_range(name):
         return trial.distributions["lr"]
 
     assert lr_range(lambda t: lr_space(t, name)) == lr_range(lambda t: default_space(t, name))
+
+
+def test_every_optimizer_has_a_default_space_and_every_space_an_optimizer():
+    assert list(SPACES) == list(OPTIMIZERS)
+
+
+def test_reading_a_study_file_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from harness.spec import load_study; load_study('sgd_vs_adam'); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -163,7 +163,8 @@ def _budget_figure(data: FigureData, scored: pd.DataFrame, palette: Palette, out
     return _shown("expected_max.png")
 
 
-def _search_figures(data: FigureData, palette: Palette, out: Path) -> list[Figure]:
+def _search_figures(data: FigureData, palette: Palette, out: Path, params: bool = True) -> list[Figure]:
+    """The search's figures; `params=False` leaves out the per-parameter ones (`_param_figures`), to draw apart."""
     trials = data.trials
     scored = trials[trials["state"].isin(["COMPLETE", "PRUNED"]) & trials["best_val_acc"].notna()]
     shown = [_budget_figure(data, scored, palette, out)]
@@ -185,7 +186,7 @@ def _search_figures(data: FigureData, palette: Palette, out: Path) -> list[Figur
         importances(data.importance, palette, out / "importances.png")
         counts = ", ".join(f"{a} {n}" for a, n in data.complete.items() if a in set(data.importance["arm"]))
         shown.append(_shown("importances.png", counts=counts, minimum=str(data.min_importance_trials)))
-    return shown + _param_figures(data, palette, out)
+    return shown + (_param_figures(data, palette, out) if params else [])
 
 
 def _two_params(data: FigureData, arm: str) -> tuple[tuple[str, str], bool] | None:
