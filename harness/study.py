@@ -207,7 +207,19 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads or plan.threads)
-    return run_worker(spec, stores, args, shlex.join(["python", "-m", "harness.study", *argv]))
+    return run_worker(spec, stores, args, shlex.join(["python", "-m", "harness.study", *user_argv(argv)]))
+
+
+def user_argv(argv: list[str]) -> list[str]:
+    """The command as the user gave it: without the flags `--workers` adds for each worker it starts.
+
+    >>> user_argv(["sgd_vs_adam", "--epochs", "3", "--workers", "1", "--threads", "1"])
+    ['sgd_vs_adam', '--epochs', '3']
+    """
+    if "--threads" not in argv:
+        return argv
+    i = argv.index("--threads")
+    return [a for j, a in enumerate(argv) if j not in (i, i + 1, i - 2, i - 1)]
 
 
 def run_worker(spec: StudySpec, stores: Stores, args: argparse.Namespace, command: str) -> int:
