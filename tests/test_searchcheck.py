@@ -42,7 +42,7 @@ def test_the_dry_run_reaches_both_corners_of_every_range():
     (lambda t, a: {"lr_schedule": t.suggest_categorical("lr_schedule", ["cosine", "step"])}, Arm("s", "sgd"),
      r"arm s, parameter lr_schedule .*unknown lr_schedule 'step'; choices: cosine, constant"),
     (lambda t, a: {"optimizer_params": {"beta1": t.suggest_float("beta1", 0.5, 0.99)}}, Arm("sgd", "sgd"),
-     r"arm sgd, parameter optimizer_params: sgd takes momentum, nesterov; not beta1"),
+     r"arm sgd, parameter optimizer_params: sgd takes optimizer_params momentum, nesterov; not beta1"),
     (lambda t, a: {"lr": t.suggest_float("lr", 1e-3, 1e-1)}, Arm("x", "sgd", "frozen"),
      r"arm x, parameter strategy: unknown strategy 'frozen'; choices: linear_probe"),
     (lambda t, a: {"strategy": t.suggest_categorical("strategy", ["full", "lp_ft"])}, Arm("x", "sgd"),

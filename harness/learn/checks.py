@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.learn.datasets import check_data
 from harness.learn.models import STRATEGIES, build_model, check_weights_file, model_spec, require_imagenet
-from harness.learn.optim import OPTIMIZERS
+from harness.learn.optim import OPTIMIZERS, params_problem
 from harness.learn.train import LR_SCHEDULES
 from harness.learn.weights import WeightsUnavailable
 from harness.spec import TrialConfig, weights_kind
@@ -28,11 +28,8 @@ def problems(cfg: TrialConfig) -> Iterator[tuple[str, str]]:
         value = getattr(cfg, field)
         if value not in registry:
             yield field, f"unknown {field} {value!r}; choices: {', '.join(registry)}"
-    if cfg.optimizer in OPTIMIZERS:
-        known = OPTIMIZERS[cfg.optimizer].params
-        unknown = sorted(set(cfg.optimizer_params) - set(known))
-        if unknown:
-            yield "optimizer_params", f"{cfg.optimizer} takes {', '.join(known)}; not {', '.join(unknown)}"
+    if cfg.optimizer in OPTIMIZERS and (problem := params_problem(cfg.optimizer, cfg.optimizer_params)):
+        yield "optimizer_params", problem
     positive: dict[str, Callable[[Any], bool]] = {
         "lr": lambda v: v > 0, "weight_decay": lambda v: v >= 0, "epochs": lambda v: v >= 1,
         "batch_size": lambda v: v >= 1, "stage_lr_decay": lambda v: v > 0, "val_fraction": lambda v: 0 < v < 1,

@@ -76,11 +76,19 @@ def param_groups(model: TransferNet, lr: float, weight_decay: float, stage_lr_de
     return groups
 
 
+def params_problem(optimizer: str, params) -> str | None:
+    """What is wrong with `params` for `optimizer` (names it does not take), or None: the one rule, which the
+    dry run applies to every point of a search space and `build_optimizer` to what it builds."""
+    known = optimizer_spec(optimizer).params
+    unknown = sorted(set(params) - set(known))
+    return f"{optimizer} takes optimizer_params {', '.join(known)}; not {', '.join(unknown)}" if unknown else None
+
+
 def build_optimizer(cfg, model: TransferNet) -> torch.optim.Optimizer:
     """Freeze first, then build: the optimizer holds no parameter of a stage frozen when it is built."""
     spec = optimizer_spec(cfg.optimizer)
-    unknown = sorted(set(cfg.optimizer_params) - set(spec.params))
-    if unknown:
-        raise ValueError(f"{cfg.optimizer} takes optimizer_params {', '.join(spec.params)}; not {', '.join(unknown)}")
+    problem = params_problem(cfg.optimizer, cfg.optimizer_params)
+    if problem:
+        raise ValueError(problem)
     groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.stage_lr_decay)
     return spec.cls(groups, lr=cfg.lr, **spec.kwargs(dict(cfg.optimizer_params)))
