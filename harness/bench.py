@@ -295,6 +295,17 @@ def run(plan: Plan, workdir: Path) -> dict:
     return results
 
 
+def gpu_check(workdir: Path) -> dict:
+    """On a GPU machine: the harness's images per second over a bare bf16 channels_last loop's (target >= 0.8)
+    for ResNet-18 and ResNet-50 at 224 px, and the default study's wall time. Elsewhere it says there is none."""
+    if not torch.cuda.is_available():
+        return {"gpu": None, "note": "no CUDA device on this machine: run `python -m harness.bench --gpu` on one"}
+    rows = [images_per_second(name, 224, 512) for name in ("resnet18", "resnet50")]
+    return {"gpu": torch.cuda.get_device_name(0), "images_per_second": rows,
+            "harness_over_bare_bf16": {r["model"]: r["harness_over_bare"] for r in rows}, "target": ">= 0.8",
+            "default_study_seconds": default_study_seconds((), workdir)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
@@ -307,7 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "README.md",
                    help="where the markdown goes (default: reports/bench/README.md)")
     p.add_argument("--note", default="", help="a sentence for the report, e.g. that the machine was shared")
+    p.add_argument("--gpu", action="store_true", help="the GPU check alone: images per second against a bare bf16 "
+                   "channels_last loop for ResNet-18/50 at 224 px, and the default study's wall time; one JSON line")
     args = p.parse_args(argv)
+    if args.gpu:
+        with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
+            print(json.dumps(gpu_check(Path(tmp))))
+        return 0
     plan = PLANS[args.plan]
     if args.no_study:
         plan = dataclasses.replace(plan, study_args=None)

@@ -202,12 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     from harness.run.resources import plan_workers
 
     plan = plan_workers(args.workers)
-    if plan.workers > 1:
-        return launch_workers(argv, plan)
+    others = launch_workers(argv, plan) if plan.workers > 1 else []  # they import while this one starts
     import torch
 
     torch.set_num_threads(args.threads or plan.threads)
-    return run_worker(spec, stores, args, shlex.join(["python", "-m", "harness.study", *user_argv(argv)]))
+    try:
+        code = run_worker(spec, stores, args, shlex.join(["python", "-m", "harness.study", *user_argv(argv)]))
+    finally:
+        codes = wait_for(others)
+    return max([code, *codes], key=lambda c: (c != 0, abs(c)))
 
 
 def user_argv(argv: list[str]) -> list[str]:
@@ -234,13 +237,13 @@ def run_worker(spec: StudySpec, stores: Stores, args: argparse.Namespace, comman
         return 2
 
 
-def launch_workers(argv: list[str], plan) -> int:
-    """Run `plan.workers` copies of this command as worker processes sharing the stores, each with its threads
-    and, on a GPU box, GPU i mod the number of GPUs for worker i. Returns the worst exit status."""
+def launch_workers(argv: list[str], plan) -> list[subprocess.Popen]:
+    """Start workers 1 .. n-1 of `plan` as copies of this command sharing the stores, each with its threads
+    and, on a GPU box, GPU i mod the number of GPUs; this process is worker 0 (on the first GPU)."""
     rest = [a for i, a in enumerate(argv) if a != "--workers" and (i == 0 or argv[i - 1] != "--workers")
             and not a.startswith("--workers=")]
     procs = []
-    for i in range(plan.workers):
+    for i in range(1, plan.workers):
         threads = str(plan.threads)  # OpenMP's pools are sized at import: set them before the child starts
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         if plan.gpus:
@@ -248,6 +251,10 @@ def launch_workers(argv: list[str], plan) -> int:
         procs.append(subprocess.Popen([sys.executable, "-m", "harness.study", *rest, "--workers", "1",
                                        "--threads", threads], env=env))
     print(f"started {plan.describe()}", flush=True)
+    return procs
+
+
+def wait_for(procs: list[subprocess.Popen]) -> list[int]:
     codes = []
     for proc in procs:
         while True:
@@ -256,7 +263,7 @@ def launch_workers(argv: list[str], plan) -> int:
                 break
             except KeyboardInterrupt:  # the workers got the Ctrl-C too: wait for them to record it
                 continue
-    return max(codes, key=lambda c: (c != 0, abs(c)))
+    return codes
 
 
 if __name__ == "__main__":

@@ -22,3 +22,14 @@ def test_the_smoke_bench_prints_every_figure_and_writes_its_report_outside_the_u
     report = out.read_text()
     assert "| `harness_over_bare` |" in report and figures["machine"]["cpu"] in report and "A test." in report
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_the_gpu_check_says_when_there_is_no_gpu(capsys):
+    import torch
+
+    assert main(["--gpu"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    if torch.cuda.is_available():
+        assert set(line["harness_over_bare_bf16"]) == {"resnet18", "resnet50"}
+    else:
+        assert line["gpu"] is None and "no CUDA device" in line["note"]
