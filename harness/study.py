@@ -136,8 +136,9 @@ def check(spec: StudySpec) -> None:
     check_search_spaces(spec)
 
 
-def check_resume(spec: StudySpec, stores: Stores) -> None:
-    """Refuse to top up an arm that was searched with other settings (read-only; before anything is written)."""
+def check_resume(spec: StudySpec, stores: Stores) -> bool:
+    """Refuse to top up an arm that was searched with other settings (read-only; before anything is written).
+    Returns whether the study is already done and published (a rerun then needs one worker, not all)."""
     import optuna
 
     from harness.run.plan import fixed_settings
@@ -146,9 +147,13 @@ def check_resume(spec: StudySpec, stores: Stores) -> None:
     from harness.stores import open_storage, optuna_study_name
 
     if stores.storage is None and not (stores.root / "optuna.db").exists():
-        return  # a fresh root: nothing to resume
+        return False  # a fresh root: nothing to resume
     with store_lock(stores.optuna_url, stores.root):  # another worker may be creating the schema right now
         storage = open_storage(stores)
+        try:
+            published = StudyAttr.REPORT_RECORDS in optuna.load_study(study_name=spec.name, storage=storage).user_attrs
+        except KeyError:
+            published = False
         recorded = {}
         for arm in spec.arms:
             try:
@@ -163,6 +168,7 @@ def check_resume(spec: StudySpec, stores: Stores) -> None:
         if diff:
             raise ValueError(f"{optuna_study_name(spec.name, arm.name)} was run with other settings (old, new): "
                              f"{diff}; rerun with those settings to resume, or use another --root to start afresh")
+    return published
 
 
 def list_all(args: argparse.Namespace) -> int:
@@ -192,25 +198,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = apply_overrides(load_study(args.study, args.studies), args)
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
+        published = False
         if not args.threads:  # a worker started by --workers: the command that started it checked all this
             check(spec)
             check_stores(stores)
-            check_resume(spec, stores)
+            published = check_resume(spec, stores)
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     from harness.run.resources import plan_workers
 
-    plan = plan_workers(args.workers)
-    others = launch_workers(argv, plan) if plan.workers > 1 else []  # they import while this one starts
+    plan = plan_workers(1 if published else args.workers)  # a finished study's rerun: one process says so
+    if plan.workers > 1:
+        return wait_for(launch_workers(argv, plan))
     import torch
 
     torch.set_num_threads(args.threads or plan.threads)
-    try:
-        code = run_worker(spec, stores, args, shlex.join(["python", "-m", "harness.study", *user_argv(argv)]))
-    finally:
-        codes = wait_for(others)
-    return max([code, *codes], key=lambda c: (c != 0, abs(c)))
+    return run_worker(spec, stores, args, shlex.join(["python", "-m", "harness.study", *user_argv(argv)]))
 
 
 def user_argv(argv: list[str]) -> list[str]:
@@ -238,12 +242,12 @@ def run_worker(spec: StudySpec, stores: Stores, args: argparse.Namespace, comman
 
 
 def launch_workers(argv: list[str], plan) -> list[subprocess.Popen]:
-    """Start workers 1 .. n-1 of `plan` as copies of this command sharing the stores, each with its threads
-    and, on a GPU box, GPU i mod the number of GPUs; this process is worker 0 (on the first GPU)."""
+    """Start `plan.workers` copies of this command as worker processes sharing the stores, each with its
+    threads and, on a GPU box, GPU i mod the number of GPUs for worker i."""
     rest = [a for i, a in enumerate(argv) if a != "--workers" and (i == 0 or argv[i - 1] != "--workers")
             and not a.startswith("--workers=")]
     procs = []
-    for i in range(1, plan.workers):
+    for i in range(plan.workers):
         threads = str(plan.threads)  # OpenMP's pools are sized at import: set them before the child starts
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         if plan.gpus:
@@ -254,7 +258,8 @@ def launch_workers(argv: list[str], plan) -> list[subprocess.Popen]:
     return procs
 
 
-def wait_for(procs: list[subprocess.Popen]) -> list[int]:
+def wait_for(procs: list[subprocess.Popen]) -> int:
+    """Wait for every worker; the worst exit status."""
     codes = []
     for proc in procs:
         while True:
@@ -263,7 +268,7 @@ def wait_for(procs: list[subprocess.Popen]) -> list[int]:
                 break
             except KeyboardInterrupt:  # the workers got the Ctrl-C too: wait for them to record it
                 continue
-    return codes
+    return max(codes, key=lambda c: (c != 0, abs(c)))
 
 
 if __name__ == "__main__":
