@@ -28,7 +28,9 @@ from enum import StrEnum
 
 
 class Outcome(StrEnum):
-    """How a run ended. Written as the `outcome` tag and trial attribute; control flow reads only this."""
+    """How a run ended. Written as the `outcome` tag of every run, and as a trial attribute where the trial's
+    Optuna state alone does not tell it (FAIL: diverged, failed, interrupted or stale); control flow reads only
+    this (`trial_outcome`)."""
 
     COMPLETE = "complete"
     PRUNED = "pruned"  # stopped early by the pruner: a result

@@ -11,10 +11,8 @@ from harness.schema import Outcome, StudyAttr
 from harness.stores import Stores
 
 
-def slot_line(job: Job, outcome: Outcome, done_of: tuple[int, int], seconds: float) -> None:
-    ended = job.study._storage.get_trial(job.trial._trial_id)
-    text = f"val acc {100 * ended.value:.1f}%" if outcome is Outcome.COMPLETE and ended.value is not None \
-        else outcome.value
+def slot_line(job: Job, outcome: Outcome, value: float | None, done_of: tuple[int, int], seconds: float) -> None:
+    text = f"val acc {100 * value:.1f}%" if outcome is Outcome.COMPLETE and value is not None else outcome.value
     done, planned = done_of
     print(f"[{job.kind} {done}/{planned}] {job.arm.name} {job.label()}: {text} ({seconds:.1f} s)", flush=True)
 

@@ -19,9 +19,11 @@ from harness.run.work import Job
 from harness.schema import Attr, Outcome
 
 
-def run_slot(job: Job, prepare: Callable[[], None], run: Callable[[optuna.Trial], float]) -> Outcome:
+def run_slot(job: Job, prepare: Callable[[], None],
+             run: Callable[[optuna.Trial], float]) -> tuple[Outcome, float | None]:
     """`prepare()` (what the run needs: the parent run, the source checkpoint), then `run(trial)`. Returns the
-    outcome; re-raises Ctrl-C and any error around the run, after recording the slot as interrupted."""
+    outcome and the value (complete runs); re-raises Ctrl-C and any error around the run, after recording the
+    slot as interrupted."""
     try:
         prepare()
     except BaseException as error:
@@ -39,17 +41,18 @@ def run_slot(job: Job, prepare: Callable[[], None], run: Callable[[optuna.Trial]
         if outcome is Outcome.FAILED:  # a bad configuration fails its trial, never the study
             logging.getLogger("harness").warning("%s trial %d failed: %s", job.study.study_name,
                                                  job.trial.number, error)
-        return outcome
+        return outcome, None
     record(job, Outcome.COMPLETE, "", value)
-    return Outcome.COMPLETE
+    return Outcome.COMPLETE, value
 
 
 def record(job: Job, outcome: Outcome, reason: str, value: float | None = None) -> None:
     """Tell Optuna how the slot ended, unless another worker already judged it stale (then its rerun decides)."""
+    state = TrialState[outcome.trial_state]
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-        job.trial.set_user_attr(Attr.OUTCOME, outcome.value)
+        if state == TrialState.FAIL:  # complete and pruned say so by their state: one write fewer per slot
+            job.trial.set_user_attr(Attr.OUTCOME, outcome.value)
         if reason:
             job.trial.set_user_attr(Attr.REASON, reason[:500])
-        state = TrialState[outcome.trial_state]
         job.study.tell(job.trial, value if state == TrialState.COMPLETE else None, state=state,
                        skip_if_finished=True)

@@ -85,9 +85,9 @@ class Worker:
 
     def run_job(self, job: Job) -> None:
         start = time.perf_counter()
-        outcome = run_slot(job, lambda: self.prepare(job), objective.runner(self.spec, job, self.ctx))
+        outcome, value = run_slot(job, lambda: self.prepare(job), objective.runner(self.spec, job, self.ctx))
         self.jobs_run += 1
-        progress.slot_line(job, outcome, self.work.progress(), time.perf_counter() - start)
+        progress.slot_line(job, outcome, value, self.work.progress(), time.perf_counter() - start)
 
     def finish(self) -> None:
         """Publish if this worker is the first to see all work done on these records."""
