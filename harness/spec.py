@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.plan import DEFAULT_MARGIN, Declared, Difference, check_plan, legacy_plan, with_margin
+
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 
 
@@ -163,11 +165,15 @@ class StudySpec:
     confirm_top: int = 3  # best trials rerun over the seeds; the best mean validation accuracy is tested
     sampler: str = "qmc"  # qmc | random (i.i.d. trials, fair comparison) | tpe (find the best config)
     prune: bool = True
-    comparisons: tuple[tuple[str, str], ...] = ()  # (a, b) pairs the verdict reports as a - b
+    # the declared analysis plan (harness.plan): the family of comparisons the report tests, and the margin
+    # (a fraction: 0.02 = 2 points) of those that declare none. Without a plan every pair is a Difference.
+    plan: tuple[Declared, ...] = ()
+    margin: float = DEFAULT_MARGIN
+    comparisons: tuple[tuple[str, str], ...] = ()  # before plans: (a, b) pairs, read as Differences
     x_axis: str | None = None  # an Arm.fixed key to plot accuracy against (e.g. freeze_k)
     vary: tuple[str, ...] = ("seed", "partition", "pretrain")  # VARIANCE_SOURCES each confirmation seed varies
-    expected: tuple[Expectation, ...] = ()  # trends the literature predicts, checked in the report
-    chance_margin: float = 0.05  # an arm not significantly above 1/classes + this is flagged, left out of verdicts
+    expected: tuple[Expectation, ...] = ()  # before plans: trends the literature predicts (see legacy_plan)
+    chance_margin: float = 0.05  # a run whose validation accuracy is within this of 1/classes failed to train
     # how it was made: the study file's text and the settings beyond it (recorded with every run)
     source: str = field(default="", repr=False, compare=False)
     file: str = field(default="", compare=False)  # the study file's name; differs from `name` for a variant
@@ -176,6 +182,19 @@ class StudySpec:
     def __post_init__(self) -> None:
         if self.base.study != self.name:  # one home for the name: the runs' configs follow the study
             object.__setattr__(self, "base", dataclasses.replace(self.base, study=self.name))
+        if self.plan and (self.comparisons or self.expected):
+            raise ValueError("declare the comparisons in `plan` alone (harness.plan); `comparisons` and "
+                             "`expected` are the older form of the same thing")
+        check_plan(self.family, tuple(a.name for a in self.arms))
+
+    @property
+    def family(self) -> tuple[Declared, ...]:
+        """The declared family, margins filled in: `plan`, else the older fields' meaning, else every pair."""
+        plan = self.plan or legacy_plan(self.comparisons, self.expected)
+        if not plan:
+            names = [a.name for a in self.arms]
+            plan = tuple(Difference(a, b) for i, a in enumerate(names) for b in names[i + 1:])
+        return tuple(with_margin(c, self.margin) for c in plan)
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:

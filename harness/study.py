@@ -130,8 +130,6 @@ def check(spec: StudySpec) -> None:
             check_config(arm.config(spec.base))
         except ValueError as error:
             raise ValueError(f"arm {arm.name}: {error}") from None
-    for a, b in spec.comparisons:
-        spec.arm(a), spec.arm(b)
     # every arm's space, dry run: strategies, schedules, optimizer params, stage counts, fixed values included
     check_search_spaces(spec)
 

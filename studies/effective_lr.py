@@ -7,10 +7,16 @@ the same effective lrs. The report plots validation accuracy against effective l
 the per-arm slices).
 
 Li et al. found that at equal effective lr momentum 0 and 0.9 perform alike; the report checks each momentum
-against momentum 0 within 2 points.
+against momentum 0 within 2 points (an equivalence test, TOST).
+
+Momentum averages about 1 / (1 - momentum) steps (100 at 0.99), so a run needs several times that many updates
+before momentum's effect is settled: 150 training images in batches of 8 for 12 epochs give 228 updates, more
+than twice the horizon of 0.99. (Batches of 32 for 10 epochs gave 50, and momentum 0.99 "ran against Li et al."
+for want of steps.) The report checks every momentum's updates against its horizon.
 """
 
-from harness.spec import Arm, Expectation, StudySpec, TrialConfig
+from harness.plan import Equivalent
+from harness.spec import Arm, StudySpec, TrialConfig
 
 MOMENTA = (0.0, 0.5, 0.9, 0.99)
 EFFECTIVE_LR = (3e-3, 1.0)  # around SGD's usual 0.01-0.1 at momentum 0.9, i.e. effective 0.1-1
@@ -31,15 +37,12 @@ STUDY = StudySpec(
              "0, 0.5, 0.9 and 0.99? (Li et al. 2020)",
     arms=tuple(Arm(_name(m), "sgd", "full", fixed={"optimizer_params": {"momentum": m}}) for m in MOMENTA),
     search_space=search_space,
-    base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=10),
+    base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=12, batch_size=8),
     n_trials=8,  # one searched dimension
     seeds=5,
     confirm_top=1,
     sampler="qmc",
     prune=False,  # momentum changes how fast a run starts: early epochs would mislead the pruner
-    comparisons=tuple((_name(m), _name(0.0)) for m in MOMENTA[1:]),
-    expected=(
-        Expectation("at equal effective lr, momentum 0.5, 0.9 and 0.99 fine-tune alike momentum 0 (Li et al. 2020)",
-                    "alike", tuple(_name(m) for m in (*MOMENTA[1:], 0.0)), margin=0.02),
-    ),
+    plan=tuple(Equivalent(_name(m), _name(0.0), claim="at equal effective lr, momentum fine-tunes alike "
+                          "momentum 0 (Li et al. 2020)") for m in MOMENTA[1:]),
 )

@@ -15,7 +15,8 @@ with momentum fixed, the lr sweeps the effective lr lr / (1 - momentum) that Li 
 matters. Every arm gets the same Sobol sequence of lrs, so arms are compared at the same lrs.
 """
 
-from harness.spec import Arm, Expectation, StudySpec, TrialConfig
+from harness.plan import Equivalent, NonInferior, Trend
+from harness.spec import Arm, StudySpec, TrialConfig
 
 STAGES = 4  # lenet5: conv1, conv2, fc1, fc2
 
@@ -44,15 +45,14 @@ STUDY = StudySpec(
     seeds=10,  # Yosinski's effects are a few points: intervals from 10 seeds can show them
     sampler="qmc",
     prune=False,  # the median pruner waits for 5 trials: with 6 it would judge one trial on little evidence
-    comparisons=(
-        *((f"AnB+-{n}", "baseline") for n in range(1, STAGES + 1)),
-        *((f"AnB-{n}", "baseline") for n in range(1, STAGES + 1)),
-    ),
     x_axis="transfer_stages",
-    expected=(
-        Expectation("AnB falls as n grows: the top layers are specific to A (Yosinski et al. 2014)", "decreasing",
-                    tuple(f"AnB-{n}" for n in range(1, STAGES + 1))),
-        Expectation("AnB+ >= baseline at every n: transfer plus fine-tuning generalises at least as well "
-                    "(Yosinski et al. 2014)", "at_least", (*(f"AnB+-{n}" for n in range(1, STAGES + 1)), "baseline")),
+    plan=(
+        Trend(tuple(f"AnB-{n}" for n in range(1, STAGES + 1)), "decreasing",
+              claim="AnB falls as n grows: the top layers are specific to A (Yosinski et al. 2014)"),
+        *(NonInferior(f"AnB+-{n}", "baseline", claim="AnB+ >= baseline at every n: transfer plus fine-tuning "
+                      "generalises at least as well (Yosinski et al. 2014)") for n in range(1, STAGES + 1)),
+        # the built-in checks: with nothing transferred, both paths train the same network from random weights
+        *(Equivalent(f"{arm}-0", "baseline", claim="built-in check: n = 0 is the baseline reached another way")
+          for arm in ("AnB", "AnB+")),
     ),
 )

@@ -10,7 +10,8 @@ spaces can flip rankings. The same budget per arm: the wide arms search more dim
 """
 
 from harness.learn.spaces import default_space, lr_space
-from harness.spec import Arm, Expectation, StudySpec, TrialConfig
+from harness.plan import Difference, Interaction, NonInferior
+from harness.spec import Arm, StudySpec, TrialConfig
 
 
 def search_space(trial, arm: Arm) -> dict:
@@ -33,9 +34,13 @@ STUDY = StudySpec(
     confirm_top=1,
     sampler="qmc",
     prune=False,  # pruning would judge wide and narrow spaces by their first epochs
-    comparisons=(("adam-narrow", "sgd-narrow"), ("adam-wide", "sgd-wide")),
-    expected=(
-        Expectation("with every hyperparameter tuned, Adam >= SGD with momentum (Choi et al. 2019)", "at_least",
-                    ("adam-wide", "sgd-wide")),
+    plan=(
+        # the question itself: does Adam's lead over SGD change with the width of the search space?
+        Interaction(("adam-narrow", "sgd-narrow"), ("adam-wide", "sgd-wide"),
+                    claim="narrow spaces can flip rankings (Choi et al. 2019)"),
+        NonInferior("adam-wide", "sgd-wide",
+                    claim="with every hyperparameter tuned, Adam >= SGD with momentum (Choi et al. 2019)"),
+        Difference("adam-narrow", "sgd-narrow"),
+        Difference("adam-wide", "sgd-wide"),
     ),
 )

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from harness.analysis.findings import verdicts
+from harness.analysis.findings import findings
 from harness.analysis.records import load_record, setting_points
 from harness.report import main
 from harness.reporting.markdown import build_index, build_report
@@ -174,7 +174,7 @@ def built(tmp_path_factory) -> dict:
     readmes = {spec.name: build_report(spec, stores, reports) for spec in (CLEAR, SWEEP)}
     return {"root": root, "stores": stores, "reports": reports, "readme": readmes, "confirmed": confirmed,
             "text": {name: path.read_text() for name, path in readmes.items()},
-            "tie": verdicts(load_record(TIE, stores))}
+            "tie": findings(load_record(TIE, stores))}
 
 
 def _section(text: str, title: str) -> str:
@@ -198,24 +198,25 @@ def test_report_starts_with_title_question_and_sections_in_order(built):
 
 def test_a_clearly_better_arm_is_named_the_winner_with_the_budget_and_its_ci(built):
     verdict = _section(built["text"]["clear"], "Verdict")
-    assert ("- At this budget (6 trials per arm, 5 seeds), adam-frozen beats sgd-frozen by 30.0 points of test "
-            "accuracy (95% CI ") in verdict
+    assert ("- difference: adam-frozen - sgd-frozen: **adam-frozen beats sgd-frozen**; estimate +30.0 points "
+            "(95% CI +") in verdict and "5 seeds paired); MDE " in verdict
 
 
 def test_equal_arms_give_no_significant_difference(built):
     sentences = built["tie"].sentences
-    assert sentences[0].startswith("At this budget (3 trials per arm, 5 seeds), no significant difference: sgd - adam = ")
+    assert sentences[0].startswith("difference: sgd - adam: **undecided**; estimate ")
+    assert "; to detect 2.0 points with 80% power would take about " in sentences[0]
 
 
-def test_without_comparisons_every_pair_is_compared_and_an_arm_without_confirmation_is_named(built):
+def test_without_a_plan_every_pair_is_compared_and_an_arm_without_confirmation_stays_in_the_family(built):
     sentences, compared = built["tie"].sentences, built["tie"].family
     assert len(sentences) == 3  # sgd-adam, sgd-rmsprop, adam-rmsprop
-    assert sentences[1] == "No verdict for sgd vs rmsprop: rmsprop has no confirmation runs."
-    assert compared == 1 and "Holm" not in sentences[0]  # one pair could be compared: no family to correct
+    assert sentences[1] == "difference: sgd - rmsprop: no decision, rmsprop has no confirmation runs."
+    assert compared == 3 and "Holm over 3" in sentences[0]  # nothing leaves the family, not even without data
 
 
 def test_more_than_one_comparison_reports_holm_adjusted_p_values(built):
-    assert "Holm-adjusted p" in _section(built["text"]["sweep"], "Verdict")
+    assert "Holm over 2" in _section(built["text"]["sweep"], "Verdict")
 
 
 # --- table, six steps, setup -----------------------------------------------------------------------
@@ -228,7 +229,7 @@ def test_table_counts_only_finished_confirm_runs_of_the_best_trial(built):
 
 def test_table_shows_trial_states_and_best_hyperparameters(built):
     row = _row(_section(built["text"]["clear"], "Results per arm"), "sgd-frozen")
-    assert "| 0 (+1 crashed, not counted) | 4 / 1 / 1 |" in row  # the decoy crashed: not scored; trial states
+    assert "| 0/5 (0.0 to 52.2) (+1 crashed, not counted) | 4 / 1 / 1 |" in row  # the decoy crashed: not scored; trial states
     assert "lr=" in row and "momentum=" in row and "weight_decay=0.0001" in row
 
 

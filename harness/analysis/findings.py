@@ -1,140 +1,246 @@
-"""What a study's records support: validity flags (arms at chance), verdicts on the study's comparisons, and
-whether the result agrees with the trends the study expects. Sentences for the report, from the numbers.
+"""What a study's records support: its declared comparisons decided (harness.analysis.decide), its failures
+counted (harness.analysis.failures), and the protocol checks that say whether a study could show what it
+claims. Sentences for the report, from the numbers.
 """
 
 from __future__ import annotations
 
-import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
 
+from harness.analysis.decide import Decision, decide_all
+from harness.analysis.failures import Rate, RateComparison, compare_rates, failed, rate
 from harness.analysis.records import StudyRecord
-from harness.analysis.stats import (
-    ALPHA,
-    Comparison,
-    above_chance,
-    compare,
-    compare_all,
-    interval_text,
-    trend,
-    verdict,
-)
-from harness.spec import Expectation
+from harness.plan import Equivalent, Interaction, NonInferior, Trend
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def chance_flags(record: StudyRecord) -> dict[str, str]:
-    """arm -> why it is flagged: its confirmation test accuracy is not significantly above chance (1 / classes)
-    plus the study's chance_margin. Flagged arms are left out of verdicts and expectations."""
-    n_classes = record.n_classes
-    if not n_classes:
-        return {}
-    chance, margin = 1 / n_classes, record.spec.chance_margin
-    flags = {}
-    for name, arm in record.arms.items():
-        values = list(arm.test_acc().values())
-        if values and not above_chance(values, chance, margin):
-            flags[name] = (f"{name} may not have learned the task at this budget: its test accuracy, "
-                           f"{_pct(np.mean(values))}% over {len(values)} seeds, is not significantly above "
-                           f"{_pct(chance)}% (chance, {n_classes} classes) + {_pct(margin)} points; it is left "
-                           "out of the verdicts and expected trends")
-    return flags
-
-
-def budget(record: StudyRecord, c: Comparison) -> str:
-    return f"{record.setting('n_trials')} trials per arm, {min(c.n_a, c.n_b)} seeds"
+def _pts(x: float, sign: bool = False) -> str:
+    return f"{100 * x:+.1f}" if sign else f"{100 * x:.1f}"
 
 
 @dataclass
-class Verdicts:
+class Outcomes:
+    """Per arm, per seed: the test accuracy of the runs that trained, and which seeds failed."""
+
+    trained: dict[str, dict[int, float]]
+    failed: dict[str, dict[int, bool]]
+
+    def rate(self, arm: str) -> Rate:
+        flags = self.failed[arm]
+        return rate(sum(flags.values()), len(flags))
+
+
+def outcomes(record: StudyRecord) -> Outcomes:
+    """Split each arm's counted confirmation runs into trained and failed (diverged, or validation accuracy
+    within the study's chance margin of chance)."""
+    chance = 1 / record.n_classes if record.n_classes else None
+    trained, failures = {}, {}
+    for name, arm in record.arms.items():
+        frame = arm.confirm
+        val = pd.to_numeric(frame.get("metrics.best_val_acc", pd.Series(np.nan, index=frame.index)), errors="coerce")
+        flags = {int(s): failed(float(v), bool(d), chance, record.spec.chance_margin)
+                 for s, v, d in zip(frame["tags.seed"], val, frame.get("diverged", [False] * len(frame)), strict=True)}
+        failures[name] = flags
+        trained[name] = {s: acc for s, acc in arm.test_acc().items() if not flags.get(s, False)}
+    return Outcomes(trained, failures)
+
+
+@dataclass
+class Findings:
+    decisions: list[Decision]
+    outcomes: Outcomes
+    rates: dict[str, Rate]
+    rate_tests: list[RateComparison]
     sentences: list[str]
-    comparisons: dict[tuple[str, str], Comparison]  # the family Holm's correction ran over
 
     @property
     def family(self) -> int:
-        return len(self.comparisons)
+        return len(self.decisions)
 
 
-def verdicts(record: StudyRecord, flags: dict[str, str] | None = None) -> Verdicts:
-    """One sentence per pair (spec.comparisons, else every pair) on confirmation test accuracy, a - b.
-
-    Pairs with an arm at chance or without confirmation runs get no verdict and are not in the family."""
-    flags = chance_flags(record) if flags is None else flags
-    pairs = list(record.spec.comparisons) or list(itertools.combinations(record.arms, 2))
-    values = {name: arm.test_acc() for name, arm in record.arms.items()}
-    ready = [(a, b) for a, b in pairs if values[a] and values[b] and a not in flags and b not in flags]
-    done = {(c.a, c.b): c for c in compare_all(ready, values)} if ready else {}
-    lines = []
-    for a, b in pairs:
-        if (a, b) in done:
-            lines.append(verdict(done[(a, b)], budget(record, done[(a, b)])))
-        elif a in flags or b in flags:
-            lines.append(f"No verdict for {a} vs {b}: " + " and ".join(x for x in (a, b) if x in flags)
-                         + " at chance level (see the validity flags).")
-        else:
-            missing = " and ".join(x for x in (a, b) if not values[x])
-            lines.append(f"No verdict for {a} vs {b}: {missing} has no confirmation runs.")
-    return Verdicts(lines, done)
+def findings(record: StudyRecord) -> Findings:
+    """The declared family decided on the runs that trained, and the failure rates beside it."""
+    spec = record.spec
+    found = outcomes(record)
+    decisions = decide_all(spec.family, found.trained, spec.margin)
+    rates = {name: found.rate(name) for name in record.arms}
+    pairs = list(dict.fromkeys((c.a, c.b) for c in spec.family if hasattr(c, "b")))
+    rate_tests = compare_rates(pairs, rates) if any(r.failed for r in rates.values()) else []
+    sentences = [sentence(d, found, spec.margin) for d in decisions] + failure_lines(rates, rate_tests)
+    return Findings(decisions, found, rates, rate_tests, sentences)
 
 
-def _direction(low: float, high: float, expected_sign: int) -> str:
-    """From an interval whose exclusion of zero is its test's significance (harness.analysis.stats guarantees it)."""
-    if low > 0 or high < 0:
-        return "agrees" if (1 if low > 0 else -1) == expected_sign else "runs against it"
-    return "inconclusive"
+# --- sentences -----------------------------------------------------------------------------------------
 
 
-def _alike(c: Comparison, margin: float) -> str:
-    """Equivalence: the whole interval within +-margin agrees; a significant difference runs against it."""
-    if -margin <= c.ci_low and c.ci_high <= margin:
-        return f"agrees (the interval lies within ±{100 * margin:g} points)"
-    return "runs against it" if c.significant else f"inconclusive (the interval reaches beyond ±{100 * margin:g} points)"
+def interval(d: Decision) -> str:
+    held = f", Holm over {d.family}" if d.family > 1 else ""
+    return f"{d.confidence * 100:.3g}% CI {_pts(d.low, True)} to {_pts(d.high, True)}{held}"
 
 
-def _at_least(record: StudyRecord, e: Expectation, flags: dict[str, str],
-              family: dict[tuple[str, str], Comparison]) -> list[str]:
-    reference, parts = e.arms[-1], []
-    for a in e.arms[:-1]:
-        if a in flags or reference in flags:
-            at_chance = " and ".join(x for x in (a, reference) if x in flags)
-            parts.append(f"{a} vs {reference}: inconclusive ({at_chance} at chance)")
-            continue
-        va, vb = record.arms[a].test_acc(), record.arms[reference].test_acc()
-        if not va or not vb:
-            parts.append(f"{a}: no confirmation runs")
-            continue
-        c = family.get((a, reference)) or compare(a, va, reference, vb)  # the verdict's own test where it has one
-        interval = interval_text(c, 100 * c.ci_low, 100 * c.ci_high)
-        status = _direction(c.ci_low, c.ci_high, 1) if e.kind == "at_least" else _alike(c, e.margin)
-        parts.append(f"{a} - {reference} = {100 * c.diff:.1f} points ({interval}): {status}")
-    return parts
+def _seeds(d: Decision) -> str:
+    e = d.estimate
+    return f"{e.n} seeds{' paired' if e.paired else ' (unpaired, Welch)'}"
 
 
-def _along(record: StudyRecord, e: Expectation, flags: dict[str, str]) -> list[str]:
-    arms = [a for a in e.arms if a not in flags and record.arms[a].test_acc()]
-    x = [i for i, a in enumerate(e.arms) if a in arms for _ in record.arms[a].test_acc()]
-    y = [v for a in arms for v in record.arms[a].test_acc().values()]
-    t = trend(x, y)
-    left_out = [a for a in e.arms if a not in arms]
-    note = f"; left out (at chance or unconfirmed): {', '.join(left_out)}" if left_out else ""
-    if not np.isfinite(t.slope):
-        return [f"inconclusive: too few confirmed arms or seeds{note}"]
-    sign = -1 if e.kind == "decreasing" else 1
-    status = _direction(t.low, t.high, sign) if t.p_value < ALPHA else "inconclusive"
-    return [(f"{status}: slope {100 * t.slope:+.1f} points per step along {', '.join(arms)} "
-            f"(95% CI {100 * t.low:+.1f} to {100 * t.high:+.1f}; {t.n} runs){note}")]
+def _needed(d: Decision, margin: float) -> str:
+    if d.seeds_needed is None:
+        return ""
+    target = {"non-inferiority": "show it at a true difference of 0", "equivalence": "show it at a true 0"}
+    goal = target.get(d.declared.kind, f"detect {_pts(margin)} points")
+    many = f"more than {d.seeds_needed - 1}" if d.seeds_needed > 10_000 else f"about {d.seeds_needed}"
+    return f"; to {goal} with 80% power would take {many} seeds"
 
 
-def expectation_lines(record: StudyRecord, flags: dict[str, str],
-                      family: dict[tuple[str, str], Comparison]) -> list[str]:
-    """One line per expected trend: where this study's result agrees, runs against it, or is inconclusive."""
-    lines = []
-    for e in record.spec.expected:
-        pairwise = e.kind in ("at_least", "alike")
-        parts = _at_least(record, e, flags, family) if pairwise else _along(record, e, flags)
-        lines.append(f"{e.claim}: " + "; ".join(parts) + ".")
+def power_text(d: Decision, margin: float) -> str:
+    """The minimum detectable effect at the seeds reached, and (when undecided) the seeds the margin needs."""
+    c, m = d.declared, d.mde
+    if not np.isfinite(m):
+        return "MDE: no variance estimate (fewer than 2 seeds)"
+    if isinstance(c, NonInferior):
+        text = f"80% power to show it when a - b >= {_pts(m, True)} points"
+    elif isinstance(c, Equivalent):
+        text = (f"80% power to show it when |a - b| <= {_pts(m)} points" if m > 0 else
+                "not 80% power to show it even at a true difference of 0")
+    else:
+        unit = " per step" if isinstance(c, Trend) else ""
+        text = f"MDE {_pts(m)} points{unit} at 80% power"
+    return text + ("" if d.decided else _needed(d, margin))
+
+
+WORDS = {
+    "non-inferiority": {"shown": "non-inferior", "refuted": "inferior", "undecided": "undecided"},
+    "equivalence": {"shown": "equivalent", "refuted": "not equivalent", "undecided": "undecided"},
+    "trend": {"shown": "shown", "refuted": "runs the other way", "undecided": "undecided"},
+}
+
+
+def decision_word(d: Decision) -> str:
+    c = d.declared
+    if d.outcome in ("a > b", "a < b"):
+        if isinstance(c, Interaction):
+            return "the effect depends on the setting"
+        return f"{c.a} beats {c.b}" if d.outcome == "a > b" else f"{c.b} beats {c.a}"
+    return WORDS.get(c.kind, {}).get(d.outcome, d.outcome)
+
+
+def _what(d: Decision) -> str:
+    c = d.declared
+    margin = f" within {_pts(c.margin)} points" if getattr(c, "margin", None) else ""
+    return f"{c.kind}{margin}: {c.label}"
+
+
+def sentence(d: Decision, found: Outcomes, margin: float) -> str:
+    """One line per declared comparison: what it claims, the estimate, interval, decision and power."""
+    c = d.declared
+    claim = f"{c.claim} — " if c.claim else ""
+    if d.estimate is None:
+        unrun = [a for a in c.arms if not found.failed[a]]
+        empty = [a for a in c.arms if found.failed[a] and not found.trained[a]]
+        why = (f"{' and '.join(unrun)} {'has' if len(unrun) == 1 else 'have'} no confirmation runs" if unrun else
+               f"{', '.join(empty)} trained on no seed (see the failure rates)" if empty else "too few seeds")
+        return f"{claim}{_what(d)}: no decision, {why}."
+    unit = " per step" if isinstance(c, Trend) else ""
+    text = (f"{claim}{_what(d)}: **{decision_word(d)}**; estimate {_pts(d.estimate.value, True)} points{unit} "
+            f"({interval(d)}; {_seeds(d)}); {power_text(d, margin)}.")
+    if d.steps:
+        text += " Steps: " + "; ".join(_step(d, s) for s in d.steps) + "."
+    return text
+
+
+def _step(d: Decision, step: tuple[str, str, float, float, float]) -> str:
+    left, right, change, low, high = step
+    sign = d.declared.sign
+    state = ("with the trend" if (low > 0 and sign > 0) or (high < 0 and sign < 0) else
+             "against the trend" if low > 0 or high < 0 else "unresolved")
+    return f"{left} -> {right} {_pts(change, True)} ({_pts(low, True)} to {_pts(high, True)}, {state})"
+
+
+def failure_lines(rates: dict[str, Rate], tests: list[RateComparison]) -> list[str]:
+    """Failure rates, said as results: per arm that failed at all, and the declared pairs' exact tests."""
+    lines = [f"{arm} failed to train on {r.failed} of {r.n} seeds ({_pts(r.rate)}%, exact 95% CI "
+             f"{_pts(r.low)} to {_pts(r.high)}%)." for arm, r in rates.items() if r.failed]
+    for t in tests:
+        ra, rb = rates[t.a], rates[t.b]
+        if ra.failed or rb.failed:
+            held = f"Holm-adjusted p = {t.p_adjusted:.2g} over {len(tests)}" if len(tests) > 1 else f"p = {t.p_value:.2g}"
+            word = "differ" if t.significant else "do not differ significantly"
+            lines.append(f"Failure rates of {t.a} ({ra.failed}/{ra.n}) and {t.b} ({rb.failed}/{rb.n}) {word} "
+                         f"(Fisher's exact test, {held}).")
     return lines
+
+
+# --- protocol checks --------------------------------------------------------------------------------
+
+
+HORIZON_FACTOR = 2  # momentum's average spans 1 / (1 - momentum) steps; a run should see twice that
+
+
+def momentum_notes(record: StudyRecord) -> list[str]:
+    """An arm whose runs took fewer updates than twice its momentum's horizon cannot show momentum's effect."""
+    train = record.overview.get("sizes", {}).get("train")
+    notes = []
+    for name, arm in record.arms.items():
+        runs = arm.confirm
+        momentum = pd.to_numeric(runs.get("params.opt.momentum", pd.Series(dtype=float)), errors="coerce").dropna()
+        if not train or momentum.empty or momentum.iloc[0] <= 0:
+            continue
+        epochs = pd.to_numeric(runs["params.epochs"], errors="coerce").iloc[0]
+        batch = pd.to_numeric(runs.get("params.batch_size", pd.Series([32])), errors="coerce").iloc[0]
+        updates, horizon = math.ceil(train / batch) * epochs, 1 / (1 - momentum.iloc[0])
+        if updates < HORIZON_FACTOR * horizon:
+            notes.append(f"{name}: {updates:.0f} updates ({train} images in batches of {batch:.0f}, {epochs:.0f} "
+                         f"epochs) against momentum {momentum.iloc[0]:g}'s horizon of {horizon:.0f} steps: too few "
+                         "for momentum to settle, so its comparisons say more about the protocol than about momentum")
+    return notes
+
+
+EDGE = 0.05  # a chosen value within 5% of the searched range (log-scaled where the search was) of an edge
+
+
+def edge_notes(record: StudyRecord) -> list[str]:
+    """A chosen hyperparameter at the edge of its searched range: the best may lie outside the range."""
+    notes = []
+    for name, arm in record.arms.items():
+        if arm.best is None:
+            continue
+        for param, value in arm.best.params.items():
+            d = arm.best.distributions[param]
+            if not hasattr(d, "low") or d.high <= d.low:
+                continue
+            scale = np.log if getattr(d, "log", False) else float
+            where = (scale(value) - scale(d.low)) / (scale(d.high) - scale(d.low))
+            if where <= EDGE or where >= 1 - EDGE:
+                edge = "low" if where <= EDGE else "high"
+                notes.append(f"{name}: its chosen {param} = {value:.3g} lies at the {edge} edge of the searched "
+                             f"range ({d.low:.3g} to {d.high:.3g}); the best value may lie beyond it")
+    return notes
+
+
+def source_notes(record: StudyRecord) -> list[str]:
+    """A source model that did not learn its own source task is a failed precondition of the transfer."""
+    pairs = record.children()[["tags.checkpoint", "tags.checkpoint_run_id"]].dropna().drop_duplicates()
+    client, notes = MlflowClient(record.stores.mlflow_uri), []
+    for key, run_id in pairs.itertuples(index=False):
+        try:
+            run = client.get_run(run_id)
+        except Exception:  # noqa: BLE001, S112 - a checkpoint from a store this report cannot read
+            continue
+        best, classes = run.data.metrics.get("best_val_acc"), run.data.params.get("target_classes", "")
+        n = len([c for c in classes.strip("()[] ").split(",") if c.strip()]) if classes not in ("", "None") else 0
+        if best is None or not n:
+            continue
+        chance = 1 / n
+        if best <= chance + (1 - chance) / 2:  # not even halfway from chance to perfect on its own task
+            notes.append(f"source model `{key}` reached only {_pts(best)}% validation accuracy on its own source "
+                         f"task ({n} classes, chance {_pts(chance)}%): a failed precondition, so its arms test "
+                         "little transfer")
+    return notes
+
+
+def protocol_notes(record: StudyRecord) -> list[str]:
+    return source_notes(record) + momentum_notes(record) + edge_notes(record)

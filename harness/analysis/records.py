@@ -225,9 +225,9 @@ def trial_frame(record: StudyRecord) -> pd.DataFrame:
                 "arm": name, "number": t.number, "state": t.state.name, "run_id": run.get("run_id"),
                 "lr": run.get("params.lr"), "momentum": run.get("params.opt.momentum"),
                 "best_val_acc": run.get("metrics.best_val_acc"), "wall_seconds": run.get("metrics.wall_seconds"),
-                "budget_value": budget_value(t),
+                "budget_value": budget_value(t), "epochs_run": len(t.intermediate_values) or np.nan,
             })
-    numeric = ["lr", "momentum", "best_val_acc", "wall_seconds", "budget_value"]
+    numeric = ["lr", "momentum", "best_val_acc", "wall_seconds", "budget_value", "epochs_run"]
     frame = pd.DataFrame(rows, columns=["arm", "number", "state", "run_id", *numeric])
     for column in numeric:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")

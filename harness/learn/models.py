@@ -140,10 +140,11 @@ MODELS: dict[str, ModelSpec] = {
         stages=lambda net: [(n, [n]) for n in ("conv1", "conv2", "fc1", "fc2")],
         in_channels=1,
     ),
-    # without BatchNorm, AlexNet and VGG-16 stay at chance from scratch with Adam at 1e-3; 1e-4 trains them
+    # From scratch with Adam at 1e-3, AlexNet and VGG-16 stay at chance and VGG-16-BN at 41% on digits 0-4
+    # (measured); at 1e-4 VGG-16-BN reaches 98% in 3 epochs and VGG-16 about 90% in 5.
     "alexnet": _tv("alexnet", _alexnet_stages, input_size=64, pretrain_lr=1e-4),  # smaller inputs pool to nothing
     "vgg16": _tv("vgg16", _vgg_stages, pretrain_lr=1e-4),
-    "vgg16_bn": _tv("vgg16_bn", _vgg_stages),
+    "vgg16_bn": _tv("vgg16_bn", _vgg_stages, pretrain_lr=1e-4),
     "resnet18": _tv("resnet18", _resnet_stages),
     "resnet50": _tv("resnet50", _resnet_stages),
 }

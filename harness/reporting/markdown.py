@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 from mlflow import MlflowClient
 
-from harness.analysis.findings import Verdicts, chance_flags, expectation_lines, verdicts
+from harness.analysis.findings import Findings, decision_word, findings, interval, power_text, protocol_notes
 from harness.analysis.records import (
     FINISHED,
     MIN_IMPORTANCE_TRIALS,
@@ -143,38 +143,60 @@ def _searched(record: StudyRecord) -> str:
     return "; ".join(f"{', '.join(arms)}: {params}" for params, arms in groups.items())
 
 
-def _method(record: StudyRecord, found: Verdicts) -> str:
+def _method(record: StudyRecord, found: Findings) -> str:
     top = record.setting("confirm_top")
     chosen = ("Each arm's best trial was rerun over fresh seeds and" if top == "1" else
               f"Each arm's {top} best trials were rerun over fresh seeds; the one with the best mean validation "
               "accuracy (chosen on validation alone; every candidate's test score is logged, none steers the choice)")
     adjusted = ("" if found.family < 2 else
-                f" p-values are Holm-adjusted over the {found.family} comparisons, and each interval's level is raised "
-                "to match its Holm factor (for the smallest p, Bonferroni's 1 - 0.05 / family), so an interval "
-                "excludes zero exactly when its adjusted p is below 0.05; per-arm intervals in the table are "
-                "not adjusted.")
+                f" p-values are Holm-adjusted over the {found.family} declared comparisons, and each interval's level "
+                "is raised to match its Holm factor, so an interval decides exactly when its adjusted p is below 0.05.")
     test_size = record.overview.get("sizes", {}).get("test")
-    fixed_test = (f"The test split ({test_size} images) is the same for every run: its own sampling error is not "
-                  "in the intervals, which describe reruns on this test split." if test_size else
-                  "The test split is the same for every run: its own sampling error is not in the intervals.")
+    split = f"The test split ({test_size} images)" if test_size else "The test split"
+    chance = f"{100 / record.n_classes:.1f}%" if record.n_classes else "1 / classes"
     return (f"**Method.** {chosen} scored once per seed on the held-out test split. Confirmation seeds "
-            f"{varied_text(record)}. Differences a - b are paired by seed where both arms have it (paired t), "
-            f"else Welch's t; interval and test are one t procedure.{adjusted} A seed whose training diverged "
-            "counts as test accuracy 0, as it counts (validation accuracy 0) when choosing the trial. "
-            f"{fixed_test} Searched: {_searched(record)}.")
+            f"{varied_text(record)}. The report tests exactly the family the study file declares (its analysis "
+            "plan), each comparison by its kind: a difference two-sided; non-inferiority (a >= b - margin) "
+            "one-sided at 0.025; equivalence (|a - b| <= margin) by two one-sided tests (TOST, a 90% interval); an "
+            "interaction as the difference of two differences; a trend as the per-seed least-squares slope, "
+            "with each step checked at Bonferroni's level over the steps. Differences are paired by seed where "
+            f"the arms share seeds (paired t), else Welch's t; interval and test are one t procedure.{adjusted} "
+            f"A run **failed** when it diverged or its validation accuracy stayed within "
+            f"{100 * record.spec.chance_margin:.0f} points of chance ({chance}); validation decides, never test. "
+            "Accuracy estimates cover the runs that trained; each arm's failure rate, with an exact "
+            "(Clopper-Pearson) interval, and Fisher's exact test between declared pairs, stand beside them. "
+            "MDE: the effect each comparison detects with 80% power at its own level and seeds, from the sd it "
+            "showed. **Not in the intervals**: the search itself (one search per arm, one sampler scrambling: "
+            f"another search could choose another configuration); {split.lower()[0] + split[1:]}'s own sampling "
+            f"error (the same split for every run). Searched: {_searched(record)}.")
 
 
-def _header(record: StudyRecord, found: Verdicts, flags: dict[str, str]) -> str:
-    bullets = "\n".join(f"- {s}" for s in found.sentences + _not_reproduced(record))
+def _header(record: StudyRecord, found: Findings) -> str:
+    bullets = "\n".join(f"- {line}" for line in found.sentences + _not_reproduced(record))
     parts = [f"# {record.spec.name}\n\n> {record.spec.question}\n\n## Verdict\n\n{bullets}"]
-    if flags:
-        parts.append("**Validity flags.**\n\n" + "\n".join(f"- {f}." for f in flags.values()))
-    expected = expectation_lines(record, flags, found.comparisons)
-    if expected:
-        parts.append("**Expected trends** (agrees / runs against it / inconclusive at this budget):\n\n"
-                     + "\n".join(f"- {line}" for line in expected))
+    notes = protocol_notes(record)
+    if notes:
+        parts.append("**Protocol checks** (what this run could not show):\n\n" + "\n".join(f"- {n}." for n in notes))
+    parts.append(_plan_table(record, found))
     parts.append(_method(record, found))
     return "\n\n".join(parts)
+
+
+def _plan_table(record: StudyRecord, found: Findings) -> str:
+    """The declared family, one row each: kind, margin, estimate, interval, decision, seeds, power."""
+    rows = []
+    for d in found.decisions:
+        c, e = d.declared, d.estimate
+        margin = f"{_pct(c.margin)}" if getattr(c, "margin", None) else "-"
+        estimate = "-" if e is None else f"{100 * e.value:+.1f}"
+        seeds = "-" if e is None else f"{e.n}{'' if e.paired else ' (Welch)'}"
+        power = "-" if e is None else power_text(d, record.spec.margin)
+        rows.append(f"| {c.label} | {c.kind} | {margin} | {estimate} | {interval(d) if e else '-'} | "
+                    f"{decision_word(d) if e else 'no data'} | {seeds} | {power} |")
+    head = ("| comparison | kind | margin (points) | estimate (points) | interval | decision | seeds | power |\n"
+            + "|---" * 8 + "|")
+    return f"**Declared comparisons** (the study's analysis plan, margin {_pct(record.spec.margin)} points unless " \
+           f"stated):\n\n{head}\n" + "\n".join(rows)
 
 
 def _not_reproduced(record: StudyRecord) -> list[str]:
@@ -193,29 +215,49 @@ def _not_reproduced(record: StudyRecord) -> list[str]:
     return lines
 
 
-def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, flags: dict[str, str]) -> str:
+def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, found: Findings) -> str:
     wall = pd.to_numeric(record.children(name)["metrics.wall_seconds"], errors="coerce").sum()
     best = f"{_pct(arm.best.value)} (trial {arm.best.number})" if arm.best else "-"
     val = pd.to_numeric(arm.confirm.get("metrics.best_val_acc", pd.Series(dtype=float)), errors="coerce").dropna()
     seeds_val = f"{_pct(val.mean())}" if len(val) else "-"
-    test = ci = "no confirmation runs"
-    if arm.test_acc():
-        s = summarize(list(arm.test_acc().values()))
+    test = ci = "no confirmation runs" if not arm.test_acc() else "no run trained"
+    trained = found.outcomes.trained[name]
+    if trained:
+        s = summarize(list(trained.values()))
         ci = f"{_pct(s.ci_low)} to {_pct(s.ci_high)}" if np.isfinite(s.ci_low) else "too few seeds"
-        test = f"{_pct(s.mean)} ± {_pct(s.sd)} (n={s.n})" + (" **at chance**" if name in flags else "")
-    diverged = f"{arm.diverged}" + (f" (+{arm.uncounted_failures} crashed, not counted)"
-                                    if arm.uncounted_failures else "")
+        test = f"{_pct(s.mean)} ± {_pct(s.sd)} (n={s.n})"
+    r = found.rates[name]
+    failures = "-" if not r.n else f"{r.failed}/{r.n} ({_pct(r.low)} to {_pct(r.high)})"
+    failures += f" (+{arm.uncounted_failures} crashed, not counted)" if arm.uncounted_failures else ""
     counts = " / ".join(str(arm.count(s)) for s in FINISHED)
     params = ", ".join(f"{k}={_value(v)}" for k, v in arm.best.params.items()) if arm.best else "-"
-    return f"| {name} | {best} | {seeds_val} | {test} | {ci} | {diverged} | {counts} | {_duration(wall)} | {params} |"
+    return f"| {name} | {best} | {seeds_val} | {test} | {ci} | {failures} | {counts} | {_duration(wall)} | {params} |"
 
 
-def _table(record: StudyRecord, flags: dict[str, str]) -> str:
-    head = ("| arm | chosen trial: search val acc (%) | its val acc over seeds (%) | test acc (%), mean ± sd "
-            "| test acc 95% CI (t) | diverged seeds (scored 0) | trials complete / pruned / failed | wall time "
-            "| hyperparameters |\n" + "|---" * 9 + "|")
-    rows = "\n".join(_arm_row(record, name, arm, flags) for name, arm in record.arms.items())
-    return f"## Results per arm\n\n{head}\n{rows}"
+def _table(record: StudyRecord, found: Findings) -> str:
+    head = ("| arm | chosen trial: search val acc (%) | its val acc over seeds (%) | test acc of runs that trained "
+            "(%), mean ± sd | its 95% CI (t) | failed seeds (exact 95% CI, %) | trials complete / pruned / failed "
+            "| wall time | hyperparameters |\n" + "|---" * 9 + "|")
+    rows = "\n".join(_arm_row(record, name, arm, found) for name, arm in record.arms.items())
+    return f"## Results per arm\n\n{head}\n{rows}\n\n{_per_seed(record, found)}"
+
+
+def _per_seed(record: StudyRecord, found: Findings) -> str:
+    """Every counted confirmation run's test accuracy, seeds as rows; a failed run is marked."""
+    seeds = sorted({s for flags in found.outcomes.failed.values() for s in flags})
+    if not seeds:
+        return ""
+    names = list(record.arms)
+    rows = []
+    for seed in seeds:
+        cells = []
+        for name in names:
+            acc = record.arms[name].test_acc().get(seed)
+            mark = " (failed)" if found.outcomes.failed[name].get(seed) else ""
+            cells.append("-" if acc is None else f"{_pct(acc)}{mark}")
+        rows.append(f"| {seed} | " + " | ".join(cells) + " |")
+    head = "| seed | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|"
+    return "**Per seed** (test accuracy, %):\n\n" + head + "\n" + "\n".join(rows)
 
 
 def _figure_ref(out: Path, file: str, text: str) -> str:
@@ -322,16 +364,17 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.png"):  # a figure that cannot be drawn any more must not linger
         stale.unlink()
-    flags = chance_flags(record)
-    found = verdicts(record, flags)
+    found = findings(record)
     shown = figures.draw_all(figure_data(record), out)
     ui = browse(stores, ui_url)
-    sections = [_header(record, found, flags), _table(record, flags), _six_steps(record, out),
+    sections = [_header(record, found), _table(record, found), _six_steps(record, out),
                 _figures_md(shown), _setup(record, ui)]
     readme = out / "README.md"
     readme.write_text("\n\n".join(sections) + "\n")
     summary = {"name": spec.name, "question": spec.question, "verdicts": found.sentences,
-               "flags": list(flags.values())}
+               "decisions": [{"comparison": d.declared.label, "kind": d.declared.kind, "decision": d.outcome,
+                              "estimate": None if d.estimate is None else d.estimate.value,
+                              "low": d.low, "high": d.high, "mde": d.mde} for d in found.decisions]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return readme
 

@@ -1,0 +1,261 @@
+"""Deciding a declared family of comparisons (harness.plan) from per-seed accuracies: one t procedure per
+comparison, Holm's correction over the whole family, an interval at the level that matches each comparison's
+Holm factor (so interval and adjusted p always agree), the decision the interval supports, and the power it had.
+
+Decisions, by kind (m the margin, CI the interval at the comparison's level):
+- difference, interaction: "a > b" / "a < b" when CI excludes 0 (two-sided);
+- non-inferiority: "shown" when CI's low end > -m (one-sided at alpha / 2, as non-inferiority trials test);
+  "refuted" when its high end < -m;
+- equivalence: TOST at alpha: "shown" when the (1 - 2 alpha) CI lies inside ±m; "refuted" when wholly outside;
+- trend: the per-seed slope per step; "shown" when CI lies on the declared side of 0, "refuted" on the other.
+
+The values are the runs that trained (harness.analysis.failures says which did not): the intervals cover the
+mean accuracy of an arm *when it trains*, and the failure rate is reported beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, stats
+
+from harness.analysis.stats import ALPHA, TIE, holm, holm_multipliers, t_test
+from harness.plan import Declared, Equivalent, Interaction, NonInferior, Trend
+
+Values = Mapping[int, float]  # seed -> accuracy
+POWER = 0.8
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An effect with its standard error and degrees of freedom, from `n` seeds (paired) or arms (Welch)."""
+
+    value: float
+    se: float
+    df: float
+    n: int
+    paired: bool
+
+    @property
+    def unit_sd(self) -> float:
+        """The sd of one seed's contribution: what more seeds would divide by sqrt(n)."""
+        return self.se * np.sqrt(self.n)
+
+
+def _shared(arms: Sequence[Values]) -> list[int]:
+    common = set.intersection(*(set(v) for v in arms))
+    return sorted(s for s in common if all(np.isfinite(v[s]) for v in arms))
+
+
+def _mean_se(x: np.ndarray) -> tuple[float, float]:
+    sd = float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+    return float(np.mean(x)), sd / np.sqrt(len(x))
+
+
+def paired_or_welch(a: Values, b: Values) -> Estimate | None:
+    """a - b: paired over the seeds both have (two or more), else Welch; None when an arm has no value."""
+    shared = _shared([a, b])
+    if len(shared) >= 2:
+        mean, se = _mean_se(np.array([a[s] - b[s] for s in shared]))
+        return Estimate(mean, se, len(shared) - 1.0, len(shared), True)
+    xa = np.array([v for v in a.values() if np.isfinite(v)])
+    xb = np.array([v for v in b.values() if np.isfinite(v)])
+    if len(xa) == 0 or len(xb) == 0:
+        return None
+    (ma, sa), (mb, sb) = _mean_se(xa), _mean_se(xb)
+    return _combine(ma - mb, [(sa, len(xa) - 1.0), (sb, len(xb) - 1.0)], min(len(xa), len(xb)), False)
+
+
+def _combine(value: float, parts: list[tuple[float, float]], n: int, paired: bool) -> Estimate:
+    """se = sqrt(sum se_i^2), Welch-Satterthwaite df; any part with df < 1 leaves no variance estimate."""
+    se = float(np.sqrt(sum(s**2 for s, _ in parts)))
+    if any(df < 1 for _, df in parts):
+        return Estimate(value, se, 0.0, n, paired)
+    denominator = sum(s**4 / df for s, df in parts)
+    df = se**4 / denominator if denominator > 0 else sum(df for _, df in parts)
+    return Estimate(value, se, float(df), n, paired)
+
+
+def interaction(first: tuple[Values, Values], second: tuple[Values, Values]) -> Estimate | None:
+    """(a - b) - (c - d): per seed where all four arms share seeds, else the two differences combined."""
+    shared = _shared([*first, *second])
+    if len(shared) >= 2:
+        (a, b), (c, d) = first, second
+        mean, se = _mean_se(np.array([(a[s] - b[s]) - (c[s] - d[s]) for s in shared]))
+        return Estimate(mean, se, len(shared) - 1.0, len(shared), True)
+    one, two = paired_or_welch(*first), paired_or_welch(*second)
+    if one is None or two is None:
+        return None
+    return _combine(one.value - two.value, [(one.se, one.df), (two.se, two.df)], min(one.n, two.n), False)
+
+
+def slope(arms: Sequence[Values]) -> Estimate | None:
+    """The least-squares slope of accuracy on position (one step per arm), per seed, over the seeds every arm
+    has: a paired linear contrast, so seed-to-seed variance cancels as in a paired difference."""
+    shared = _shared(arms)
+    if len(shared) < 2:
+        return None
+    positions = np.arange(len(arms)) - (len(arms) - 1) / 2
+    y = np.array([[v[s] for v in arms] for s in shared])
+    mean, se = _mean_se(y @ positions / np.sum(positions**2))
+    return Estimate(mean, se, len(shared) - 1.0, len(shared), True)
+
+
+def _sf(x: float, e: Estimate) -> float:
+    """P(T >= x / se) under df: the one-sided p of `x` standard errors; 0 or 1 when se is 0."""
+    if e.df < 1:
+        return 1.0
+    if e.se <= TIE:
+        return 0.0 if x > TIE else 1.0 if x < -TIE else 0.5
+    return float(stats.t.sf(x / e.se, e.df))
+
+
+def raw_p(c: Declared, e: Estimate) -> float:
+    """The p-value Holm's correction runs on: the test of the comparison's own null hypothesis."""
+    if isinstance(c, NonInferior):  # H0: a - b <= -m, one-sided at alpha / 2
+        return min(1.0, 2 * _sf(e.value + c.margin, e))
+    if isinstance(c, Equivalent):  # TOST: H0: |a - b| >= m, both one-sided tests at alpha
+        return max(_sf(e.value + c.margin, e), _sf(c.margin - e.value, e))
+    return min(1.0, 2 * _sf(abs(e.value), e)) if e.df >= 1 else 1.0  # two-sided: difference, interaction, trend
+
+
+def level(c: Declared, multiplier: float, alpha: float = ALPHA) -> float:
+    """The two-sided interval level that decides `c` at its Holm factor: 1 - 2 alpha / k for TOST, else
+    1 - alpha / k."""
+    return 1 - (2 if isinstance(c, Equivalent) else 1) * alpha / multiplier
+
+
+def outcome(c: Declared, low: float, high: float) -> str:
+    """What the interval decides, in the kind's own words."""
+    if isinstance(c, NonInferior):
+        return "shown" if low > -c.margin else "refuted" if high < -c.margin else "undecided"
+    if isinstance(c, Equivalent):
+        inside, outside = -c.margin < low and high < c.margin, low > c.margin or high < -c.margin
+        return "shown" if inside else "refuted" if outside else "undecided"
+    if isinstance(c, Trend):
+        side = 1 if low > 0 else -1 if high < 0 else 0
+        return "undecided" if side == 0 else "shown" if side == c.sign else "refuted"
+    return "a > b" if low > 0 else "a < b" if high < 0 else "undecided"
+
+
+def _power_one_sided(delta: float, se: float, df: float, critical: float) -> float:
+    return float(stats.nct.sf(critical, df, delta / se))
+
+
+def detectable(se: float, df: float, alpha_one_sided: float, power: float = POWER) -> float:
+    """The true effect, in se units times se, that a one-sided t test at `alpha_one_sided` detects with
+    `power` (noncentral t). inf without a variance estimate."""
+    if df < 1 or not np.isfinite(se):
+        return np.inf
+    if se <= TIE:
+        return 0.0
+    critical = stats.t.ppf(1 - alpha_one_sided, df)
+    high = se * (critical + stats.norm.ppf(power) + 10)
+    return float(optimize.brentq(lambda d: _power_one_sided(d, se, df, critical) - power, 0.0, high))
+
+
+def mde(c: Declared, e: Estimate, multiplier: float, alpha: float = ALPHA) -> float:
+    """The minimum detectable effect at 80% power, at this comparison's level and seeds:
+    - difference, interaction, trend: the smallest |effect| decided (two-sided, alpha / k);
+    - non-inferiority: the smallest a - b at which non-inferiority is shown (one-sided alpha / 2k);
+    - equivalence: the largest |a - b| at which equivalence is shown (negative: not even at 0)."""
+    if isinstance(c, Equivalent):
+        return c.margin - detectable(e.se, e.df, alpha / multiplier)
+    d = detectable(e.se, e.df, alpha / (2 * multiplier))
+    return d - c.margin if isinstance(c, NonInferior) else d
+
+
+def seeds_needed(c: Declared, e: Estimate, multiplier: float, margin: float, alpha: float = ALPHA,
+                 cap: int = 10_000) -> int | None:
+    """Seeds at which this comparison, with the sd it showed, would decide the declared margin with 80%
+    power: a difference of `margin` detected; non-inferiority or equivalence shown when the truth is 0 (each
+    of equivalence's two tests at 90%). None without a variance estimate; cap + 1 when beyond the cap."""
+    sd = e.unit_sd
+    if e.df < 1 or not np.isfinite(sd):
+        return None
+    if sd <= TIE:
+        return e.n
+
+    def enough(n: int) -> bool:
+        se, df = sd / np.sqrt(n), n - 1.0
+        if isinstance(c, Equivalent):
+            return detectable(se, df, alpha / multiplier, power=0.9) <= c.margin
+        reach = detectable(se, df, alpha / (2 * multiplier))
+        return reach <= (c.margin if isinstance(c, NonInferior) else margin)
+
+    if not enough(cap):
+        return cap + 1
+    low, high = 2, cap  # enough() is monotone in n: bisect
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid + 1, high)
+    return low
+
+
+@dataclass(frozen=True)
+class Decision:
+    declared: Declared
+    estimate: Estimate | None  # None: an arm has no trained run to compare
+    p_value: float
+    p_adjusted: float
+    multiplier: float
+    family: int
+    confidence: float
+    low: float
+    high: float
+    outcome: str  # see outcome(); "no data" without an estimate
+    mde: float
+    seeds_needed: int | None
+    steps: tuple[tuple[str, str, float, float, float], ...] = ()  # trend: (from, to, change, low, high)
+
+    @property
+    def decided(self) -> bool:
+        return self.outcome not in ("undecided", "no data")
+
+
+def estimate_for(c: Declared, values: Mapping[str, Values]) -> Estimate | None:
+    if isinstance(c, Interaction):
+        return interaction((values[c.first[0]], values[c.first[1]]), (values[c.second[0]], values[c.second[1]]))
+    if isinstance(c, Trend):
+        return slope([values[a] for a in c.arms])
+    return paired_or_welch(values[c.a], values[c.b])
+
+
+def _steps(c: Trend, values: Mapping[str, Values], alpha: float) -> tuple:
+    """Each adjacent step of a trend at Bonferroni level over the steps: monotone when every step's interval
+    lies on the declared side (an intersection-union test needs no correction for that claim); a step whose
+    interval lies on the other side reverses it."""
+    out = []
+    for left, right in zip(c.arms, c.arms[1:], strict=False):
+        e = paired_or_welch(values[right], values[left])
+        if e is None:
+            continue
+        t = t_test(e.value, e.se, e.df, 1 - alpha / (len(c.arms) - 1))
+        out.append((left, right, e.value, float(t.low), float(t.high)))
+    return tuple(out)
+
+
+def decide_all(family: Sequence[Declared], values: Mapping[str, Values], margin: float,
+               alpha: float = ALPHA, power: bool = True) -> list[Decision]:
+    """Decide every declared comparison, Holm-corrected over the whole family (a comparison without data
+    stays in the family at p = 1: nothing leaves it). `power=False` skips the MDE and seeds needed (nan,
+    None): the decisions are the same, and simulations run thousands of them."""
+    estimates = [estimate_for(c, values) for c in family]
+    p = [1.0 if e is None else raw_p(c, e) for c, e in zip(family, estimates, strict=True)]
+    adjusted, factors = holm(p), holm_multipliers(p)
+    out = []
+    for c, e, p_raw, p_adj, k in zip(family, estimates, p, adjusted, factors, strict=True):
+        steps = _steps(c, values, alpha) if isinstance(c, Trend) else ()
+        confidence = level(c, k, alpha)
+        if e is None:
+            out.append(Decision(c, None, p_raw, p_adj, k, len(family), confidence, -np.inf, np.inf, "no data",
+                                np.inf, None, steps))
+            continue
+        t = t_test(e.value, e.se, e.df, confidence)
+        low, high = float(t.low), float(t.high)
+        out.append(Decision(c, e, p_raw, p_adj, k, len(family), confidence, low, high, outcome(c, low, high),
+                            mde(c, e, k, alpha) if power else np.nan,
+                            seeds_needed(c, e, k, margin, alpha) if power else None, steps))
+    return out

@@ -1,0 +1,156 @@
+"""A study's declared analysis plan: the family of comparisons its report tests, fixed in the study file before
+any run. Each comparison has a kind, and the report tests exactly the declared family, Holm-corrected over it;
+no flag, filter or result removes one.
+
+- `Difference(a, b)`: is a - b different from 0? (two-sided)
+- `NonInferior(a, b, margin)`: is a at least b - margin? ("a >= b", "a is not worse than b")
+- `Equivalent(a, b, margin)`: is |a - b| within the margin? (TOST)
+- `Interaction((a, b), (c, d))`: does a - b differ from c - d? (the difference of the differences)
+- `Trend(arms, "decreasing" | "increasing")`: does accuracy move one way along `arms`, in order?
+
+Margins are in accuracy as a fraction (0.02 = 2 points); a comparison without one takes the study's `margin`.
+`claim` says who predicted the result, when the literature did. Nothing here imports anything heavy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+DEFAULT_MARGIN = 0.02  # 2 accuracy points: about one seed-sd of a well-trained small model on the default task
+DIRECTIONS = ("decreasing", "increasing")
+
+
+@dataclass(frozen=True)
+class Difference:
+    a: str
+    b: str
+    claim: str = ""
+    kind = "difference"
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return (self.a, self.b)
+
+    @property
+    def label(self) -> str:
+        return f"{self.a} - {self.b}"
+
+
+@dataclass(frozen=True)
+class NonInferior:
+    """a >= b - margin: shown when the interval's lower end clears -margin; refuted when its upper end falls
+    below -margin (a is worse than b by more than the margin)."""
+
+    a: str
+    b: str
+    margin: float | None = None
+    claim: str = ""
+    kind = "non-inferiority"
+
+    arms = Difference.arms
+    label = Difference.label
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """|a - b| <= margin: shown when the TOST interval (90% at alpha 0.05) lies inside ±margin; refuted when it
+    lies wholly outside."""
+
+    a: str
+    b: str
+    margin: float | None = None
+    claim: str = ""
+    kind = "equivalence"
+
+    arms = Difference.arms
+    label = Difference.label
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """(a - b) under one setting minus (c - d) under another: does the effect depend on the setting?"""
+
+    first: tuple[str, str]
+    second: tuple[str, str]
+    claim: str = ""
+    kind = "interaction"
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return (*self.first, *self.second)
+
+    @property
+    def label(self) -> str:
+        (a, b), (c, d) = self.first, self.second
+        return f"({a} - {b}) - ({c} - {d})"
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Accuracy along `arms` in order: the per-seed least-squares slope per step, and whether every step
+    moves the declared way (monotone)."""
+
+    arms: tuple[str, ...]
+    direction: str = "decreasing"
+    claim: str = ""
+    kind = "trend"
+
+    @property
+    def label(self) -> str:
+        return f"{' -> '.join(self.arms)} ({self.direction})"
+
+    @property
+    def sign(self) -> int:
+        return -1 if self.direction == "decreasing" else 1
+
+
+Declared = Difference | NonInferior | Equivalent | Interaction | Trend
+KINDS = ("difference", "non-inferiority", "equivalence", "interaction", "trend")
+LEGACY_KINDS = {"at_least": NonInferior, "alike": Equivalent}
+
+
+def with_margin(c: Declared, margin: float) -> Declared:
+    """`c` with the study's margin where it declares none."""
+    if isinstance(c, NonInferior | Equivalent) and c.margin is None:
+        return dataclasses.replace(c, margin=margin)
+    return c
+
+
+def check_plan(plan: tuple[Declared, ...], arms: tuple[str, ...]) -> None:
+    """Refuse a plan that names an arm the study lacks, a bad trend direction, a margin out of range, or the
+    same comparison twice; the error names the valid choices."""
+    seen = set()
+    for c in plan:
+        if not isinstance(c, Difference | NonInferior | Equivalent | Interaction | Trend):
+            raise TypeError(f"the plan holds {c!r}; declare Difference, NonInferior, Equivalent, Interaction "
+                             "or Trend (harness.plan)")
+        unknown = [a for a in c.arms if a not in arms]
+        if unknown:
+            raise ValueError(f"{c.kind} {c.label} names unknown arms {', '.join(unknown)}; arms: {', '.join(arms)}")
+        if isinstance(c, Trend):
+            if c.direction not in DIRECTIONS:
+                raise ValueError(f"trend {c.label}: direction {c.direction!r}; choose {' or '.join(DIRECTIONS)}")
+            if len(c.arms) < 3:
+                raise ValueError(f"trend {c.label}: needs 3 or more arms; for 2, declare a Difference")
+        margin = getattr(c, "margin", None)
+        if margin is not None and not 0 < margin < 1:
+            raise ValueError(f"{c.kind} {c.label}: margin {margin} must lie between 0 and 1 (0.02 = 2 points)")
+        key = (c.kind, c.label)
+        if key in seen:
+            raise ValueError(f"{c.kind} {c.label} is declared twice")
+        seen.add(key)
+
+
+def legacy_plan(comparisons, expected) -> tuple[Declared, ...]:
+    """The plan that study files from before declared plans meant: their comparisons as differences and their
+    expected trends as non-inferiority (at_least), equivalence (alike) or trends. So their recorded runs still
+    rebuild a report."""
+    plan: list[Declared] = [Difference(a, b) for a, b in comparisons]
+    for e in expected:
+        if e.kind in LEGACY_KINDS:
+            plan += [LEGACY_KINDS[e.kind](a, e.arms[-1], e.margin, e.claim) for a in e.arms[:-1]]
+        else:
+            plan.append(Trend(tuple(e.arms), e.kind, e.claim))
+    unique = {(c.kind, c.label): c for c in plan}  # a comparison declared as both keeps its later, claimed form
+    return tuple(unique.values())
