@@ -1,76 +1,103 @@
-"""Specification of harness.analysis.findings: chance flags, verdicts that leave flagged arms out, expected trends."""
+"""Specification of harness.analysis.findings: failures decided on validation and reported as results, the
+declared family kept whole, sentences that carry kind, margin, interval, decision and power, protocol checks."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
+import numpy as np
+import pandas as pd
 
-from harness.analysis.findings import chance_flags, expectation_lines, verdicts
-from harness.spec import Arm, Expectation, StudySpec
+from harness.analysis.findings import edge_notes, findings, momentum_notes
+from harness.plan import Difference, NonInferior, Trend
+from harness.spec import Arm, StudySpec
 
 JITTER = [0.01, -0.02, 0.0, 0.015, -0.005]
 SHUFFLED = [0.0, 0.015, -0.02, -0.005, 0.01]
 
 
-def record(means: dict[str, float], comparisons=(), expected=(), jitter=None, n_classes=5):
-    """A stand-in StudyRecord: each arm's test accuracies at `means` plus jitter, seeds 1..5."""
-    arms = tuple(Arm(name, "sgd") for name in means)
-    spec = StudySpec(name="s", question="?", arms=arms, search_space=None, comparisons=tuple(comparisons),
-                     expected=tuple(expected))
-    values = {name: {s: m + d for s, d in enumerate((jitter or {}).get(name, JITTER), 1)}
-              for name, m in means.items()}
-    fake = {name: SimpleNamespace(test_acc=lambda v=v: v) for name, v in values.items()}
+def record(test: dict[str, list[float]], val: dict[str, list[float]] | None = None, plan=(), n_classes=5,
+           diverged: dict[str, list[bool]] | None = None):
+    """A stand-in StudyRecord: per arm, confirmation runs for seeds 0.. with these test (and val) accuracies."""
+    arms = tuple(Arm(name, "sgd") for name in test)
+    spec = StudySpec(name="s", question="?", arms=arms, search_space=None, plan=tuple(plan))
+    fake = {}
+    for name, values in test.items():
+        frame = pd.DataFrame({"tags.seed": list(range(len(values))), "metrics.test_acc": values,
+                              "metrics.best_val_acc": (val or {}).get(name, values),
+                              "diverged": (diverged or {}).get(name, [False] * len(values))})
+        fake[name] = SimpleNamespace(confirm=frame, test_acc=lambda f=frame: dict(zip(f["tags.seed"], f["metrics.test_acc"])))
     return SimpleNamespace(spec=spec, arms=fake, n_classes=n_classes, setting=lambda key: "6")
 
 
-def test_an_arm_within_noise_of_chance_is_flagged_and_left_out_of_the_verdicts():
-    r = record({"vgg-sgd": 0.22, "vgg-adam": 0.80, "lenet-sgd": 0.85, "lenet-adam": 0.9},
-               comparisons=[("vgg-adam", "vgg-sgd"), ("lenet-adam", "lenet-sgd")])
-    flags = chance_flags(r)
-    assert list(flags) == ["vgg-sgd"] and "20.0% (chance, 5 classes)" in flags["vgg-sgd"]
-    found = verdicts(r, flags)
-    assert found.sentences[0] == "No verdict for vgg-adam vs vgg-sgd: vgg-sgd at chance level (see the validity flags)."
-    assert found.family == 1 and "Holm" not in found.sentences[1]
+def test_a_run_at_chance_on_validation_is_a_failure_that_leaves_the_means_but_not_the_family():
+    r = record({"vgg-adam": [0.8 + j for j in JITTER], "vgg-sgd": [0.21, 0.88, 0.22, 0.86, 0.87]},
+               plan=[Difference("vgg-adam", "vgg-sgd")])
+    found = findings(r)
+    assert found.outcomes.trained["vgg-sgd"] == {1: 0.88, 3: 0.86, 4: 0.87}
+    assert found.rates["vgg-sgd"].failed == 2 and found.rates["vgg-sgd"].n == 5
+    assert found.family == 1 and found.decisions[0].estimate.n == 3  # paired over the seeds both trained
+    assert any("vgg-sgd failed to train on 2 of 5 seeds (40.0%, exact 95% CI 5.3 to 85.3%)" in s
+               for s in found.sentences)
 
 
-def test_two_identical_arms_give_no_significant_difference():
-    r = record({"a": 0.8, "b": 0.8}, comparisons=[("a", "b")], jitter={"b": SHUFFLED})
-    (sentence,) = verdicts(r, {}).sentences
-    assert sentence.startswith("At this budget (6 trials per arm, 5 seeds), no significant difference: a - b = ")
+def test_validation_not_test_decides_a_failure():
+    """A run with a good validation score and a poor test score trained: the test split must not choose."""
+    r = record({"a": [0.22, 0.9, 0.91], "b": [0.9, 0.9, 0.9]}, val={"a": [0.88, 0.9, 0.91]},
+               plan=[Difference("a", "b")])
+    assert findings(r).rates["a"].failed == 0
 
 
-def test_an_expected_at_least_is_checked_per_arm():
-    e = Expectation("AnB+ >= baseline (Yosinski et al. 2014)", "at_least", ("up", "same", "down", "base"))
-    r = record({"up": 0.9, "same": 0.8, "down": 0.7, "base": 0.8}, expected=[e], jitter={"same": SHUFFLED})
-    (line,) = expectation_lines(r, {}, {})
-    assert line.startswith("AnB+ >= baseline (Yosinski et al. 2014): up - base = 10.0 points")
-    assert "up - base = 10.0 points (95% CI 10.0 to 10.0): agrees" in line  # same seeds' jitter: no spread
-    assert "down - base = -10.0 points (95% CI -10.0 to -10.0): runs against it" in line
-    assert "same - base = 0.0 points (95% CI " in line and line.count("inconclusive") == 1
+def test_an_arm_that_never_trains_keeps_its_comparison_in_the_family_as_no_decision():
+    r = record({"a": [0.2, 0.21, 0.19], "b": [0.9, 0.91, 0.89], "c": [0.8, 0.82, 0.81]},
+               plan=[Difference("a", "b"), Difference("c", "b")])
+    found = findings(r)
+    assert found.family == 2 and found.decisions[0].outcome == "no data"
+    assert found.sentences[0] == "difference: a - b: no decision, a trained on no seed (see the failure rates)."
+    assert found.decisions[1].multiplier >= 1 and "Holm over 2" in found.sentences[1]
+    assert any(s.startswith("Failure rates of a (3/3) and b (0/3)") for s in found.sentences)
 
 
-@pytest.mark.parametrize(("slope", "status"), [(-0.05, "agrees"), (0.05, "runs against it"), (0.0, "inconclusive")])
-def test_an_expected_decrease_agrees_runs_against_or_is_inconclusive(slope, status):
-    names = [f"AnB-{n}" for n in range(4)]
-    r = record({name: 0.8 + slope * i for i, name in enumerate(names)},
-               expected=[Expectation("AnB falls with n", "decreasing", tuple(names))])
-    (line,) = expectation_lines(r, {}, {})
-    assert line.startswith(f"AnB falls with n: {status}: slope ")
+def test_a_diverged_run_is_a_failure():
+    r = record({"a": [0.0, 0.9, 0.91], "b": [0.9, 0.9, 0.9]}, diverged={"a": [True, False, False]},
+               plan=[Difference("a", "b")])
+    assert findings(r).rates["a"].failed == 1
 
 
-def test_an_arm_at_chance_is_left_out_of_a_trend_and_named():
-    names = ["AnB-1", "AnB-2", "AnB-3"]
-    r = record({"AnB-1": 0.9, "AnB-2": 0.8, "AnB-3": 0.2},
-               expected=[Expectation("AnB falls with n", "decreasing", tuple(names))])
-    (line,) = expectation_lines(r, chance_flags(r), {})
-    assert "left out (at chance or unconfirmed): AnB-3" in line
+def test_a_non_inferiority_sentence_names_the_claim_margin_decision_and_power():
+    r = record({"adam": [0.9 + j for j in SHUFFLED], "sgd": [0.9 + j for j in JITTER]},
+               plan=[NonInferior("adam", "sgd", 0.05, claim="Adam >= SGD (Choi et al. 2019)")])
+    (sentence,) = findings(r).sentences
+    assert sentence.startswith("Adam >= SGD (Choi et al. 2019) — non-inferiority within 5.0 points: adam - sgd: ")
+    assert "5 seeds paired" in sentence and "80% power to show it when a - b >= " in sentence
 
 
-def test_arms_expected_alike_agree_only_when_the_interval_lies_within_the_margin():
-    e = Expectation("momentum 0.9 alike momentum 0 at equal effective lr (Li et al. 2020)", "alike",
-                    ("close", "far", "m0"), margin=0.05)
-    r = record({"close": 0.80, "far": 0.90, "m0": 0.80}, expected=[e], jitter={"close": SHUFFLED})
-    (line,) = expectation_lines(r, {}, {})
-    assert "close - m0 = 0.0 points" in line and "agrees (the interval lies within ±5 points)" in line
-    assert "far - m0 = 10.0 points" in line and line.endswith("runs against it.")
+def test_a_trend_sentence_lists_each_step():
+    r = record({"n1": [0.9 + j for j in JITTER], "n2": [0.93 + j for j in SHUFFLED], "n3": [0.8 + j for j in JITTER]},
+               plan=[Trend(("n1", "n2", "n3"), "decreasing")])
+    (sentence,) = findings(r).sentences
+    assert "Steps: n1 -> n2 +3.0" in sentence and "n2 -> n3 -13.0" in sentence
+
+
+def test_too_few_updates_for_momentums_horizon_is_said():
+    frame = pd.DataFrame({"params.opt.momentum": ["0.99"], "params.epochs": ["10"], "params.batch_size": ["32"]})
+    r = SimpleNamespace(overview={"sizes": {"train": 150}},
+                        arms={"m99": SimpleNamespace(confirm=frame), "m0": SimpleNamespace(confirm=frame.assign(
+                            **{"params.opt.momentum": ["0"]}))})
+    (note,) = momentum_notes(r)
+    assert note.startswith("m99: 50 updates (150 images in batches of 32, 10 epochs) against momentum 0.99's "
+                           "horizon of 100 steps")
+    enough = SimpleNamespace(overview=r.overview, arms={"m99": SimpleNamespace(confirm=frame.assign(
+        **{"params.batch_size": ["8"], "params.epochs": ["12"]}))})
+    assert momentum_notes(enough) == []
+
+
+def test_a_chosen_value_at_the_edge_of_its_range_is_warned():
+    from optuna.distributions import FloatDistribution
+
+    best = SimpleNamespace(params={"lr": 1.41e-5}, distributions={"lr": FloatDistribution(1e-5, 1e-2, log=True)})
+    middle = SimpleNamespace(params={"lr": 3e-4}, distributions=best.distributions)
+    r = SimpleNamespace(arms={"edge": SimpleNamespace(best=best), "mid": SimpleNamespace(best=middle)})
+    (note,) = edge_notes(r)
+    assert note.startswith("edge: its chosen lr = 1.41e-05 lies at the low edge of the searched range")
+    assert np.isfinite(best.params["lr"])

@@ -1,8 +1,10 @@
 import dataclasses
+import re
 
 import pytest
 
-from harness.spec import Arm, TrialConfig, list_studies, load_study
+from harness.plan import Difference, NonInferior, Trend
+from harness.spec import Arm, Expectation, StudySpec, TrialConfig, list_studies, load_study
 
 
 def test_list_studies_finds_the_default_study():
@@ -26,11 +28,48 @@ def test_arm_config_sets_optimizer_strategy_and_fixed_values_over_the_base():
                                                                          "resnet18", 0.1)
 
 
-def test_default_study_has_four_arms_with_one_budget_and_two_verdicts():
+def test_default_study_declares_non_inferiority_and_difference_frozen_and_unfrozen():
     study = load_study("sgd_vs_adam")
     assert {a.name for a in study.arms} == {"sgd-frozen", "adam-frozen", "sgd-unfrozen", "adam-unfrozen"}
     assert study.n_trials == 20 and study.seeds == 5 and study.sampler == "qmc"
-    assert len(study.comparisons) == 2
+    assert [(c.kind, c.label, getattr(c, "margin", None)) for c in study.family] == [
+        ("non-inferiority", "adam-frozen - sgd-frozen", 0.02), ("non-inferiority", "adam-unfrozen - sgd-unfrozen", 0.02),
+        ("difference", "adam-frozen - sgd-frozen", None), ("difference", "adam-unfrozen - sgd-unfrozen", None)]
+
+
+@pytest.mark.parametrize("name", list_studies())
+def test_every_committed_study_declares_its_plan(name):
+    study = load_study(name)
+    assert study.plan and not study.comparisons and not study.expected
+
+
+def test_a_study_from_before_plans_reads_its_comparisons_and_expectations_as_a_plan():
+    arms = tuple(Arm(n, "sgd") for n in ("a", "b", "c", "d"))
+    old = StudySpec(name="s", question="?", arms=arms, search_space=None, comparisons=(("a", "b"),),
+                    expected=(Expectation("x", "at_least", ("a", "b")), Expectation("y", "alike", ("c", "b")),
+                              Expectation("z", "decreasing", ("a", "b", "c"))))
+    assert [(c.kind, c.label) for c in old.family] == [
+        ("difference", "a - b"), ("non-inferiority", "a - b"), ("equivalence", "c - b"), ("trend", "a -> b -> c (decreasing)")]
+    assert all(c.margin == 0.02 for c in old.family[1:3])
+
+
+def test_without_a_plan_every_pair_is_a_difference():
+    arms = tuple(Arm(n, "sgd") for n in ("a", "b", "c"))
+    assert [c.label for c in StudySpec(name="s", question="?", arms=arms, search_space=None).family] == [
+        "a - b", "a - c", "b - c"]
+
+
+@pytest.mark.parametrize(("plan", "message"), [
+    ((Difference("a", "nope"),), "names unknown arms nope; arms: a, b, c"),
+    ((Trend(("a", "b", "c"), "sideways"),), "choose decreasing or increasing"),
+    ((Trend(("a", "b"), "decreasing"),), "needs 3 or more arms"),
+    ((NonInferior("a", "b", 2.0),), "margin 2.0 must lie between 0 and 1"),
+    ((Difference("a", "b"), Difference("a", "b")), "declared twice"),
+])
+def test_a_bad_plan_is_refused_naming_the_valid_choices(plan, message):
+    arms = tuple(Arm(n, "sgd") for n in ("a", "b", "c"))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        StudySpec(name="s", question="?", arms=arms, search_space=None, plan=plan)
 
 
 def test_data_root_comes_from_the_environment(monkeypatch):

@@ -161,6 +161,6 @@ def test_a_fixed_freeze_depth_beyond_the_models_stages_is_refused_before_anythin
 
     spec = load_study("sgd_vs_adam")
     spec = dataclasses.replace(spec, arms=(Arm("too-deep", "sgd", "freeze_k", fixed={"freeze_k": 7}),),
-                               comparisons=(), expected=())
+                               plan=())
     with pytest.raises(ValueError, match="freeze_k=7, but lenet5 has stages 0..4"):
         check(spec)

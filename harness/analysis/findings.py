@@ -99,7 +99,7 @@ def _needed(d: Decision, margin: float) -> str:
 def power_text(d: Decision, margin: float) -> str:
     """The minimum detectable effect at the seeds reached, and (when undecided) the seeds the margin needs."""
     c, m = d.declared, d.mde
-    if not np.isfinite(m):
+    if not np.isfinite(m) or d.estimate.df < 1:
         return "MDE: no variance estimate (fewer than 2 seeds)"
     if isinstance(c, NonInferior):
         text = f"80% power to show it when a - b >= {_pts(m, True)} points"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 ALPHA = 0.05  # family-wise significance level of the verdicts
 TIE = 1e-12  # spreads/differences below this are float noise, not signal (scores are O(1))
@@ -38,8 +38,9 @@ def t_test(estimate: np.ndarray, se: np.ndarray, df: np.ndarray, confidence: flo
     1; df < 1 (fewer than two values) gives an unbounded interval and p = 1: no evidence either way."""
     estimate, se, df = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (estimate, se, df)))
     with np.errstate(divide="ignore", invalid="ignore"):
-        half = stats.t.ppf(1 - (1 - np.asarray(confidence)) / 2, df) * se
-        p = 2 * stats.t.sf(np.abs(estimate) / se, df)
+        # scipy.special's t functions: the same values as scipy.stats.t, a hundred times faster per call
+        half = special.stdtrit(df, 1 - (1 - np.asarray(confidence)) / 2) * se
+        p = 2 * special.stdtr(df, -np.abs(estimate) / se)
     constant = se <= TIE
     half = np.where(constant, 0.0, half)
     p = np.where(constant, np.where(np.abs(estimate) <= TIE, 1.0, 0.0), p)

@@ -9,16 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 from mlflow import MlflowClient
 
-from harness.analysis.findings import Findings, decision_word, findings, interval, power_text, protocol_notes
+from harness.analysis.findings import Findings, findings, protocol_notes
 from harness.analysis.records import (
-    FINISHED,
     MIN_IMPORTANCE_TRIALS,
-    ArmRecord,
     StudyRecord,
     artifact,
     confirm_frame,
@@ -30,8 +27,8 @@ from harness.analysis.records import (
     trial_frame,
     varied_text,
 )
-from harness.analysis.stats import summarize
 from harness.reporting import figures
+from harness.reporting.tables import arm_table, pct, plan_table
 from harness.spec import StudySpec
 from harness.stores import Stores, parse_url
 
@@ -69,7 +66,7 @@ def _best_confirm(record: StudyRecord) -> pd.Series | None:
 
 
 def _describe(run: pd.Series) -> str:
-    return f"{run['arm']}, seed {run['seed']}: test accuracy {_pct(run['test_acc'])}%"
+    return f"{run['arm']}, seed {run['seed']}: test accuracy {pct(run['test_acc'])}%"
 
 
 def figure_data(record: StudyRecord) -> figures.FigureData:
@@ -92,18 +89,6 @@ def figure_data(record: StudyRecord) -> figures.FigureData:
 
 
 # --- markdown --------------------------------------------------------------------------------------
-
-
-def _pct(x: float) -> str:
-    return f"{100 * float(x):.1f}"
-
-
-def _value(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _parent_tags(record: StudyRecord) -> dict[str, str]:
@@ -177,26 +162,9 @@ def _header(record: StudyRecord, found: Findings) -> str:
     notes = protocol_notes(record)
     if notes:
         parts.append("**Protocol checks** (what this run could not show):\n\n" + "\n".join(f"- {n}." for n in notes))
-    parts.append(_plan_table(record, found))
+    parts.append(plan_table(record, found))
     parts.append(_method(record, found))
     return "\n\n".join(parts)
-
-
-def _plan_table(record: StudyRecord, found: Findings) -> str:
-    """The declared family, one row each: kind, margin, estimate, interval, decision, seeds, power."""
-    rows = []
-    for d in found.decisions:
-        c, e = d.declared, d.estimate
-        margin = f"{_pct(c.margin)}" if getattr(c, "margin", None) else "-"
-        estimate = "-" if e is None else f"{100 * e.value:+.1f}"
-        seeds = "-" if e is None else f"{e.n}{'' if e.paired else ' (Welch)'}"
-        power = "-" if e is None else power_text(d, record.spec.margin)
-        rows.append(f"| {c.label} | {c.kind} | {margin} | {estimate} | {interval(d) if e else '-'} | "
-                    f"{decision_word(d) if e else 'no data'} | {seeds} | {power} |")
-    head = ("| comparison | kind | margin (points) | estimate (points) | interval | decision | seeds | power |\n"
-            + "|---" * 8 + "|")
-    return f"**Declared comparisons** (the study's analysis plan, margin {_pct(record.spec.margin)} points unless " \
-           f"stated):\n\n{head}\n" + "\n".join(rows)
 
 
 def _not_reproduced(record: StudyRecord) -> list[str]:
@@ -209,55 +177,10 @@ def _not_reproduced(record: StudyRecord) -> list[str]:
         mean, sd = float(val.mean()), float(val.std(ddof=1))
         if arm.best.value - mean > max(0.05, 2 * sd):  # 5 points and two seed-sds below the search's score
             lines.append(
-                f"Caution, {name}: its best trial reached {_pct(arm.best.value)}% validation accuracy in the search "
-                f"but {_pct(mean)} ± {_pct(sd)}% over the confirmation seeds. That configuration does not "
+                f"Caution, {name}: its best trial reached {pct(arm.best.value)}% validation accuracy in the search "
+                f"but {pct(mean)} ± {pct(sd)}% over the confirmation seeds. That configuration does not "
                 "reproduce (the search's best was partly luck), and its test accuracy reflects it.")
     return lines
-
-
-def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, found: Findings) -> str:
-    wall = pd.to_numeric(record.children(name)["metrics.wall_seconds"], errors="coerce").sum()
-    best = f"{_pct(arm.best.value)} (trial {arm.best.number})" if arm.best else "-"
-    val = pd.to_numeric(arm.confirm.get("metrics.best_val_acc", pd.Series(dtype=float)), errors="coerce").dropna()
-    seeds_val = f"{_pct(val.mean())}" if len(val) else "-"
-    test = ci = "no confirmation runs" if not arm.test_acc() else "no run trained"
-    trained = found.outcomes.trained[name]
-    if trained:
-        s = summarize(list(trained.values()))
-        ci = f"{_pct(s.ci_low)} to {_pct(s.ci_high)}" if np.isfinite(s.ci_low) else "too few seeds"
-        test = f"{_pct(s.mean)} ± {_pct(s.sd)} (n={s.n})"
-    r = found.rates[name]
-    failures = "-" if not r.n else f"{r.failed}/{r.n} ({_pct(r.low)} to {_pct(r.high)})"
-    failures += f" (+{arm.uncounted_failures} crashed, not counted)" if arm.uncounted_failures else ""
-    counts = " / ".join(str(arm.count(s)) for s in FINISHED)
-    params = ", ".join(f"{k}={_value(v)}" for k, v in arm.best.params.items()) if arm.best else "-"
-    return f"| {name} | {best} | {seeds_val} | {test} | {ci} | {failures} | {counts} | {_duration(wall)} | {params} |"
-
-
-def _table(record: StudyRecord, found: Findings) -> str:
-    head = ("| arm | chosen trial: search val acc (%) | its val acc over seeds (%) | test acc of runs that trained "
-            "(%), mean ± sd | its 95% CI (t) | failed seeds (exact 95% CI, %) | trials complete / pruned / failed "
-            "| wall time | hyperparameters |\n" + "|---" * 9 + "|")
-    rows = "\n".join(_arm_row(record, name, arm, found) for name, arm in record.arms.items())
-    return f"## Results per arm\n\n{head}\n{rows}\n\n{_per_seed(record, found)}"
-
-
-def _per_seed(record: StudyRecord, found: Findings) -> str:
-    """Every counted confirmation run's test accuracy, seeds as rows; a failed run is marked."""
-    seeds = sorted({s for flags in found.outcomes.failed.values() for s in flags})
-    if not seeds:
-        return ""
-    names = list(record.arms)
-    rows = []
-    for seed in seeds:
-        cells = []
-        for name in names:
-            acc = record.arms[name].test_acc().get(seed)
-            mark = " (failed)" if found.outcomes.failed[name].get(seed) else ""
-            cells.append("-" if acc is None else f"{_pct(acc)}{mark}")
-        rows.append(f"| {seed} | " + " | ".join(cells) + " |")
-    head = "| seed | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|"
-    return "**Per seed** (test accuracy, %):\n\n" + head + "\n" + "\n".join(rows)
 
 
 def _figure_ref(out: Path, file: str, text: str) -> str:
@@ -367,7 +290,7 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
     found = findings(record)
     shown = figures.draw_all(figure_data(record), out)
     ui = browse(stores, ui_url)
-    sections = [_header(record, found), _table(record, found), _six_steps(record, out),
+    sections = [_header(record, found), arm_table(record, found), _six_steps(record, out),
                 _figures_md(shown), _setup(record, ui)]
     readme = out / "README.md"
     readme.write_text("\n\n".join(sections) + "\n")

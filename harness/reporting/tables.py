@@ -1,0 +1,88 @@
+"""The report's tables: the declared comparisons, the results per arm, and every seed's test accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.findings import Findings, decision_word, interval, power_text
+from harness.analysis.records import FINISHED, ArmRecord, StudyRecord
+from harness.analysis.stats import summarize
+
+
+def pct(x: float) -> str:
+    return f"{100 * float(x):.1f}"
+
+
+def _value(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def plan_table(record: StudyRecord, found: Findings) -> str:
+    """The declared family, one row each: kind, margin, estimate, interval, decision, seeds, power."""
+    rows = []
+    for d in found.decisions:
+        c, e = d.declared, d.estimate
+        margin = f"{pct(c.margin)}" if getattr(c, "margin", None) else "-"
+        estimate = "-" if e is None else f"{100 * e.value:+.1f}"
+        seeds = "-" if e is None else f"{e.n}{'' if e.paired else ' (Welch)'}"
+        power = "-" if e is None else power_text(d, record.spec.margin)
+        rows.append(f"| {c.label} | {c.kind} | {margin} | {estimate} | {interval(d) if e else '-'} | "
+                    f"{decision_word(d) if e else 'no data'} | {seeds} | {power} |")
+    head = ("| comparison | kind | margin (points) | estimate (points) | interval | decision | seeds | power |\n"
+            + "|---" * 8 + "|")
+    return f"**Declared comparisons** (the study's analysis plan, margin {pct(record.spec.margin)} points unless " \
+           f"stated):\n\n{head}\n" + "\n".join(rows)
+
+
+def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, found: Findings) -> str:
+    wall = pd.to_numeric(record.children(name)["metrics.wall_seconds"], errors="coerce").sum()
+    best = f"{pct(arm.best.value)} (trial {arm.best.number})" if arm.best else "-"
+    val = pd.to_numeric(arm.confirm.get("metrics.best_val_acc", pd.Series(dtype=float)), errors="coerce").dropna()
+    seeds_val = f"{pct(val.mean())}" if len(val) else "-"
+    test = ci = "no confirmation runs" if not arm.test_acc() else "no run trained"
+    trained = found.outcomes.trained[name]
+    if trained:
+        s = summarize(list(trained.values()))
+        ci = f"{pct(s.ci_low)} to {pct(s.ci_high)}" if np.isfinite(s.ci_low) else "too few seeds"
+        test = f"{pct(s.mean)} ± {pct(s.sd)} (n={s.n})"
+    r = found.rates[name]
+    failures = "-" if not r.n else f"{r.failed}/{r.n} ({pct(r.low)} to {pct(r.high)})"
+    failures += f" (+{arm.uncounted_failures} crashed, not counted)" if arm.uncounted_failures else ""
+    counts = " / ".join(str(arm.count(s)) for s in FINISHED)
+    params = ", ".join(f"{k}={_value(v)}" for k, v in arm.best.params.items()) if arm.best else "-"
+    return f"| {name} | {best} | {seeds_val} | {test} | {ci} | {failures} | {counts} | {_duration(wall)} | {params} |"
+
+
+def arm_table(record: StudyRecord, found: Findings) -> str:
+    head = ("| arm | chosen trial: search val acc (%) | its val acc over seeds (%) | test acc of runs that trained "
+            "(%), mean ± sd | its 95% CI (t) | failed seeds (exact 95% CI, %) | trials complete / pruned / failed "
+            "| wall time | hyperparameters |\n" + "|---" * 9 + "|")
+    rows = "\n".join(_arm_row(record, name, arm, found) for name, arm in record.arms.items())
+    return f"## Results per arm\n\n{head}\n{rows}\n\n{_per_seed(record, found)}"
+
+
+def _per_seed(record: StudyRecord, found: Findings) -> str:
+    """Every counted confirmation run's test accuracy, seeds as rows; a failed run is marked."""
+    seeds = sorted({s for flags in found.outcomes.failed.values() for s in flags})
+    if not seeds:
+        return ""
+    names = list(record.arms)
+    rows = []
+    for seed in seeds:
+        cells = []
+        for name in names:
+            acc = record.arms[name].test_acc().get(seed)
+            mark = " (failed)" if found.outcomes.failed[name].get(seed) else ""
+            cells.append("-" if acc is None else f"{pct(acc)}{mark}")
+        rows.append(f"| {seed} | " + " | ".join(cells) + " |")
+    head = "| seed | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|"
+    return "**Per seed** (test accuracy, %):\n\n" + head + "\n" + "\n".join(rows)
+
+

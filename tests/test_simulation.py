@@ -1,0 +1,157 @@
+"""Error rates of the report's inference, simulated through the functions the report uses (failures.failed,
+decide.decide_all, stats.summarize, failures.rate, decide.mde), under three seed distributions:
+
+- normal: accuracy = arm mean + a seed effect both arms of a seed share + independent noise;
+- skewed: the noise is a gamma's left tail against the ceiling (skewness -1), as accuracies near 100% are;
+- collapse: as normal, but a run collapses to chance (validation and test both near 20%) with probability
+  0.1 in half the arms: the report counts it a failure, and its intervals cover the mean of the runs that
+  trained.
+
+Measured (numbers printed with -s): family-wise error, coverage, false claims of non-inferiority and
+equivalence, power at the printed MDE, and the exact coverage of failure rates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.analysis.decide import Estimate, decide_all, mde
+from harness.analysis.failures import failed, rate
+from harness.analysis.stats import summarize
+from harness.plan import Difference, Equivalent, Interaction, NonInferior, Trend
+
+CHANCE, CHANCE_MARGIN, MARGIN = 0.2, 0.05, 0.02
+SD_SEED, SD_NOISE = 0.015, 0.015
+REPS = 1000
+DISTRIBUTIONS = ("normal", "skewed", "collapse")
+
+
+def _noise(rng, dist: str, size) -> np.ndarray:
+    if dist == "skewed":  # mean 0, sd SD_NOISE, skewness -1 (a gamma with shape 4, mirrored)
+        return -(rng.gamma(4.0, SD_NOISE / 2, size) - 2 * SD_NOISE)
+    return rng.normal(0, SD_NOISE, size)
+
+
+def simulate(rng, means: dict[str, float], n: int, dist: str):
+    """One study's confirmation runs: per arm {seed: test} for the runs that trained, and failure counts."""
+    seed_effect = rng.normal(0, SD_SEED, n)
+    trained, failures = {}, {}
+    for i, (name, mean) in enumerate(means.items()):
+        test = mean + seed_effect + _noise(rng, dist, n)
+        val = test + rng.normal(0, 0.01, n)
+        if dist == "collapse" and i % 2:
+            down = rng.random(n) < 0.1
+            test = np.where(down, CHANCE + rng.normal(0, 0.02, n), test)
+            val = np.where(down, CHANCE + rng.normal(0, 0.02, n), val)
+        flags = [failed(v, False, CHANCE, CHANCE_MARGIN) for v in val]
+        trained[name] = {s: float(t) for s, (t, f) in enumerate(zip(test, flags, strict=True)) if not f}
+        failures[name] = sum(flags)
+    return trained, failures
+
+
+def false_claim(d, truth: float) -> bool:
+    """Whether a decision claims something the true effect contradicts (a null boundary counts as false)."""
+    c, o = d.declared, d.outcome
+    if o in ("undecided", "no data"):
+        return False
+    # a refutation rejects the claim, so it claims the null, boundary included: a - b <= -margin (inferior),
+    # |a - b| >= margin (not equivalent)
+    if isinstance(c, NonInferior):
+        return not (truth > -c.margin if o == "shown" else truth <= -c.margin)
+    if isinstance(c, Equivalent):
+        return not (abs(truth) < c.margin if o == "shown" else abs(truth) >= c.margin)
+    if isinstance(c, Trend):
+        return not (np.sign(truth) == (c.sign if o == "shown" else -c.sign) and truth != 0)
+    return not (truth > 0 if o == "a > b" else truth < 0)
+
+
+# One family of every kind, each arm set at its null's boundary: a = b; c - d = -margin (non-inferiority's
+# null); e - f = margin (equivalence's); (g - h) - (i - j) = 0; k = l = q (no trend).
+FAMILY = (Difference("a", "b"), NonInferior("c", "d"), Equivalent("e", "f"), Interaction(("g", "h"), ("i", "j")),
+          Trend(("k", "l", "q")))
+NULL = {"a": 0.85, "b": 0.85, "c": 0.85, "d": 0.87, "e": 0.87, "f": 0.85, "g": 0.9, "h": 0.85, "i": 0.9,
+        "j": 0.85, "k": 0.85, "l": 0.85, "q": 0.85}
+TRUTH = [0.0, -MARGIN, MARGIN, 0.0, 0.0]
+
+
+def bound(rate_: float) -> float:
+    return rate_ + 3 * np.sqrt(rate_ * (1 - rate_) / REPS)  # the level plus simulation error
+
+
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+@pytest.mark.parametrize("n", [3, 5, 10, 30])
+def test_family_wise_error_under_the_global_null_is_at_most_5_percent(dist, n):
+    rng = np.random.default_rng(n)
+    errors = 0
+    for _ in range(REPS):
+        trained, _ = simulate(rng, NULL, n, dist)
+        decisions = decide_all(FAMILY, trained, MARGIN, power=False)
+        errors += any(false_claim(d, t) for d, t in zip(decisions, TRUTH, strict=True))
+    print(f"FWER {dist} n={n}: {errors / REPS:.3f}")
+    assert errors / REPS <= bound(0.05)
+
+
+COVERED = (Difference("a", "b"), Interaction(("g", "h"), ("i", "j")), Trend(("k", "l", "q")))
+EFFECTS = {"a": 0.88, "b": 0.85, "g": 0.92, "h": 0.85, "i": 0.9, "j": 0.88, "k": 0.9, "l": 0.86, "q": 0.8}
+TRUE = [0.03, 0.07 - 0.02, -0.05]  # a - b; (g - h) - (i - j); the slope per step of 0.9, 0.86, 0.8
+
+
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+@pytest.mark.parametrize("n", [3, 5, 10, 30])
+def test_intervals_cover_what_they_say_at_least_93_percent(dist, n):
+    """Each comparison's interval covers its true effect; each arm's t interval the mean of its trained runs."""
+    rng = np.random.default_rng(100 + n)
+    hits, arm_hits, arm_total = np.zeros(len(COVERED)), 0, 0
+    for _ in range(REPS):
+        trained, _ = simulate(rng, EFFECTS, n, dist)
+        decisions = decide_all(COVERED, trained, MARGIN, power=False)
+        hits += [d.low <= t <= d.high for d, t in zip(decisions, TRUE, strict=True)]
+        for name in ("a", "b"):  # b collapses in the collapse case: its interval covers its trained mean
+            if trained[name]:
+                s = summarize(list(trained[name].values()))
+                arm_hits += s.ci_low <= EFFECTS[name] <= s.ci_high
+                arm_total += 1
+    coverage = hits / REPS
+    print(f"coverage {dist} n={n}: comparisons {np.round(coverage, 3)}, arms {arm_hits / arm_total:.3f}")
+    assert np.all(coverage >= 0.93) and arm_hits / arm_total >= 0.93
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 30])
+def test_failure_rate_intervals_are_exact(n):
+    rng = np.random.default_rng(7)
+    for p in (0.1, 0.3):
+        k = rng.binomial(n, p, 4000)
+        covered = np.mean([(r := rate(int(x), n)).low <= p <= r.high for x in k])
+        assert covered >= 0.95
+
+
+def _estimate(n: int) -> Estimate:
+    """The standard error a paired comparison of n seeds has, from the simulation's true noise."""
+    sd = SD_NOISE * np.sqrt(2)
+    return Estimate(0.0, sd / np.sqrt(n), n - 1.0, n, True)
+
+
+@pytest.mark.parametrize("dist", ["normal", "skewed"])
+@pytest.mark.parametrize("n", [5, 10, 30])
+def test_non_inferiority_and_equivalence_claims_are_rare_when_false_and_made_at_the_printed_mde(dist, n):
+    rng = np.random.default_rng(200 + n)
+    ni, eq, diff = NonInferior("a", "b", MARGIN), Equivalent("a", "b", MARGIN), Difference("a", "b")
+    false_ni = false_eq = 0
+    at_mde = {"ni": 0, "eq": 0, "diff": 0}
+    shift = {"ni": mde(ni, _estimate(n), 1.0), "eq": mde(eq, _estimate(n), 1.0), "diff": mde(diff, _estimate(n), 1.0)}
+    for _ in range(REPS):
+        null, _ = simulate(rng, {"a": 0.85 - MARGIN, "b": 0.85, "c": 0.85 + MARGIN}, n, dist)
+        false_ni += decide_all([ni], null, MARGIN, power=False)[0].outcome == "shown"
+        false_eq += decide_all([Equivalent("c", "b", MARGIN)], null, MARGIN, power=False)[0].outcome == "shown"
+        for key, c in (("ni", ni), ("eq", eq), ("diff", diff)):
+            if key == "eq" and shift[key] <= 0:
+                continue
+            trained, _ = simulate(rng, {"a": 0.85 + shift[key], "b": 0.85}, n, dist)
+            d = decide_all([c], trained, MARGIN, power=False)[0]
+            at_mde[key] += d.outcome in ("shown", "a > b")
+    power = {k: v / REPS for k, v in at_mde.items() if k != "eq" or shift["eq"] > 0}
+    print(f"{dist} n={n}: false NI {false_ni / REPS:.3f}, false equivalence {false_eq / REPS:.3f}, "
+          f"power at the MDE {power}")
+    assert false_ni / REPS <= bound(0.025) and false_eq / REPS <= bound(0.05)
+    assert all(0.8 - 3 * np.sqrt(0.16 / REPS) <= p <= 0.9 for p in power.values())
