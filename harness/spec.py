@@ -128,7 +128,6 @@ VARIANCE_SOURCES = {
     "partition": "the train/val partition and few-shot subset",
     "pretrain": "the source pretraining (weights=source; a cached checkpoint per seed)",
 }
-TREND_KINDS = ("at_least", "alike", "decreasing", "increasing")
 
 
 @dataclass(frozen=True)

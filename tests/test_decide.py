@@ -123,3 +123,11 @@ def test_kinds_print_their_power_in_their_own_terms():
 def test_one_seed_decides_nothing():
     d = one(Difference("a", "b"), {"a": {0: 0.9}, "b": {0: 0.6}})
     assert d.outcome == "undecided" and d.p_value == 1.0 and not np.isfinite(d.mde) and d.seeds_needed is None
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_the_mde_exists_at_two_and_three_seeds_despite_the_t_distributions_heavy_tails(n):
+    values = {"a": arm(0.9, NOISE[:n]), "b": arm(0.8, NOISE[::-1][:n])}
+    family = [Difference("a", "b"), NonInferior("a", "b"), Equivalent("a", "b")]
+    for d in decide_all(family, values, M):
+        assert np.isfinite(d.mde) and d.seeds_needed is not None

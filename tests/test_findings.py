@@ -73,10 +73,11 @@ def test_a_non_inferiority_sentence_names_the_claim_margin_decision_and_power():
 
 
 def test_a_trend_sentence_lists_each_step():
-    r = record({"n1": [0.9 + j for j in JITTER], "n2": [0.93 + j for j in SHUFFLED], "n3": [0.8 + j for j in JITTER]},
+    r = record({"n1": [0.9 + j for j in JITTER], "n2": [0.93 + j for j in JITTER], "n3": [0.8 + j for j in SHUFFLED]},
                plan=[Trend(("n1", "n2", "n3"), "decreasing")])
     (sentence,) = findings(r).sentences
     assert "Steps: n1 -> n2 +3.0" in sentence and "n2 -> n3 -13.0" in sentence
+    assert "**shown overall, but not monotone (reverses at n1 -> n2)**" in sentence
 
 
 def test_too_few_updates_for_momentums_horizon_is_said():

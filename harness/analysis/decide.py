@@ -152,7 +152,9 @@ def detectable(se: float, df: float, alpha_one_sided: float, power: float = POWE
     if se <= TIE:
         return 0.0
     critical = stats.t.ppf(1 - alpha_one_sided, df)
-    high = se * (critical + stats.norm.ppf(power) + 10)
+    high = se * (critical + stats.norm.ppf(power) + 1)
+    while _power_one_sided(high, se, df, critical) < power:  # heavy tails at df 1-2 need far more than a z
+        high *= 2
     return float(optimize.brentq(lambda d: _power_one_sided(d, se, df, critical) - power, 0.0, high))
 
 

@@ -125,7 +125,22 @@ def decision_word(d: Decision) -> str:
         if isinstance(c, Interaction):
             return "the effect depends on the setting"
         return f"{c.a} beats {c.b}" if d.outcome == "a > b" else f"{c.b} beats {c.a}"
-    return WORDS.get(c.kind, {}).get(d.outcome, d.outcome)
+    word = WORDS.get(c.kind, {}).get(d.outcome, d.outcome)
+    if isinstance(c, Trend) and d.steps:
+        states = [_step_state(c.sign, low, high) for *_, low, high in d.steps]
+        against = [f"{left} -> {right}" for (left, right, *_), st in zip(d.steps, states, strict=True)
+                   if st == "against the trend"]
+        if against:
+            return f"{word} overall, but not monotone (reverses at {', '.join(against)})"
+        if d.outcome == "shown" and all(st == "with the trend" for st in states):
+            return "shown, monotone (every step)"
+    return word
+
+
+def _step_state(sign: int, low: float, high: float) -> str:
+    if (low > 0 and sign > 0) or (high < 0 and sign < 0):
+        return "with the trend"
+    return "against the trend" if low > 0 or high < 0 else "unresolved"
 
 
 def _what(d: Decision) -> str:
@@ -154,9 +169,7 @@ def sentence(d: Decision, found: Outcomes, margin: float) -> str:
 
 def _step(d: Decision, step: tuple[str, str, float, float, float]) -> str:
     left, right, change, low, high = step
-    sign = d.declared.sign
-    state = ("with the trend" if (low > 0 and sign > 0) or (high < 0 and sign < 0) else
-             "against the trend" if low > 0 or high < 0 else "unresolved")
+    state = _step_state(d.declared.sign, low, high)
     return f"{left} -> {right} {_pts(change, True)} ({_pts(low, True)} to {_pts(high, True)}, {state})"
 
 

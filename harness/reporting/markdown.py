@@ -152,8 +152,8 @@ def _method(record: StudyRecord, found: Findings) -> str:
             "(Clopper-Pearson) interval, and Fisher's exact test between declared pairs, stand beside them. "
             "MDE: the effect each comparison detects with 80% power at its own level and seeds, from the sd it "
             "showed. **Not in the intervals**: the search itself (one search per arm, one sampler scrambling: "
-            f"another search could choose another configuration); {split.lower()[0] + split[1:]}'s own sampling "
-            f"error (the same split for every run). Searched: {_searched(record)}.")
+            f"another search could choose another configuration), and the sampling error of {split.lower()[0] + split[1:]}, "
+            f"the same for every run. Searched: {_searched(record)}.")
 
 
 def _header(record: StudyRecord, found: Findings) -> str:
