@@ -278,7 +278,10 @@ def decide_all(family: Sequence[Declared], values: Mapping[str, Values], margin:
                                 np.inf, None, steps))
             continue
         t = t_test(e.value, e.se, e.df, confidence)
-        low, high = float(t.low), float(t.high)
+        # accuracies lie in [0, 1], so a difference in [-1, 1] and an interaction in [-2, 2]: an interval cut
+        # to what is possible covers as often, and never reads "36 to 113%"
+        bound = 2.0 if isinstance(c, Interaction) else 1.0
+        low, high = max(float(t.low), -bound), min(float(t.high), bound)
         out.append(Decision(c, e, p_raw, p_adj, k, len(family), confidence, low, high, outcome(c, low, high),
                             mde(c, e, k, alpha) if power else np.nan,
                             seeds_needed(c, e, k, margin, alpha) if power else None, steps))

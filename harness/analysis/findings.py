@@ -204,7 +204,7 @@ def momentum_notes(record: StudyRecord) -> list[str]:
             continue
         epochs = pd.to_numeric(runs["params.epochs"], errors="coerce").iloc[0]
         batch = pd.to_numeric(runs.get("params.batch_size", pd.Series([32])), errors="coerce").iloc[0]
-        updates, horizon = math.ceil(train / batch) * epochs, 1 / (1 - momentum.iloc[0])
+        updates, horizon = math.ceil(train / batch) * epochs, round(1 / (1 - momentum.iloc[0]), 6)  # 1/(1-0.9) is 10.000000000000002
         if updates < HORIZON_FACTOR * horizon:
             notes.append(f"{name}: {updates:.0f} updates ({train} images in batches of {batch:.0f}, {epochs:.0f} "
                          f"epochs) against momentum {momentum.iloc[0]:g}'s horizon of {horizon:.0f} steps: too few "

@@ -65,14 +65,18 @@ def _finite(values: Sequence[float]) -> np.ndarray:
     return v[np.isfinite(v)]  # values a caller marks missing (nan) carry no score
 
 
-def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
-    """Mean, sd and t interval of one arm's values (nan values are dropped)."""
+def summarize(values: Sequence[float], confidence: float = 0.95, bounds: tuple[float, float] = (0.0, 1.0)) -> Summary:
+    """Mean, sd and t interval of one arm's values (nan values are dropped), the interval cut to `bounds`
+    (accuracies lie in [0, 1]; cutting never lowers coverage). One value: no interval (±inf)."""
     v = _finite(values)
     if len(v) == 0:
         raise ValueError("summarize needs at least one finite value")
     sd = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
     t = t_test(np.mean(v), sd / np.sqrt(len(v)), len(v) - 1.0, confidence)
-    return Summary(n=len(v), mean=float(np.mean(v)), sd=sd, ci_low=float(t.low), ci_high=float(t.high))
+    low, high = float(t.low), float(t.high)
+    if np.isfinite(low):
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Summary(n=len(v), mean=float(np.mean(v)), sd=sd, ci_low=low, ci_high=high)
 
 
 def _holm_uncapped(p: np.ndarray) -> np.ndarray:

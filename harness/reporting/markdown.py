@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 from mlflow import MlflowClient
 
-from harness.analysis.findings import Findings, findings, protocol_notes
+from harness.analysis.findings import Findings, decision_word, findings, protocol_notes
 from harness.analysis.records import (
     MIN_IMPORTANCE_TRIALS,
     StudyRecord,
@@ -296,6 +296,7 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
     readme.write_text("\n\n".join(sections) + "\n")
     summary = {"name": spec.name, "question": spec.question, "verdicts": found.sentences,
                "decisions": [{"comparison": d.declared.label, "kind": d.declared.kind, "decision": d.outcome,
+                              "word": decision_word(d) if d.estimate else "no data",
                               "estimate": None if d.estimate is None else d.estimate.value,
                               "low": d.low, "high": d.high, "mde": d.mde} for d in found.decisions]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -308,7 +309,9 @@ def build_index(reports_dir: Path = Path("reports")) -> Path:
     for path in sorted(reports_dir.glob("*/summary.json")):
         summary = json.loads(path.read_text())
         name = path.parent.name
-        verdict_line = " ".join(summary["verdicts"])
+        decisions = summary.get("decisions")  # one short line per declared comparison; older summaries: sentences
+        verdict_line = ("; ".join(f"{d['comparison']} ({d['kind']}): {d['word']}" for d in decisions)
+                        if decisions and "word" in decisions[0] else " ".join(summary["verdicts"]))
         rows.append(f"| [{name}]({name}/README.md) | {summary['question']} | {verdict_line} |")
     index = reports_dir / "README.md"
     reports_dir.mkdir(parents=True, exist_ok=True)
