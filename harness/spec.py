@@ -161,7 +161,11 @@ class StudySpec:
     base: TrialConfig = TrialConfig()
     n_trials: int = 20  # per arm
     seeds: int = 5  # confirmation reruns of each arm's best configurations
-    confirm_top: int = 3  # best trials rerun over the seeds; the best mean validation accuracy is tested
+    # the configuration an arm confirms: with confirm_top > 1, its best trials each rerun on `select_seeds`
+    # selection seeds (validation only) and the best mean chosen; then the chosen one runs on the verdict seeds
+    # 1..seeds, fresh, so the seeds that choose are never the seeds that judge (no winner's curse)
+    confirm_top: int = 3
+    select_seeds: int = 2
     sampler: str = "qmc"  # qmc | random (i.i.d. trials, fair comparison) | tpe (find the best config)
     prune: bool = True
     # the declared analysis plan (harness.plan): the family of comparisons the report tests, and the margin
@@ -269,6 +273,18 @@ def _ranges(values: tuple) -> str:
         else:
             parts.append([v])
     return "_".join(f"{run[0]}..{run[-1]}" if len(run) > 1 else str(run[0]) for run in parts)
+
+
+SELECTION_SEED_BASE = 1_000_001  # selection seeds are 1_000_001.., verdict seeds 1..seeds: never the same
+
+
+def selection_seeds(spec: StudySpec) -> list[int]:
+    """The seeds that choose an arm's configuration among its `confirm_top` best trials; none with one."""
+    return [SELECTION_SEED_BASE + i for i in range(spec.select_seeds)] if spec.confirm_top > 1 else []
+
+
+def is_verdict_seed(seed: int) -> bool:
+    return 0 < int(seed) < SELECTION_SEED_BASE
 
 
 def confirmation_config(spec: StudySpec, cfg: TrialConfig, seed: int) -> TrialConfig:

@@ -38,13 +38,31 @@ def finished(tmp_path_factory):
 def test_every_trial_and_confirmation_is_a_child_run_of_one_parent(finished):
     (parent,) = runs(finished, "study")
     search, confirm = runs(finished, "search"), runs(finished, "confirm")
-    complete = [r for r in search if r.data.tags["outcome"] == "complete"]
-    assert len(search) == 4 * 2 and len(confirm) == 2 * len(complete)  # each complete trial (top 3) x 2 seeds
+    assert len(search) == 4 * 2 and len(confirm) == sum(_confirmations(finished, arm) for arm in ARMS)
     assert {r.data.tags["mlflow.parentRunId"] for r in search + confirm} == {parent.info.run_id}
     assert {r.data.tags["arm"] for r in confirm} == set(ARMS)
-    assert {r.data.tags["seed"] for r in confirm} == {"1", "2"}
+    assert {"1", "2"} <= {r.data.tags["seed"] for r in confirm} <= {"1", "2", "1000001", "1000002"}
     assert parent.data.tags["command"].startswith("python -m harness.study sgd_vs_adam")
     assert parent.data.tags["version.torch"]
+
+
+def _confirmations(root, arm) -> int:
+    """Two or more complete trials: each on 2 selection seeds, then the chosen one on 2 verdict seeds;
+    one: it alone on the verdict seeds."""
+    complete = sum(t.state.name == "COMPLETE" for t in optuna_trials(root, arm))
+    return 2 * complete + 2 if complete > 1 else 2 * complete
+
+
+def test_the_chosen_trial_is_judged_on_verdict_seeds_that_did_not_choose_it(finished):
+    for arm in ARMS:
+        study = optuna.load_study(study_name=f"{NAME}/{arm}", storage=Stores(finished / "mlruns").optuna_url)
+        chosen = study.user_attrs["selected_trial"]
+        mine = [r for r in runs(finished, "confirm") if r.data.tags["arm"] == arm]
+        verdict = {r.data.tags["seed"] for r in mine if r.data.tags["optuna_trial"] == str(chosen)
+                   and int(r.data.tags["seed"]) < 1_000_001}
+        assert verdict == {"1", "2"}
+        others = {r.data.tags["optuna_trial"] for r in mine if int(r.data.tags["seed"]) < 1_000_001}
+        assert others == {str(chosen)}  # no candidate but the chosen one ever ran on a verdict seed
 
 
 def test_runs_carry_epoch_metrics_and_confirmations_a_test_accuracy(finished):
@@ -84,7 +102,9 @@ def test_running_again_resumes_without_new_trials(finished):
     assert run_tiny(finished) == 0
     assert all(len(optuna_trials(finished, arm)) == 2 for arm in ARMS)
     assert len(runs(finished, "confirm")) == before  # confirmed seeds are not rerun
-    assert len(runs(finished, "pretrain")) == 3  # seed 0 (search), one per confirmation seed; all reused
+    # seed 0 (the search), one per verdict seed, one per selection seed where an arm chose; all reused
+    selecting = any(_confirmations(finished, arm) > 2 for arm in ARMS)
+    assert len(runs(finished, "pretrain")) == 3 + 2 * selecting
 
 
 def test_ctrl_c_keeps_finished_trials_and_the_next_run_tops_up(tmp_path, monkeypatch):

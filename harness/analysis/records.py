@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.analysis.stats import summarize
 from harness.schema import Attr, Outcome, Phase, StudyAttr, Tag, counts, outcome_of
-from harness.spec import VARIANCE_SOURCES, Arm, StudySpec
+from harness.spec import VARIANCE_SOURCES, Arm, StudySpec, is_verdict_seed
 from harness.stores import Stores, experiment_id, open_storage, optuna_study_name
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # RUNNING trials are ignored
@@ -178,7 +178,10 @@ def _load_arm(spec: StudySpec, arm: Arm, storage: Any, runs: pd.DataFrame) -> Ar
     if best is None:
         return ArmRecord(arm, study, trials, None, empty)
     confirm = runs[(runs["tags.phase"] == Phase.CONFIRM) & (runs["tags.arm"] == arm.name)]
-    confirm, failures = _counted(confirm[confirm["tags.optuna_trial"] == str(best.number)])
+    confirm = confirm[confirm["tags.optuna_trial"] == str(best.number)]
+    # the verdict seeds only: the selection seeds chose this trial, so their scores must not judge it
+    verdict = pd.to_numeric(confirm["tags.seed"], errors="coerce").map(lambda s: bool(np.isfinite(s)) and is_verdict_seed(s))
+    confirm, failures = _counted(confirm[verdict.astype(bool)])
     return ArmRecord(arm, study, trials, best, confirm, failures)
 
 

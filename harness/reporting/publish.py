@@ -17,6 +17,7 @@ from harness.run import checkpoints
 from harness.run.objective import confirmation_trial_config, log_chosen_model
 from harness.run.worker import Worker
 from harness.schema import Attr, StudyAttr
+from harness.spec import is_verdict_seed
 
 
 def publisher(reports: Path) -> Callable[[Worker], Path]:
@@ -37,7 +38,8 @@ def log_chosen_models(worker: Worker) -> None:
     for arm in spec.arms:
         chosen = work.search[arm.name].user_attrs.get(StudyAttr.SELECTED_TRIAL)
         seeds = [t for t in work.confirm[arm.name].get_trials(states=(TrialState.COMPLETE,))
-                 if t.user_attrs.get(Attr.SEARCH_TRIAL) == chosen and t.user_attrs.get(Attr.MLFLOW_RUN_ID)]
+                 if t.user_attrs.get(Attr.SEARCH_TRIAL) == chosen and t.user_attrs.get(Attr.MLFLOW_RUN_ID)
+                 and is_verdict_seed(t.user_attrs[Attr.SEED])]
         if seeds:
             best = max(seeds, key=lambda t: (t.value, -t.user_attrs[Attr.SEED]))
             cfg = confirmation_trial_config(spec, arm, best)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import optuna
@@ -15,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.run import queue
 from harness.schema import Attr, StudyAttr
-from harness.spec import Arm, StudySpec
+from harness.spec import Arm, StudySpec, is_verdict_seed, selection_seeds
 
 
 def pruner(spec: StudySpec, kind: str) -> optuna.pruners.BasePruner:
@@ -73,11 +74,28 @@ def fixed_settings(spec: StudySpec, arm: Arm) -> dict[str, Any]:
 
 
 def confirm_slots(spec: StudySpec, search: optuna.Study) -> dict[str, tuple[dict, dict]]:
-    """Each of the arm's `confirm_top` best trials over the confirmation seeds (the search ran at seed 0)."""
+    """The confirmation slots wanted now (the search ran at seed 0). One candidate (confirm_top = 1, or one
+    complete trial): it runs on the verdict seeds. Several: each runs on the selection seeds first; once
+    `select` has chosen one, the chosen one runs on the verdict seeds as well. A pure function of the stores."""
     complete = [t for t in search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     top = sorted(complete, key=lambda t: (-t.value, t.number))[: spec.confirm_top]
-    return {f"{t.number}/{seed}": (t.params, {Attr.SEARCH_TRIAL: t.number, Attr.SEED: seed})
-            for t in top for seed in range(1, spec.seeds + 1)}
+
+    def slots(t: FrozenTrial, seeds: Iterable[int]) -> dict[str, tuple[dict, dict]]:
+        return {f"{t.number}/{seed}": (t.params, {Attr.SEARCH_TRIAL: t.number, Attr.SEED: seed}) for seed in seeds}
+
+    verdict = range(1, spec.seeds + 1)
+    if len(top) <= 1 or spec.confirm_top <= 1:
+        return slots(top[0], verdict) if top else {}
+    wanted = {k: v for t in top for k, v in slots(t, selection_seeds(spec)).items()}
+    chosen = search.user_attrs.get(StudyAttr.SELECTED_TRIAL)
+    if chosen is not None:
+        wanted.update(slots(next(t for t in top if t.number == chosen), verdict))
+    return wanted
+
+
+def confirm_budget(spec: StudySpec) -> int:
+    """Confirmation slots per arm: the selection seeds of every candidate, then the verdict seeds."""
+    return spec.seeds + (spec.confirm_top * spec.select_seeds if spec.confirm_top > 1 else 0)
 
 
 def confirmed_value(trial: FrozenTrial) -> float:
@@ -85,16 +103,22 @@ def confirmed_value(trial: FrozenTrial) -> float:
     return trial.value if trial.state == TrialState.COMPLETE else 0.0
 
 
-def select(search: optuna.Study, confirm: optuna.Study) -> None:
-    """Keep the trial with the best mean validation accuracy over its confirmation seeds (study attr
+def choose(means: dict[int, float]) -> int:
+    """The candidate with the best mean validation accuracy; ties go to the lower trial number."""
+    return max(sorted(means), key=lambda n: means[n])
+
+
+def select(search: optuna.Study, confirm: optuna.Study, selecting: bool = True) -> None:
+    """Keep the trial with the best mean validation accuracy over its selection seeds (study attr
     `selected_trial`): one lucky seed can crown a fragile configuration, a mean over seeds does not. Test
-    accuracy plays no part in the choice."""
+    accuracy plays no part in the choice, and with `selecting` no verdict seed does either. Without it (one
+    candidate) the mean over its verdict seeds is only recorded."""
     by_trial: dict[int, list[float]] = {}
     for t in confirm.get_trials(deepcopy=False):
-        if queue.counts(t):
+        if queue.counts(t) and (not selecting or not is_verdict_seed(t.user_attrs[Attr.SEED])):
             by_trial.setdefault(t.user_attrs[Attr.SEARCH_TRIAL], []).append(confirmed_value(t))
     if not by_trial:
         return
     means = {n: sum(v) / len(v) for n, v in sorted(by_trial.items())}
-    search.set_user_attr(StudyAttr.SELECTED_TRIAL, max(means, key=means.get))
+    search.set_user_attr(StudyAttr.SELECTED_TRIAL, choose(means))
     search.set_user_attr(StudyAttr.CONFIRM_VAL_ACC, {str(k): v for k, v in means.items()})

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from harness.run import queue
-from harness.run.plan import confirm_slots, fixed_settings, pruner, search_points, select
+from harness.run.plan import confirm_budget, confirm_slots, fixed_settings, pruner, search_points, select
 from harness.schema import METRIC_NAME, Attr, StudyAttr
 from harness.spec import Arm, StudySpec, digest
 from harness.stores import Stores, confirm_study_name, open_storage, optuna_study_name, use_wal
@@ -70,7 +70,7 @@ class Work:
             queue.plan(search, {str(i): (p, {}) for i, p in enumerate(self.points[arm.name])})
             status = queue.slot_status(search)
             finished += sum(s == "done" for s in status.values())
-            planned += self.spec.n_trials + self.spec.confirm_top * self.spec.seeds
+            planned += self.spec.n_trials + confirm_budget(self.spec)
             if any(s != "done" for s in status.values()):
                 done = False
                 continue
@@ -80,7 +80,11 @@ class Work:
             finished += sum(s == "done" for s in status.values())
             if all(status.get(slot) == "done" for slot in wanted):
                 if wanted and StudyAttr.SELECTED_TRIAL not in search.user_attrs:
-                    select(search, confirm)
+                    selecting = len({v[1][Attr.SEARCH_TRIAL] for v in wanted.values()}) > 1
+                    select(search, confirm, selecting)
+                    if selecting:  # chosen: now the verdict seeds of the chosen trial
+                        queue.plan(confirm, confirm_slots(self.spec, search))
+                        done = False
             else:
                 done = False
         self.done, self.finished, self.planned, self.claimed = done, finished, planned, 0
@@ -146,5 +150,5 @@ def _study(storage: Any, name: str, prune: optuna.pruners.BasePruner, spec: Stud
         study.set_user_attr(StudyAttr.CONFIG, json.dumps(fixed_settings(spec, arm), sort_keys=True))
         study.set_user_attr(StudyAttr.SAMPLER, spec.sampler)
         study.set_user_attr(StudyAttr.BUDGET, {"n_trials": spec.n_trials, "seeds": spec.seeds,
-                                               "confirm_top": spec.confirm_top})
+                                               "confirm_top": spec.confirm_top, "select_seeds": spec.select_seeds})
     return study
