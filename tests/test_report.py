@@ -260,7 +260,7 @@ def test_setup_lists_task_command_commit_versions_and_how_to_browse(built):
 
 def test_setup_shows_the_settings_the_run_used_not_the_study_files_defaults(built):
     setup = _section(built["text"]["clear"], "Setup")
-    assert "5 seeds each" in setup  # the parent run's params (--seeds 5), not StudySpec.seeds = 3
+    assert "on 5 verdict seeds" in setup  # the parent run's params (--seeds 5), not StudySpec.seeds = 3
 
 
 def test_setup_lists_parent_and_counted_child_run_ids(built):
