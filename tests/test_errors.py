@@ -2,6 +2,7 @@
 written; a cached checkpoint that no longer reads is pretrained again."""
 
 import os
+import random
 
 import numpy as np
 import pytest
@@ -93,12 +94,24 @@ def test_a_whole_pickled_model_is_refused_as_objects_not_a_state_dict(tmp_path):
         read_state_dict(weights)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_any_damaged_bytes_are_a_clear_value_error(tmp_path):
+    """Random bytes reach the unpickler's stack and memo in many ways (an empty-stack pop is IndexError inside
+    torch): each must read as 'not a readable PyTorch file', never as a traceback."""
+    path = tmp_path / "damaged.pt"
+    damaged = [b"\x80\x02.", *(random.Random(seed).randbytes(500) for seed in range(200))]
+    for data in damaged:
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match="is not a readable PyTorch file"):
+            read_state_dict(path)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty stack", "truncated"])
 def test_a_corrupted_cached_checkpoint_is_pretrained_again(stores, tracking, capsys, damage):
     cfg = TrialConfig(pretrain_epochs=1)
     first = source_checkpoint(cfg, stores.checkpoints)
     data = first.path.read_bytes()
-    first.path.write_bytes(os.urandom(500) if damage == "garbage" else data[: len(data) // 2])
+    bad = {"garbage": random.Random(0).randbytes(500), "empty stack": b"\x80\x02.", "truncated": data[: len(data) // 2]}
+    first.path.write_bytes(bad[damage])
     capsys.readouterr()
     second = source_checkpoint(cfg, stores.checkpoints)
     err = capsys.readouterr().err

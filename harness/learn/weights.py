@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import struct
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -46,7 +47,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                              ) from None
         raise ValueError(f"checkpoint {path} is not a readable PyTorch file (its bytes are no pickle torch can "
                          f"read); it may be corrupted or another format: {SAVE_HINT}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:  # truncated, or not torch's
+    # truncated, or not torch's: random bytes reach the unpickler's own stack and memo (IndexError, KeyError...)
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, IndexError, KeyError, TypeError,
+            struct.error) as error:
         reason = " ".join(str(error).split()).split(". ")[0][:200]  # torch's first sentence says what failed
         raise ValueError(f"checkpoint {path} is not a readable PyTorch file ({type(error).__name__}: {reason}); "
                          f"it may be truncated or another format: {SAVE_HINT}") from None
