@@ -38,33 +38,30 @@ class Difference:
 
 
 @dataclass(frozen=True)
-class NonInferior:
+class _WithMargin:
+    """A pair compared against a margin; None takes the study's."""
+
+    a: str
+    b: str
+    margin: float | None = None
+    claim: str = ""
+
+    arms = Difference.arms
+    label = Difference.label
+
+
+class NonInferior(_WithMargin):
     """a >= b - margin: shown when the interval's lower end clears -margin; refuted when its upper end falls
     below -margin (a is worse than b by more than the margin)."""
 
-    a: str
-    b: str
-    margin: float | None = None
-    claim: str = ""
     kind = "non-inferiority"
 
-    arms = Difference.arms
-    label = Difference.label
 
-
-@dataclass(frozen=True)
-class Equivalent:
+class Equivalent(_WithMargin):
     """|a - b| <= margin: shown when the TOST interval (90% at alpha 0.05) lies inside ±margin; refuted when it
     lies wholly outside."""
 
-    a: str
-    b: str
-    margin: float | None = None
-    claim: str = ""
     kind = "equivalence"
-
-    arms = Difference.arms
-    label = Difference.label
 
 
 @dataclass(frozen=True)
@@ -106,7 +103,6 @@ class Trend:
 
 
 Declared = Difference | NonInferior | Equivalent | Interaction | Trend
-KINDS = ("difference", "non-inferiority", "equivalence", "interaction", "trend")
 LEGACY_KINDS = {"at_least": NonInferior, "alike": Equivalent}
 
 

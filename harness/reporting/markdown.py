@@ -276,6 +276,7 @@ def _setup(record: StudyRecord, ui: Browse) -> str:
     sizes = ", ".join(f"{k} {v}" for k, v in record.overview.get("sizes", {}).items()) or "?"
     pruned = record.setting("prune") == "True"
     pruning = "pruning on (median pruner, per-epoch validation accuracy)" if pruned else "no pruning"
+    selection = _selection_seeds(record)
     items = [
         (f"**Task**: {p['dataset']}, source classes {p['source_classes']} -> target classes "
          f"{p['target_classes']}, {p['shots']} training images per class."),
@@ -284,8 +285,7 @@ def _setup(record: StudyRecord, ui: Browse) -> str:
         (f"**Budget**: {record.setting('n_trials')} trials per arm (finished: {found}); "
          f"sampler {record.sampler}; {pruning}."),
         (f"**Confirmation**: the {record.setting('confirm_top')} best trials of each arm"
-         + (f" on selection seeds {', '.join(map(str, _selection_seeds(record)))}, the chosen one" if
-            _selection_seeds(record) else "")
+         + (f" on selection seeds {', '.join(map(str, selection))}, the chosen one" if selection else "")
          + f" on {record.setting('seeds')} verdict seeds (found: {seeds or 'none'}); {epochs}; {varied_text(record)}."),
         f"**Packages**: {_versions(tags)}.",
         f"**Git commit**: `{tags.get('git_commit', 'not recorded')}`.",
