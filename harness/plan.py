@@ -150,3 +150,38 @@ def legacy_plan(comparisons, expected) -> tuple[Declared, ...]:
             plan.append(Trend(tuple(e.arms), e.kind, e.claim))
     unique = {(c.kind, c.label): c for c in plan}  # a comparison declared as both keeps its later, claimed form
     return tuple(unique.values())
+
+
+SPENDING = ("obrien_fleming", "pocock")  # harness.inference.sequential's spending functions
+
+
+@dataclass(frozen=True)
+class Design:
+    """Verdict seeds start, start + step, ... up to cap; step 0 is one look at `start` seeds (fixed n)."""
+
+    start: int
+    step: int = 0
+    cap: int | None = None
+    spending: str = "obrien_fleming"
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        cap = max(self.cap or self.start, self.start)
+        if self.step <= 0 or cap == self.start:
+            return (self.start,)
+        ns = list(range(self.start, cap + 1, self.step))
+        return tuple(ns if ns[-1] == cap else [*ns, cap])
+
+    @property
+    def fractions(self) -> tuple[float, ...]:
+        return tuple(n / self.looks[-1] for n in self.looks)
+
+    def describe(self) -> str:
+        if len(self.looks) == 1:
+            return f"a fixed {self.start} verdict seeds per arm, one look"
+        return (f"{self.start} verdict seeds per arm, then {self.step} more at a time up to {self.looks[-1]} "
+                f"(looks at n = {', '.join(map(str, self.looks))}); error spent by {_SPEND_NAME[self.spending]}")
+
+
+_SPEND_NAME = {"obrien_fleming": "an O'Brien-Fleming-type Lan-DeMets function",
+               "pocock": "a Pocock-type Lan-DeMets function"}

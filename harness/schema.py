@@ -108,6 +108,7 @@ class Attr:
     CONFIG_HASH = "config_hash"
     SEARCH_TRIAL = "search_trial"  # confirmation slots: the search trial they rerun
     SEED = "seed"
+    TEST = "test"  # confirmation slots: {"acc": test accuracy, "classes": target classes}, for the sequential rule
 
 
 class StudyAttr:

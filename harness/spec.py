@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.plan import DEFAULT_MARGIN, Declared, Difference, check_plan, legacy_plan, with_margin
+from harness.plan import (DEFAULT_MARGIN, SPENDING, Declared, Design, Difference, check_plan, legacy_plan,
+                          with_margin)
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 
@@ -166,6 +167,11 @@ class StudySpec:
     # 1..seeds, fresh, so the seeds that choose are never the seeds that judge (no winner's curse)
     confirm_top: int = 3
     select_seeds: int = 2
+    # sequential confirmation (harness.inference.sequential): `seeds` verdict seeds first, then `seed_step` more
+    # at a time for the arms of comparisons still undecided, up to `seed_cap`; step 0 is a fixed `seeds`
+    seed_step: int = 0
+    seed_cap: int | None = None
+    spending: str = "obrien_fleming"  # how the error rate is spent over the looks: obrien_fleming | pocock
     sampler: str = "qmc"  # qmc | random (i.i.d. trials, fair comparison) | tpe (find the best config)
     prune: bool = True
     # the declared analysis plan (harness.plan): the family of comparisons the report tests, and the margin
@@ -189,6 +195,21 @@ class StudySpec:
             raise ValueError("declare the comparisons in `plan` alone (harness.plan); `comparisons` and "
                              "`expected` are the older form of the same thing")
         check_plan(self.family, tuple(a.name for a in self.arms))
+        if self.seed_step < 0 or (self.seed_cap is not None and self.seed_cap < 1):
+            raise ValueError(f"seed_step must be >= 0 and seed_cap >= 1; got {self.seed_step}, {self.seed_cap}")
+        if self.spending not in SPENDING:
+            raise ValueError(f"unknown spending {self.spending!r}; choose one of {', '.join(SPENDING)}")
+
+    @property
+    def design(self) -> Design:
+        """The verdict seeds' looks: `seeds`, + `seed_step` each, up to `seed_cap` (never below `seeds`)."""
+        cap = self.seeds if self.seed_cap is None or not self.seed_step else max(self.seed_cap, self.seeds)
+        return Design(self.seeds, self.seed_step, cap, self.spending)
+
+    @property
+    def seeds_cap(self) -> int:
+        """The most verdict seeds an arm can run."""
+        return self.design.looks[-1]
 
     @property
     def family(self) -> tuple[Declared, ...]:

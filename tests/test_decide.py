@@ -1,11 +1,11 @@
-"""Specification of harness.analysis.decide: each kind's test, interval and decision, Holm over the declared
+"""Specification of harness.inference.decide: each kind's test, interval and decision, Holm over the declared
 family (nothing leaves it), and the power each decision had."""
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.decide import decide_all, detectable, mde, paired_or_welch, seeds_needed, slope
+from harness.inference.decide import decide_all, detectable, mde, paired_or_welch, seeds_needed, slope
 from harness.plan import Difference, Equivalent, Interaction, NonInferior, Trend
 
 M = 0.02

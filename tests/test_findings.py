@@ -48,14 +48,19 @@ def test_validation_not_test_decides_a_failure():
     assert findings(r).rates["a"].failed == 0
 
 
-def test_an_arm_that_never_trains_keeps_its_comparison_in_the_family_as_no_decision():
+def test_an_arm_that_never_trains_is_judged_on_its_failure_rate_and_stays_in_the_family():
     r = record({"a": [0.2, 0.21, 0.19], "b": [0.9, 0.91, 0.89], "c": [0.8, 0.82, 0.81]},
                plan=[Difference("a", "b"), Difference("c", "b")])
     found = findings(r)
-    assert found.family == 2 and found.decisions[0].outcome == "no data"
-    assert found.sentences[0] == "difference: a - b: no decision, a trained on no seed (see the failure rates)."
+    assert found.family == 2 and found.decisions[0].outcome == "undecided"  # 3 of 3 against 0 of 3: p = 0.1
+    assert found.sentences[0].startswith("difference: a - b: **undecided**; judged on failure to train, since an "
+                                         "arm trained on no seed: a failed on 3 of 3 seeds, b on 0 of 3")
     assert found.decisions[1].multiplier >= 1 and "Holm over 2" in found.sentences[1]
     assert any(s.startswith("Failure rates of a (3/3) and b (0/3)") for s in found.sentences)
+    six = record({"a": [0.2, 0.21, 0.19] * 2, "b": [0.9, 0.91, 0.89] * 2, "c": [0.8, 0.82, 0.81] * 2},
+                 plan=[Difference("a", "b"), Difference("c", "b")])
+    decided = findings(six).decisions[0]
+    assert decided.outcome == "a < b" and decided.p_value < 0.05 / 2  # 6 of 6 against 0 of 6: p = 0.002
 
 
 def test_a_diverged_run_is_a_failure():

@@ -1,5 +1,6 @@
 """Error rates of the report's inference, simulated through the functions the report uses (failures.failed,
-decide.decide_all, stats.summarize, failures.rate, decide.mde), under three seed distributions:
+decide.decide_all, sequential.replay, stats.summarize, failures.rate, decide.mde), under three seed
+distributions:
 
 - normal: accuracy = arm mean + a seed effect both arms of a seed share + independent noise;
 - skewed: the noise is a gamma's left tail against the ceiling (skewness -1), as accuracies near 100% are;
@@ -17,10 +18,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.decide import Estimate, decide_all, mde
-from harness.analysis.failures import failed, rate
-from harness.analysis.stats import summarize
-from harness.plan import Difference, Equivalent, Interaction, NonInferior, Trend
+from harness.inference.decide import Estimate, decide_all, mde
+from harness.inference.failures import failed, rate
+from harness.inference.stats import summarize
+from harness.inference.sequential import replay
+from harness.plan import Design, Difference, Equivalent, Interaction, NonInferior, Trend
 
 CHANCE, CHANCE_MARGIN, MARGIN = 0.2, 0.05, 0.02
 SD_SEED, SD_NOISE = 0.015, 0.015
@@ -184,3 +186,81 @@ def test_choosing_on_selection_seeds_leaves_no_winners_curse_on_the_verdict_seed
     bias_old, bias_new = np.mean(old) - mean, np.mean(new) - mean
     print(f"selection bias: same seeds {100 * bias_old:+.2f} points, disjoint seeds {100 * bias_new:+.2f} points")
     assert abs(bias_new) <= 0.002 < bias_old
+
+
+# --- the sequential rule (harness.inference.sequential), replayed as the planner and the report replay it ---
+
+DESIGN = Design(5, 5, 30)  # the committed studies' looks: 5, 10, ..., 30 verdict seeds
+SEQ_REPS = 600
+
+
+def sequential_study(rng, means: dict[str, float], family, dist: str, design: Design = DESIGN):
+    """One study under the rule: every seed up to the cap simulated, the looks replayed in order (a look never
+    sees a later seed, so this is exactly what the planner does batch by batch)."""
+    trained, _ = simulate(rng, means, design.looks[-1], dist)
+    trained = {a: {s + 1: v for s, v in t.items()} for a, t in trained.items()}
+    done = {a: set(range(1, design.looks[-1] + 1)) for a in means}
+    return replay(family, list(means), done, trained, MARGIN, design, power=False)
+
+
+def sequential_bound(rate_: float) -> float:
+    return rate_ + 3 * np.sqrt(rate_ * (1 - rate_) / SEQ_REPS)
+
+
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+def test_sequential_family_wise_error_over_every_look_is_at_most_5_percent(dist):
+    """The global null of the whole family, judged at 6 looks: a false claim at any look counts."""
+    rng = np.random.default_rng(7)
+    errors = 0
+    for _ in range(SEQ_REPS):
+        rule = sequential_study(rng, NULL, FAMILY, dist)
+        errors += any(false_claim(d, t) for d, t in zip(rule.decisions, TRUTH, strict=True))
+    print(f"sequential FWER {dist}: {errors / SEQ_REPS:.3f}")
+    assert errors / SEQ_REPS <= sequential_bound(0.05)
+
+
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+def test_sequential_intervals_cover_at_the_stopping_time(dist):
+    """The interval a comparison stopped with (or the cap's) covers its true effect at least 93% of the time."""
+    rng = np.random.default_rng(8)
+    hits, stops = np.zeros(len(COVERED)), np.zeros(len(COVERED))
+    for _ in range(SEQ_REPS):
+        rule = sequential_study(rng, EFFECTS, COVERED, dist)
+        hits += [d.low <= t <= d.high for d, t in zip(rule.decisions, TRUE, strict=True)]
+        stops += [n or DESIGN.looks[-1] for n in rule.stopped_at]
+    coverage = hits / SEQ_REPS
+    print(f"sequential coverage {dist}: {np.round(coverage, 3)}, mean n at stop {np.round(stops / SEQ_REPS, 1)}")
+    assert np.all(coverage >= 0.93)
+
+
+def _power_and_seeds(rng, effect: float, design: Design, reps: int) -> tuple[float, float]:
+    decided, seeds = 0, 0
+    for _ in range(reps):
+        rule = sequential_study(rng, {"a": 0.85 + effect, "b": 0.85}, [Difference("a", "b")], "normal", design)
+        decided += rule.decisions[0].outcome == "a > b"
+        seeds += rule.stopped_at[0] or design.looks[-1]
+    return decided / reps, seeds / reps
+
+
+def test_sequential_design_against_fixed_n_at_equal_average_cost_and_the_spending_choice():
+    """At true differences of 1-3 points: the rule's power and mean seeds, a fixed design at the same mean
+    seeds, and Pocock-type spending. O'Brien-Fleming-type is the committed choice because it keeps nearly
+    the power of a fixed design at the cap while stopping early on plain differences; Pocock's stops
+    earlier on large effects but loses power at the small ones that need the cap."""
+    rng = np.random.default_rng(9)
+    reps = 300
+    rows = []
+    for effect in (0.01, 0.02, 0.03):
+        obf, obf_n = _power_and_seeds(rng, effect, DESIGN, reps)
+        poc, poc_n = _power_and_seeds(rng, effect, Design(5, 5, 30, "pocock"), reps)
+        fixed, _ = _power_and_seeds(rng, effect, Design(round(obf_n)), reps)
+        cap, _ = _power_and_seeds(rng, effect, Design(30), reps)
+        rows.append((effect, obf, obf_n, fixed, cap, poc, poc_n))
+        print(f"effect {100 * effect:.0f} pt: O'Brien-Fleming power {obf:.2f} at mean n {obf_n:.1f}; fixed n = "
+              f"{round(obf_n)} power {fixed:.2f}; fixed n = 30 power {cap:.2f}; Pocock power {poc:.2f} at mean n {poc_n:.1f}")
+    slack = 3 * np.sqrt(0.25 / reps)
+    for effect, obf, obf_n, fixed, cap, poc, _ in rows:
+        assert obf >= fixed - slack  # at equal average cost the rule is at least as powerful
+        assert obf >= cap - 0.1 - slack  # and it gives up a few points at most against always running to 30
+        assert obf >= poc - slack
+    assert rows[-1][2] < 20  # a plain difference stops well before the cap

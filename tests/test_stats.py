@@ -1,4 +1,4 @@
-"""Specification of harness.analysis.stats: summaries, Holm, expected max (the building blocks the decisions use)."""
+"""Specification of harness.inference.stats: summaries, Holm, expected max (the building blocks the decisions use)."""
 
 import itertools
 import warnings
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.stats import expected_max, holm, holm_multipliers, summarize
+from harness.inference.stats import expected_max, holm, holm_multipliers, summarize
 
 # --- expected_max (Dodge et al. 2019) -------------------------------------------------------------
 

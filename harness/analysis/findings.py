@@ -1,5 +1,5 @@
-"""What a study's records support: its declared comparisons decided (harness.analysis.decide), its failures
-counted (harness.analysis.failures), and the protocol checks that say whether a study could show what it
+"""What a study's records support: its declared comparisons decided (harness.inference.decide), its failures
+counted (harness.inference.failures), and the protocol checks that say whether a study could show what it
 claims. Sentences for the report, from the numbers.
 """
 
@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from harness.analysis.decide import Decision, decide_all
-from harness.analysis.failures import Rate, RateComparison, compare_rates, failed, rate
+from harness.inference.decide import Decision, decide_all
+from harness.inference.failures import Rate, RateComparison, compare_rates, failed, rate
 from harness.analysis.records import StudyRecord
+from harness.inference.sequential import Sequential
+from harness.run.plan import sequential_state
 from harness.plan import Equivalent, Interaction, NonInferior, Trend
 
 
@@ -56,6 +58,7 @@ class Findings:
     rates: dict[str, Rate]
     rate_tests: list[RateComparison]
     sentences: list[str]
+    rule: Sequential | None = None  # the sequential rule as replayed (None: one look, a fixed number of seeds)
 
     @property
     def family(self) -> int:
@@ -66,12 +69,17 @@ def findings(record: StudyRecord) -> Findings:
     """The declared family decided on the runs that trained, and the failure rates beside it."""
     spec = record.spec
     found = outcomes(record)
-    decisions = decide_all(spec.family, found.trained, spec.margin)
+    # sequential: the looks the planner judged, replayed from the same Optuna records; fixed n: what is recorded
+    rule = None if len(spec.design.looks) == 1 else \
+        sequential_state(spec, {name: arm.confirm_trials for name, arm in record.arms.items()}, power=True)
+    failures = {name: (sum(flags.values()), len(flags)) for name, flags in found.failed.items()}
+    decisions = rule.decisions if rule else decide_all(spec.family, found.trained, spec.margin, failures=failures)
     rates = {name: found.rate(name) for name in record.arms}
     pairs = list(dict.fromkeys((c.a, c.b) for c in spec.family if hasattr(c, "b")))
     rate_tests = compare_rates(pairs, rates) if any(r.failed for r in rates.values()) else []
-    sentences = [sentence(d, found, spec.margin) for d in decisions] + failure_lines(rates, rate_tests)
-    return Findings(decisions, found, rates, rate_tests, sentences)
+    where = [rule.where(i) for i in range(len(decisions))] if rule else [""] * len(decisions)
+    sentences = [sentence(d, found, spec.margin, w) for d, w in zip(decisions, where, strict=True)]
+    return Findings(decisions, found, rates, rate_tests, sentences + failure_lines(rates, rate_tests), rule)
 
 
 # --- sentences -----------------------------------------------------------------------------------------
@@ -149,10 +157,13 @@ def _what(d: Decision) -> str:
     return f"{c.kind}{margin}: {c.label}"
 
 
-def sentence(d: Decision, found: Outcomes, margin: float) -> str:
-    """One line per declared comparison: what it claims, the estimate, interval, decision and power."""
+def sentence(d: Decision, found: Outcomes, margin: float, where: str = "") -> str:
+    """One line per declared comparison: what it claims, the estimate, interval, decision, where the
+    sequential rule stopped it, and power."""
     c = d.declared
     claim = f"{c.claim} — " if c.claim else ""
+    if d.failures is not None:
+        return f"{claim}{_what(d)}: **{decision_word(d)}**{f' ({where})' if where else ''}; {_failure_text(d)}."
     if d.estimate is None:
         unrun = [a for a in c.arms if not found.failed[a]]
         empty = [a for a in c.arms if found.failed[a] and not found.trained[a]]
@@ -160,11 +171,21 @@ def sentence(d: Decision, found: Outcomes, margin: float) -> str:
                f"{', '.join(empty)} trained on no seed (see the failure rates)" if empty else "too few seeds")
         return f"{claim}{_what(d)}: no decision, {why}."
     unit = " per step" if isinstance(c, Trend) else ""
-    text = (f"{claim}{_what(d)}: **{decision_word(d)}**; estimate {_pts(d.estimate.value, True)} points{unit} "
+    stop = f" ({where})" if where else ""
+    text = (f"{claim}{_what(d)}: **{decision_word(d)}**{stop}; estimate {_pts(d.estimate.value, True)} points{unit} "
             f"({interval(d)}; {_seeds(d)}); {power_text(d, margin)}.")
     if d.steps:
         text += " Steps: " + "; ".join(_step(d, s) for s in d.steps) + "."
     return text
+
+
+def _failure_text(d: Decision) -> str:
+    """A pair judged on failure rates, since one arm trained on no seed."""
+    (fa, na), (fb, nb) = d.failures
+    c = d.declared
+    held = f" at the {100 * (1 - d.confidence):.2g}% level its Holm factor and look allow" if d.family > 1 else ""
+    return (f"judged on failure to train, since an arm trained on no seed: {c.a} failed on {fa} of {na} seeds, "
+            f"{c.b} on {fb} of {nb} (Fisher's exact p = {d.p_value:.2g}{held})")
 
 
 def _step(d: Decision, step: tuple[str, str, float, float, float]) -> str:

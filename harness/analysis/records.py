@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -25,10 +25,10 @@ from mlflow.exceptions import MlflowException
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.analysis.stats import summarize
+from harness.inference.stats import summarize
 from harness.schema import Attr, Outcome, Phase, StudyAttr, Tag, counts, outcome_of
 from harness.spec import VARIANCE_SOURCES, Arm, StudySpec, is_verdict_seed
-from harness.stores import Stores, experiment_id, open_storage, optuna_study_name
+from harness.stores import Stores, confirm_study_name, experiment_id, open_storage, optuna_study_name
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # RUNNING trials are ignored
 COLUMNS = [  # the parts of the schema the report reads; absent ones become empty columns
@@ -59,6 +59,7 @@ class ArmRecord:
     # (they left no model; selection counts them at validation accuracy 0 too)
     confirm: pd.DataFrame
     uncounted_failures: int = 0  # confirm runs that crashed or were killed: rerun on resume, not scored
+    confirm_trials: list[FrozenTrial] = field(default_factory=list)  # its confirmation study: the sequential rule's
 
     def test_acc(self) -> dict[int, float]:
         return {int(s): float(v) for s, v in zip(self.confirm["tags.seed"], self.confirm["metrics.test_acc"])}
@@ -182,7 +183,12 @@ def _load_arm(spec: StudySpec, arm: Arm, storage: Any, runs: pd.DataFrame) -> Ar
     # the verdict seeds only: the selection seeds chose this trial, so their scores must not judge it
     verdict = pd.to_numeric(confirm["tags.seed"], errors="coerce").map(lambda s: bool(np.isfinite(s)) and is_verdict_seed(s))
     confirm, failures = _counted(confirm[verdict.astype(bool)])
-    return ArmRecord(arm, study, trials, best, confirm, failures)
+    try:
+        confirm_trials = optuna.load_study(study_name=confirm_study_name(spec.name, arm.name),
+                                           storage=storage).get_trials(deepcopy=False)
+    except KeyError:
+        confirm_trials = []
+    return ArmRecord(arm, study, trials, best, confirm, failures, confirm_trials)
 
 
 def load_record(spec: StudySpec, stores: Stores) -> StudyRecord:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from harness.analysis.stats import expected_max
+from harness.inference.stats import expected_max
 from harness.reporting.figures_base import (
     ACC,
     CAPTIONS,

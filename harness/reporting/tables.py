@@ -9,7 +9,7 @@ import pandas as pd
 
 from harness.analysis.findings import Findings, decision_word, interval, power_text
 from harness.analysis.records import FINISHED, ArmRecord, StudyRecord
-from harness.analysis.stats import summarize
+from harness.inference.stats import summarize
 
 
 def pct(x: float) -> str:

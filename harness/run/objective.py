@@ -74,12 +74,13 @@ class RunContext:
 def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str, str],
                 report: Callable[[int, dict[str, float]], None] | None = None, test: bool = False,
                 on_start: Callable[[str], None] | None = None,
-                keep: Callable[[float, dict], None] | None = None) -> float:
+                keep: Callable[[float, dict], None] | None = None,
+                on_test: Callable[[float, int], None] | None = None) -> float:
     """Train `cfg` in a nested MLflow run and return its best validation accuracy.
 
     `report(epoch, metrics)` may raise `optuna.TrialPruned`; the run then ends FINISHED with outcome pruned.
     With `test`, the best-validation weights are evaluated once on the test split; `keep(value, weights)`
-    is offered them.
+    is offered them, and `on_test(test accuracy, classes)` told the result.
     """
     task = ctx.task(cfg)
     weights, ckpt_tags = starting_weights(cfg, ctx)
@@ -110,6 +111,8 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
             log.log_metrics({"test_acc": ev.acc, "test_loss": ev.loss})
             matrix = confusion_matrix(task.test.y.cpu().numpy(), ev.predictions, labels=np.arange(len(task.classes)))
             mlflow.log_dict({"classes": task.classes, "matrix": matrix.tolist()}, "confusion.json")
+            if on_test is not None:
+                on_test(ev.acc, len(task.classes))
         if keep is not None:
             keep(result.best_val_acc, result.best_state)
         return result.best_val_acc
@@ -183,8 +186,11 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
                 Tag.CONFIRM_STUDY: trial.study.study_name, Tag.CONFIRM_TRIAL: str(trial.number)}
         keep = None if ctx.kept is None else \
             (lambda value, state: kept.offer(ctx.kept, arm.name, number, seed, value, state))
+        # the test accuracy in Optuna too: the sequential rule decides from the queue's own records
         return tracked_run(cfg, ctx, f"{arm.name} trial {number}, seed {seed}", tags, test=True,
-                           on_start=lambda run_id: link_run(trial, run_id), keep=keep)
+                           on_start=lambda run_id: link_run(trial, run_id), keep=keep,
+                           on_test=lambda acc, classes: trial.set_user_attr(Attr.TEST, {"acc": acc,
+                                                                                          "classes": classes}))
 
     return confirmation
 

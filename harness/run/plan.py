@@ -14,8 +14,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from harness.inference.failures import failed
+from harness.inference.sequential import Sequential, replay
 from harness.run import queue
-from harness.schema import Attr, StudyAttr
+from harness.schema import Attr, Outcome, StudyAttr, trial_outcome
 from harness.spec import Arm, StudySpec, is_verdict_seed, selection_seeds
 
 
@@ -73,17 +75,18 @@ def fixed_settings(spec: StudySpec, arm: Arm) -> dict[str, Any]:
     return flat
 
 
-def confirm_slots(spec: StudySpec, search: optuna.Study) -> dict[str, tuple[dict, dict]]:
+def confirm_slots(spec: StudySpec, search: optuna.Study, verdict_seeds: int | None = None) -> dict[str, tuple[dict, dict]]:
     """The confirmation slots wanted now (the search ran at seed 0). One candidate (confirm_top = 1, or one
-    complete trial): it runs on the verdict seeds. Several: each runs on the selection seeds first; once
-    `select` has chosen one, the chosen one runs on the verdict seeds as well. A pure function of the stores."""
+    complete trial): it runs on the verdict seeds 1..verdict_seeds (the sequential rule's current batch;
+    default the study's first). Several: each runs on the selection seeds first; once `select` has chosen
+    one, the chosen one runs on the verdict seeds as well. A pure function of the stores."""
     complete = [t for t in search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     top = sorted(complete, key=lambda t: (-t.value, t.number))[: spec.confirm_top]
 
     def slots(t: FrozenTrial, seeds: Iterable[int]) -> dict[str, tuple[dict, dict]]:
         return {f"{t.number}/{seed}": (t.params, {Attr.SEARCH_TRIAL: t.number, Attr.SEED: seed}) for seed in seeds}
 
-    verdict = range(1, spec.seeds + 1)
+    verdict = range(1, (verdict_seeds or spec.seeds) + 1)
     if len(top) <= 1 or spec.confirm_top <= 1:
         return slots(top[0], verdict) if top else {}
     wanted = {k: v for t in top for k, v in slots(t, selection_seeds(spec)).items()}
@@ -93,9 +96,52 @@ def confirm_slots(spec: StudySpec, search: optuna.Study) -> dict[str, tuple[dict
     return wanted
 
 
-def confirm_budget(spec: StudySpec) -> int:
-    """Confirmation slots per arm: the selection seeds of every candidate, then the verdict seeds."""
-    return spec.seeds + (spec.confirm_top * spec.select_seeds if spec.confirm_top > 1 else 0)
+def confirm_budget(spec: StudySpec, verdict_seeds: int | None = None) -> int:
+    """Confirmation slots per arm: the selection seeds of every candidate, then the verdict seeds (the
+    current batch's count; default the study's first)."""
+    return (verdict_seeds or spec.seeds) + (spec.confirm_top * spec.select_seeds if spec.confirm_top > 1 else 0)
+
+
+def verdict_results(trials: Iterable[FrozenTrial], chance_margin: float
+                    ) -> tuple[set[int], dict[int, float], set[int]] | None:
+    """An arm's verdict seeds as the sequential rule reads them from its confirmation study: the seeds that
+    finished (a result: failures and errors included), the test accuracy of those that trained, and those that
+    failed to train (diverged, or validation within the chance margin of chance), as the report counts them.
+    None where a finished seed did not record its test accuracy (stores written before the rule): those
+    stores were fixed-n and need no replay."""
+    done, trained, down = set(), {}, set()
+    for t in trials:
+        if not queue.counts(t) or not is_verdict_seed(t.user_attrs.get(Attr.SEED, 0)):
+            continue
+        seed = int(t.user_attrs[Attr.SEED])
+        done.add(seed)
+        if trial_outcome(t.state.name, t.user_attrs) is Outcome.DIVERGED:
+            down.add(seed)
+        if t.state != TrialState.COMPLETE:  # diverged or raised: no model to test
+            continue
+        test = t.user_attrs.get(Attr.TEST)
+        if test is None:
+            return None
+        if failed(float(t.value), False, 1 / test["classes"], chance_margin):
+            down.add(seed)
+        else:
+            trained[seed] = float(test["acc"])
+    return done, trained, down
+
+
+def sequential_state(spec: StudySpec, confirm: dict[str, list[FrozenTrial]], power: bool = False) -> Sequential | None:
+    """The sequential rule replayed over every arm's confirmation trials; None for a one-look design, or
+    where the stores predate the rule."""
+    if len(spec.design.looks) == 1:
+        return None
+    done, trained, down = {}, {}, {}
+    for arm, trials in confirm.items():
+        found = verdict_results(trials, spec.chance_margin)
+        if found is None:
+            return None
+        done[arm], trained[arm], down[arm] = found
+    return replay(spec.family, [a.name for a in spec.arms], done, trained, spec.margin, spec.design, power=power,
+                  failed=down)
 
 
 def confirmed_value(trial: FrozenTrial) -> float:

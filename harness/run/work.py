@@ -14,7 +14,9 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from harness.run import queue
-from harness.run.plan import confirm_budget, confirm_slots, fixed_settings, pruner, search_points, select
+from harness.inference.sequential import Sequential
+from harness.run.plan import (confirm_budget, confirm_slots, fixed_settings, pruner, search_points, select,
+                              sequential_state)
 from harness.schema import METRIC_NAME, Attr, StudyAttr
 from harness.spec import Arm, StudySpec, digest
 from harness.stores import Stores, confirm_study_name, open_storage, optuna_study_name, use_wal
@@ -51,6 +53,7 @@ class Work:
     planned: int = 0  # slots in all: every search slot and every confirmation slot
     claimed: int = 0  # slots this worker took since it last planned
     points: dict[str, list[dict]] = field(default_factory=dict)
+    batch: tuple = ()  # the sequential rule's state this worker last announced
 
     def lock(self, name: str = ""):
         return queue.store_lock(self.stores.optuna_url, self.stores.root, name)
@@ -63,6 +66,11 @@ class Work:
         done, finished, planned = True, 0, 0
         for study in self.studies():
             queue.fail_stale(study, on_stale)
+        rule = sequential_state(self.spec, {a: s.get_trials(deepcopy=False) for a, s in self.confirm.items()})
+        verdict = rule.wanted if rule else {a.name: self.spec.seeds for a in self.spec.arms}
+        if rule and not rule.complete:
+            done = False  # a batch is running, or waits for another arm's
+            self._announce(rule)
         for arm in self.spec.arms:
             search, confirm = self.search[arm.name], self.confirm[arm.name]
             if arm.name not in self.points:
@@ -70,11 +78,11 @@ class Work:
             queue.plan(search, {str(i): (p, {}) for i, p in enumerate(self.points[arm.name])})
             status = queue.slot_status(search)
             finished += sum(s == "done" for s in status.values())
-            planned += self.spec.n_trials + confirm_budget(self.spec)
+            planned += self.spec.n_trials + confirm_budget(self.spec, verdict[arm.name])
             if any(s != "done" for s in status.values()):
                 done = False
                 continue
-            wanted = confirm_slots(self.spec, search)
+            wanted = confirm_slots(self.spec, search, verdict[arm.name])
             queue.plan(confirm, wanted)
             status = queue.slot_status(confirm)
             finished += sum(s == "done" for s in status.values())
@@ -83,11 +91,24 @@ class Work:
                     selecting = len({v[1][Attr.SEARCH_TRIAL] for v in wanted.values()}) > 1
                     select(search, confirm, selecting)
                     if selecting:  # chosen: now the verdict seeds of the chosen trial
-                        queue.plan(confirm, confirm_slots(self.spec, search))
+                        queue.plan(confirm, confirm_slots(self.spec, search, verdict[arm.name]))
                         done = False
             else:
                 done = False
         self.done, self.finished, self.planned, self.claimed = done, finished, planned, 0
+
+    def _announce(self, rule: Sequential) -> None:
+        """A line when this worker first sees a new batch: which arms run to how many seeds, and why."""
+        batch = (rule.looks_done, tuple(sorted(rule.wanted.items())))
+        if not rule.looks_done or batch == self.batch:
+            self.batch = batch
+            return
+        self.batch = batch
+        open_ = [d.declared.label for d, n in zip(rule.decisions, rule.stopped_at, strict=True) if n is None]
+        grown = sorted(a for a, n in rule.wanted.items() if n > rule.looks_done[-1])
+        print(f"[look at n = {rule.looks_done[-1]}] {len(open_)} of {len(rule.decisions)} comparisons undecided "
+              f"({'; '.join(open_)}); next batch: {', '.join(grown)} to n = {max(rule.wanted.values())}",
+              flush=True)
 
     def next_job(self, on_stale: Callable[[FrozenTrial], None]) -> Job | None:
         """Claim a waiting slot; only when none waits, plan and look again. Planning reads every trial of every
@@ -150,5 +171,6 @@ def _study(storage: Any, name: str, prune: optuna.pruners.BasePruner, spec: Stud
         study.set_user_attr(StudyAttr.CONFIG, json.dumps(fixed_settings(spec, arm), sort_keys=True))
         study.set_user_attr(StudyAttr.SAMPLER, spec.sampler)
         study.set_user_attr(StudyAttr.BUDGET, {"n_trials": spec.n_trials, "seeds": spec.seeds,
+                                               "seed_step": spec.seed_step, "seed_cap": spec.seeds_cap,
                                                "confirm_top": spec.confirm_top, "select_seeds": spec.select_seeds})
     return study

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from harness.analysis.stats import ALPHA, holm
+from harness.inference.stats import ALPHA, holm
 
 
 def failed(val_acc: float, diverged: bool, chance: float | None, margin: float) -> bool:

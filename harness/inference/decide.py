@@ -9,20 +9,20 @@ Decisions, by kind (m the margin, CI the interval at the comparison's level):
 - equivalence: TOST at alpha: "shown" when the (1 - 2 alpha) CI lies inside ±m; "refuted" when wholly outside;
 - trend: the per-seed slope per step; "shown" when CI lies on the declared side of 0, "refuted" on the other.
 
-The values are the runs that trained (harness.analysis.failures says which did not): the intervals cover the
+The values are the runs that trained (harness.inference.failures says which did not): the intervals cover the
 mean accuracy of an arm *when it trains*, and the failure rate is reported beside them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, special, stats
 
-from harness.analysis.stats import ALPHA, TIE, holm, holm_multipliers, t_test
-from harness.plan import Declared, Equivalent, Interaction, NonInferior, Trend, with_margin
+from harness.inference.stats import ALPHA, TIE, holm, holm_multipliers, t_test
+from harness.plan import Declared, Difference, Equivalent, Interaction, NonInferior, Trend, with_margin
 
 Values = Mapping[int, float]  # seed -> accuracy
 POWER = 0.8
@@ -121,10 +121,12 @@ def raw_p(c: Declared, e: Estimate) -> float:
     return min(1.0, 2 * _sf(abs(e.value), e)) if e.df >= 1 else 1.0  # two-sided: difference, interaction, trend
 
 
-def level(c: Declared, multiplier: float, alpha: float = ALPHA) -> float:
+def level(c: Declared, multiplier: float, alpha: float = ALPHA,
+          nominal: Callable[[float], float] | None = None) -> float:
     """The two-sided interval level that decides `c` at its Holm factor: 1 - 2 alpha / k for TOST, else
-    1 - alpha / k."""
-    return 1 - (2 if isinstance(c, Equivalent) else 1) * alpha / multiplier
+    1 - alpha / k; `nominal` maps that error rate to the one a sequential look spends of it."""
+    rate = (2 if isinstance(c, Equivalent) else 1) * alpha / multiplier
+    return 1 - (rate if nominal is None else nominal(rate))
 
 
 def outcome(c: Declared, low: float, high: float) -> str:
@@ -232,10 +234,42 @@ class Decision:
     mde: float
     seeds_needed: int | None
     steps: tuple[tuple[str, str, float, float, float], ...] = ()  # trend: (from, to, change, low, high)
+    failures: tuple[tuple[int, int], tuple[int, int]] | None = None  # judged on failure rates: (failed, n) of a, b
 
     @property
     def decided(self) -> bool:
         return self.outcome not in ("undecided", "no data")
+
+
+Failures = Mapping[str, tuple[int, int]]  # arm -> (seeds that failed to train, seeds run)
+
+
+def _by_failures(c: Declared, failures: Failures | None) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """A pair one arm of which trained on no seed while both ran: its failure counts, to be judged on."""
+    if failures is None or isinstance(c, (Interaction, Trend)):
+        return None
+    (fa, na), (fb, nb) = failures.get(c.a, (0, 0)), failures.get(c.b, (0, 0))
+    if not na or not nb or (fa < na and fb < nb):
+        return None
+    return (fa, na), (fb, nb)
+
+
+def _failure_outcome(c: Declared, counts: tuple[tuple[int, int], tuple[int, int]], significant: bool) -> str:
+    """What a significant difference in failure rates decides: the arm that fails more is worse."""
+    (fa, na), (fb, nb) = counts
+    if not significant:
+        return "undecided"
+    a_worse = fa / na > fb / nb
+    if isinstance(c, NonInferior):
+        return "refuted" if a_worse else "shown"
+    if isinstance(c, Equivalent):
+        return "refuted"
+    return "a < b" if a_worse else "a > b"
+
+
+def fisher_p(counts: tuple[tuple[int, int], tuple[int, int]]) -> float:
+    (fa, na), (fb, nb) = counts
+    return float(stats.fisher_exact([[fa, na - fa], [fb, nb - fb]]).pvalue)
 
 
 def estimate_for(c: Declared, values: Mapping[str, Values]) -> Estimate | None:
@@ -261,21 +295,29 @@ def _steps(c: Trend, values: Mapping[str, Values], alpha: float) -> tuple:
 
 
 def decide_all(family: Sequence[Declared], values: Mapping[str, Values], margin: float,
-               alpha: float = ALPHA, power: bool = True) -> list[Decision]:
+               alpha: float = ALPHA, power: bool = True,
+               levels: Callable[[float], float] | None = None, failures: Failures | None = None) -> list[Decision]:
     """Decide every declared comparison, Holm-corrected over the whole family (a comparison without data
     stays in the family at p = 1: nothing leaves it). `power=False` skips the MDE and seeds needed (nan,
-    None): the decisions are the same, and simulations run thousands of them."""
+    None): the decisions are the same, and simulations run thousands of them. `levels` maps each
+    comparison's error rate to a sequential look's nominal one (harness.inference.sequential). With `failures`,
+    a pair whose arm trained on no seed is judged on its failure rates (Fisher's exact test)."""
     family = [with_margin(c, margin) for c in family]
     estimates = [estimate_for(c, values) for c in family]
-    p = [1.0 if e is None else raw_p(c, e) for c, e in zip(family, estimates, strict=True)]
+    by_failures = [_by_failures(c, failures) if e is None else None for c, e in zip(family, estimates, strict=True)]
+    p = [fisher_p(f) if f else 1.0 if e is None else raw_p(c, e)
+         for c, e, f in zip(family, estimates, by_failures, strict=True)]
     adjusted, factors = holm(p), holm_multipliers(p)
     out = []
-    for c, e, p_raw, p_adj, k in zip(family, estimates, p, adjusted, factors, strict=True):
+    for c, e, f, p_raw, p_adj, k in zip(family, estimates, by_failures, p, adjusted, factors, strict=True):
         steps = _steps(c, values, alpha) if isinstance(c, Trend) else ()
-        confidence = level(c, k, alpha)
+        confidence = level(c, k, alpha, levels)
         if e is None:
-            out.append(Decision(c, None, p_raw, p_adj, k, len(family), confidence, -np.inf, np.inf, "no data",
-                                np.inf, None, steps))
+            # a two-sided test at the comparison's level: TOST's doubled rate does not apply to a rate test
+            significant = f is not None and p_raw <= 1 - level(Difference(c.a, c.b), k, alpha, levels)
+            found = "no data" if f is None else _failure_outcome(c, f, significant)
+            out.append(Decision(c, None, p_raw, p_adj, k, len(family), confidence, -np.inf, np.inf, found,
+                                np.inf, None, steps, f))
             continue
         t = t_test(e.value, e.se, e.df, confidence)
         # accuracies lie in [0, 1], so a difference in [-1, 1] and an interaction in [-2, 2]: an interval cut

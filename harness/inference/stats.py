@@ -1,7 +1,7 @@
 """The statistical building blocks of a report: t intervals and tests (one computation, so an interval and its
 p-value cannot disagree), per-arm summaries, Holm's correction with the factor it applied to each p, and the
-expected best score over a search budget (Dodge et al. 2019). `harness.analysis.decide` decides declared
-comparisons with them; `harness.analysis.failures` handles runs that failed to train.
+expected best score over a search budget (Dodge et al. 2019). `harness.inference.decide` decides declared
+comparisons with them; `harness.inference.failures` handles runs that failed to train.
 
 Why t and not the bootstrap: with 3-10 seeds a bootstrap interval of a mean covers the truth 71-90% of the
 time instead of 95%; the t interval holds its level (tests/test_simulation.py measures it under normal,
