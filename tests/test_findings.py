@@ -36,7 +36,8 @@ def test_a_run_at_chance_on_validation_is_a_failure_that_leaves_the_means_but_no
     found = findings(r)
     assert found.outcomes.trained["vgg-sgd"] == {1: 0.88, 3: 0.86, 4: 0.87}
     assert found.rates["vgg-sgd"].failed == 2 and found.rates["vgg-sgd"].n == 5
-    assert found.family == 1 and found.decisions[0].estimate.n == 3  # paired over the seeds both trained
+    assert len(found.decisions) == 1 and found.decisions[0].estimate.n == 3  # paired over the seeds both trained
+    assert found.family == 2  # the comparison and its pair's failure-rate test
     assert any("vgg-sgd failed to train on 2 of 5 seeds (40.0%, exact 95% CI 5.3 to 85.3%)" in s
                for s in found.sentences)
 
@@ -48,19 +49,20 @@ def test_validation_not_test_decides_a_failure():
     assert findings(r).rates["a"].failed == 0
 
 
-def test_an_arm_that_never_trains_is_judged_on_its_failure_rate_and_stays_in_the_family():
+def test_an_arm_that_never_trains_is_decided_on_its_failure_rate_and_stays_in_the_family():
     r = record({"a": [0.2, 0.21, 0.19], "b": [0.9, 0.91, 0.89], "c": [0.8, 0.82, 0.81]},
                plan=[Difference("a", "b"), Difference("c", "b")])
     found = findings(r)
-    assert found.family == 2 and found.decisions[0].outcome == "undecided"  # 3 of 3 against 0 of 3: p = 0.1
-    assert found.sentences[0].startswith("difference: a - b: **undecided**; judged on failure to train, since an "
-                                         "arm trained on no seed: a failed on 3 of 3 seeds, b on 0 of 3")
-    assert found.decisions[1].multiplier >= 1 and "Holm over 2" in found.sentences[1]
+    assert found.family == 3 and found.decisions[0].outcome == "no data"  # 3 of 3 against 0 of 3: p = 0.1
+    assert found.sentences[0] == "difference: a - b: no decision, a trained on no seed (see the failure rates)."
+    assert found.decisions[1].multiplier >= 1 and "Holm over 3" in found.sentences[1]  # with the rate test
     assert any(s.startswith("Failure rates of a (3/3) and b (0/3)") for s in found.sentences)
     six = record({"a": [0.2, 0.21, 0.19] * 2, "b": [0.9, 0.91, 0.89] * 2, "c": [0.8, 0.82, 0.81] * 2},
                  plan=[Difference("a", "b"), Difference("c", "b")])
     decided = findings(six).decisions[0]
-    assert decided.outcome == "a < b" and decided.p_value < 0.05 / 2  # 6 of 6 against 0 of 6: p = 0.002
+    assert decided.outcome == "a < b" and decided.rate_p < 0.05 / 3  # 6 of 6 against 0 of 6: p = 0.002
+    assert findings(six).sentences[0].startswith("difference: a - b: **b beats a**; decided on failure to train: "
+                                                 "a failed on 6 of 6 seeds, b on 0 of 6 (Fisher's exact p = 0.0022")
 
 
 def test_a_diverged_run_is_a_failure():

@@ -62,7 +62,9 @@ class Findings:
 
     @property
     def family(self) -> int:
-        return len(self.decisions)
+        """The tests Holm corrects over: the declared comparisons, and a failure-rate test per declared pair
+        where some run failed."""
+        return max((d.family for d in self.decisions), default=0)
 
 
 def findings(record: StudyRecord) -> Findings:
@@ -180,12 +182,14 @@ def sentence(d: Decision, found: Outcomes, margin: float, where: str = "") -> st
 
 
 def _failure_text(d: Decision) -> str:
-    """A pair judged on failure rates, since one arm trained on no seed."""
+    """A pair decided on failure rates: the accuracy of its trained runs left it undecided."""
     (fa, na), (fb, nb) = d.failures
     c = d.declared
-    held = f" at the {100 * (1 - d.confidence):.2g}% level its Holm factor and look allow" if d.family > 1 else ""
-    return (f"judged on failure to train, since an arm trained on no seed: {c.a} failed on {fa} of {na} seeds, "
-            f"{c.b} on {fb} of {nb} (Fisher's exact p = {d.p_value:.2g}{held})")
+    accuracy = ("no arm-to-arm accuracy to compare (an arm trained on fewer than 2 seeds)" if d.estimate is None
+                else f"the trained runs' accuracy alone: estimate {_pts(d.estimate.value, True)} points, "
+                     f"{interval(d)}, undecided")
+    return (f"decided on failure to train: {c.a} failed on {fa} of {na} seeds, {c.b} on {fb} of {nb} (Fisher's "
+            f"exact p = {d.rate_p:.2g}, Holm over {d.family}); {accuracy}")
 
 
 def _step(d: Decision, step: tuple[str, str, float, float, float]) -> str:

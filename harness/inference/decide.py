@@ -15,6 +15,7 @@ mean accuracy of an arm *when it trains*, and the failure rate is reported besid
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -234,7 +235,8 @@ class Decision:
     mde: float
     seeds_needed: int | None
     steps: tuple[tuple[str, str, float, float, float], ...] = ()  # trend: (from, to, change, low, high)
-    failures: tuple[tuple[int, int], tuple[int, int]] | None = None  # judged on failure rates: (failed, n) of a, b
+    failures: tuple[tuple[int, int], tuple[int, int]] | None = None  # decided on failure rates: (failed, n) of a, b
+    rate_p: float = np.nan  # ... by Fisher's exact test at this p
 
     @property
     def decided(self) -> bool:
@@ -245,11 +247,11 @@ Failures = Mapping[str, tuple[int, int]]  # arm -> (seeds that failed to train, 
 
 
 def _by_failures(c: Declared, failures: Failures | None) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """A pair one arm of which trained on no seed while both ran: its failure counts, to be judged on."""
+    """A pair both arms of which ran and some run of which failed to train: its failure counts, to test."""
     if failures is None or isinstance(c, (Interaction, Trend)):
         return None
     (fa, na), (fb, nb) = failures.get(c.a, (0, 0)), failures.get(c.b, (0, 0))
-    if not na or not nb or (fa < na and fb < nb):
+    if not na or not nb or not fa + fb:
         return None
     return (fa, na), (fb, nb)
 
@@ -300,31 +302,42 @@ def decide_all(family: Sequence[Declared], values: Mapping[str, Values], margin:
     """Decide every declared comparison, Holm-corrected over the whole family (a comparison without data
     stays in the family at p = 1: nothing leaves it). `power=False` skips the MDE and seeds needed (nan,
     None): the decisions are the same, and simulations run thousands of them. `levels` maps each
-    comparison's error rate to a sequential look's nominal one (harness.inference.sequential). With `failures`,
-    a pair whose arm trained on no seed is judged on its failure rates (Fisher's exact test)."""
+    comparison's error rate to a sequential look's nominal one (harness.inference.sequential).
+
+    With `failures`, each declared pair where some run failed to train also has its failure rates tested
+    (Fisher's exact test, conditional on the failures seen, so valid however many there were), in the same
+    Holm family: a pair the accuracy of its trained runs leaves undecided is decided when the rates differ
+    (the arm that fails more is worse). An arm that never trains is a result, not a gap."""
     family = [with_margin(c, margin) for c in family]
     estimates = [estimate_for(c, values) for c in family]
-    by_failures = [_by_failures(c, failures) if e is None else None for c, e in zip(family, estimates, strict=True)]
-    p = [fisher_p(f) if f else 1.0 if e is None else raw_p(c, e)
-         for c, e, f in zip(family, estimates, by_failures, strict=True)]
-    adjusted, factors = holm(p), holm_multipliers(p)
+    counted = [_by_failures(c, failures) for c in family]
+    p = [1.0 if e is None else raw_p(c, e) for c, e in zip(family, estimates, strict=True)]
+    tested = [i for i, f in enumerate(counted) if f is not None]
+    all_p = p + [fisher_p(counted[i]) for i in tested]
+    adjusted, factors = holm(all_p), holm_multipliers(all_p)
+    rate_test = {i: (all_p[len(p) + j], factors[len(p) + j]) for j, i in enumerate(tested)}
     out = []
-    for c, e, f, p_raw, p_adj, k in zip(family, estimates, by_failures, p, adjusted, factors, strict=True):
+    for i, (c, e, p_raw, p_adj, k) in enumerate(zip(family, estimates, p, adjusted, factors, strict=False)):
         steps = _steps(c, values, alpha) if isinstance(c, Trend) else ()
         confidence = level(c, k, alpha, levels)
         if e is None:
-            # a two-sided test at the comparison's level: TOST's doubled rate does not apply to a rate test
-            significant = f is not None and p_raw <= 1 - level(Difference(c.a, c.b), k, alpha, levels)
-            found = "no data" if f is None else _failure_outcome(c, f, significant)
-            out.append(Decision(c, None, p_raw, p_adj, k, len(family), confidence, -np.inf, np.inf, found,
-                                np.inf, None, steps, f))
-            continue
-        t = t_test(e.value, e.se, e.df, confidence)
-        # accuracies lie in [0, 1], so a difference in [-1, 1] and an interaction in [-2, 2]: an interval cut
-        # to what is possible covers as often, and never reads "36 to 113%"
-        bound = 2.0 if isinstance(c, Interaction) else 1.0
-        low, high = max(float(t.low), -bound), min(float(t.high), bound)
-        out.append(Decision(c, e, p_raw, p_adj, k, len(family), confidence, low, high, outcome(c, low, high),
-                            mde(c, e, k, alpha) if power else np.nan,
-                            seeds_needed(c, e, k, margin, alpha) if power else None, steps))
+            d = Decision(c, None, p_raw, p_adj, k, len(all_p), confidence, -np.inf, np.inf, "no data", np.inf,
+                         None, steps)
+        else:
+            t = t_test(e.value, e.se, e.df, confidence)
+            # accuracies lie in [0, 1], so a difference in [-1, 1] and an interaction in [-2, 2]: an interval cut
+            # to what is possible covers as often, and never reads "36 to 113%"
+            bound = 2.0 if isinstance(c, Interaction) else 1.0
+            low, high = max(float(t.low), -bound), min(float(t.high), bound)
+            d = Decision(c, e, p_raw, p_adj, k, len(all_p), confidence, low, high, outcome(c, low, high),
+                         mde(c, e, k, alpha) if power else np.nan,
+                         seeds_needed(c, e, k, margin, alpha) if power else None, steps)
+        if i in rate_test and not d.decided:
+            fisher, kf = rate_test[i]
+            # two-sided at its own Holm level: TOST's doubled rate does not apply to a rate test
+            significant = fisher <= 1 - level(Difference(c.a, c.b), kf, alpha, levels)
+            if significant:
+                d = dataclasses.replace(d, outcome=_failure_outcome(c, counted[i], True), failures=counted[i],
+                                        rate_p=fisher)
+        out.append(d)
     return out

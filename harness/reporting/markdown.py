@@ -151,12 +151,15 @@ def _choice(record: StudyRecord) -> str:
 def _method(record: StudyRecord, found: Findings) -> str:
     chosen = _choice(record)
     adjusted = ("" if found.family < 2 else
-                f" p-values are Holm-adjusted over the {found.family} declared comparisons, and each interval's level "
+                f" p-values are Holm-adjusted over the {found.family} tests ({len(found.decisions)} declared comparisons"
+                f"{'' if found.family == len(found.decisions) else ', and a failure-rate test per declared pair where a run failed'}),"
+                " and each interval's level "
                 "is raised to match its Holm factor, so an interval decides exactly when its adjusted p is below 0.05.")
     test_size = record.overview.get("sizes", {}).get("test")
     split = f"The test split ({test_size} images)" if test_size else "The test split"
     chance = f"{100 / record.n_classes:.1f}%" if record.n_classes else "1 / classes"
-    return (f"**Method.** {chosen} scored once on the held-out test split. Confirmation seeds "
+    return (f"**Method.** {chosen} scored once on the held-out test split. {_sequential(record, found)}"
+            f"Confirmation seeds "
             f"{varied_text(record)}. The report tests exactly the family the study file declares (its analysis "
             "plan), each comparison by its kind: a difference two-sided; non-inferiority (a >= b - margin) "
             "one-sided at 0.025; equivalence (|a - b| <= margin) by two one-sided tests (TOST, a 90% interval); an "
@@ -171,6 +174,21 @@ def _method(record: StudyRecord, found: Findings) -> str:
             "showed. **Not in the intervals**: the search itself (one search per arm, one sampler scrambling: "
             f"another search could choose another configuration), and the sampling error of {split.lower()[0] + split[1:]}, "
             f"the same for every run. Searched: {_searched(record)}.")
+
+
+def _sequential(record: StudyRecord, found: Findings) -> str:
+    """The sequential rule: its looks, how it spends the error rate, and how many seeds each arm ran."""
+    rule = found.rule
+    if rule is None:
+        return ""
+    ran = ", ".join(f"{arm} {n}" for arm, n in rule.wanted.items())
+    return (f"**Sequential rule**: {rule.design.describe()}. After each batch every comparison still undecided "
+            "is judged at that look's nominal level (group-sequential boundaries computed for the score "
+            "process, applied to the t statistics; Holm over the comparisons still open); one decided stays "
+            "decided with the interval of its look, and the next batch runs only for the arms of undecided "
+            "comparisons. The intervals are repeated confidence intervals: valid at whichever look a comparison "
+            f"stopped. Looks judged: n = {', '.join(map(str, rule.looks_done)) or 'none yet'}; verdict seeds "
+            f"run per arm: {ran}. ")
 
 
 def _header(record: StudyRecord, found: Findings) -> str:
@@ -315,9 +333,14 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
     readme.write_text("\n\n".join(sections) + "\n")
     summary = {"name": spec.name, "question": spec.question, "verdicts": found.sentences,
                "decisions": [{"comparison": d.declared.label, "kind": d.declared.kind, "decision": d.outcome,
-                              "word": decision_word(d) if d.estimate else "no data",
+                              "word": decision_word(d) if d.estimate or d.failures else "no data",
                               "estimate": None if d.estimate is None else d.estimate.value,
                               "low": d.low, "high": d.high, "mde": d.mde} for d in found.decisions]}
+    if found.rule is not None:
+        rule = found.rule
+        summary["sequential"] = {"looks": list(rule.design.looks), "judged": list(rule.looks_done),
+                                 "stopped_at": rule.stopped_at, "seeds": rule.wanted,
+                                 "where": [rule.where(i) for i in range(len(found.decisions))]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return readme
 
