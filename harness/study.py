@@ -70,7 +70,8 @@ def parser() -> argparse.ArgumentParser:
     study.add_argument("--list", action="store_true", help="list the studies and exit")
     budget = p.add_argument_group("budget", "each defaults to the study file's")
     budget.add_argument("--trials", type=positive_int, metavar="N", help="Optuna trials per arm")
-    budget.add_argument("--seeds", type=positive_int, metavar="N", help="confirmation seeds per arm")
+    budget.add_argument("--seeds", type=positive_int, metavar="N", help="verdict seeds per arm (a sequential study's first batch; "
+                        "it adds seed_step more up to seed_cap while a comparison is undecided)")
     budget.add_argument("--epochs", type=positive_int, metavar="N", help="training epochs per run")
     data = p.add_argument_group("data", "each defaults to the study file's")
     data.add_argument("--dataset", metavar="NAME",

@@ -39,7 +39,9 @@ STUDY = StudySpec(
     search_space=search_space,
     base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=12, batch_size=8),
     n_trials=8,  # one searched dimension
-    seeds=5,
+    seeds=5,  # then 5 more at a time while an equivalence is undecided, up to 15
+    seed_step=5,
+    seed_cap=15,
     confirm_top=1,
     sampler="qmc",
     prune=False,  # momentum changes how fast a run starts: early epochs would mislead the pruner

@@ -44,7 +44,9 @@ STUDY = StudySpec(
     base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=10,
                      optimizer_params={"momentum": 0.9, "nesterov": True}),
     n_trials=8,  # per arm: one or two searched dimensions
-    seeds=5,
+    seeds=5,  # then 5 more at a time for the arms of undecided comparisons, up to 15
+    seed_step=5,
+    seed_cap=15,
     confirm_top=1,  # six arms: rerunning the top 3 would triple the confirmation time
     sampler="qmc",
     prune=False,  # the median pruner would compare recipes that learn at different speeds epoch by epoch

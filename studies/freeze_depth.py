@@ -43,6 +43,8 @@ STUDY = StudySpec(
                      optimizer_params={"momentum": 0.9}, epochs=12),
     n_trials=6,  # per arm: a one-dimensional lr search
     seeds=10,  # Yosinski's effects are a few points: intervals from 10 seeds can show them
+    seed_step=5,  # then 5 more at a time for the arms of undecided comparisons, up to 20
+    seed_cap=20,
     sampler="qmc",
     prune=False,  # the median pruner waits for 5 trials: with 6 it would judge one trial on little evidence
     x_axis="transfer_stages",

@@ -30,7 +30,9 @@ STUDY = StudySpec(
     search_space=search_space,
     base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=10),
     n_trials=12,
-    seeds=5,
+    seeds=5,  # then 5 more at a time for the arms of undecided comparisons, up to 15
+    seed_step=5,
+    seed_cap=15,
     confirm_top=1,
     sampler="qmc",
     prune=False,  # pruning would judge wide and narrow spaces by their first epochs

@@ -28,7 +28,9 @@ STUDY = StudySpec(
     search_space=search_space,
     base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=12),
     n_trials=20,
-    seeds=5,
+    seeds=5,  # verdict seeds: 5, then 5 more at a time for comparisons still undecided, up to 20
+    seed_step=5,
+    seed_cap=20,
     sampler="qmc",
     # Choi et al. 2019: with every hyperparameter tuned (epsilon included), Adam is never worse than SGD. Tested
     # as non-inferiority within the study's 2-point margin, frozen and fine-tuned, beside the plain difference.

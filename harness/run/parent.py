@@ -40,7 +40,8 @@ class ParentRun:
         self.run_id = run.info.run_id
         spec = self.spec
         mlflow.log_params({"n_trials": spec.n_trials, "seeds": spec.seeds, "confirm_top": spec.confirm_top,
-                           "select_seeds": spec.select_seeds,
+                           "select_seeds": spec.select_seeds, "seed_step": spec.seed_step, "seed_cap": spec.seeds_cap,
+                           "spending": spec.spending,
                            "sampler": spec.sampler, "prune": spec.prune,
                            "arms": ",".join(a.name for a in spec.arms), "epochs": spec.base.epochs})
         mlflow.log_text(spec.source, STUDY_SOURCE)

@@ -1,0 +1,89 @@
+"""The sequential rule's parts: the looks, the boundaries, and the replay the planner and the report share."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from harness.inference.decide import decide_all
+from harness.inference.sequential import _nominal, nominal, replay
+from harness.plan import Design, Difference, NonInferior
+from harness.spec import Arm, StudySpec
+
+
+def test_looks_run_from_the_start_by_the_step_and_end_at_the_cap():
+    assert Design(5, 5, 30).looks == (5, 10, 15, 20, 25, 30)
+    assert Design(5, 5, 12).looks == (5, 10, 12)  # the cap is always a look
+    assert Design(5).looks == Design(5, 0, 30).looks == Design(5, 5, 5).looks == (5,)
+
+
+def test_a_study_declares_its_design_and_a_bad_one_is_refused():
+    arms = (Arm("a", "sgd"), Arm("b", "adam"))
+    spec = StudySpec(question="?", arms=arms, search_space=None, seeds=5, seed_step=5, seed_cap=20)
+    assert spec.design.looks == (5, 10, 15, 20) and spec.seeds_cap == 20
+    assert StudySpec(question="?", arms=arms, search_space=None, seeds=5).design.looks == (5,)
+    with pytest.raises(ValueError, match="obrien_fleming, pocock"):
+        StudySpec(question="?", arms=arms, search_space=None, spending="bayes")
+    with pytest.raises(ValueError, match="seed_step must be >= 0"):
+        StudySpec(question="?", arms=arms, search_space=None, seed_step=-1)
+
+
+@pytest.mark.parametrize("spending", ["obrien_fleming", "pocock"])
+def test_the_boundaries_spend_exactly_alpha_over_the_looks(spending):
+    """Monte Carlo of the score process: P(|Z_k| crosses c_k at some look) = alpha under the null."""
+    fractions = Design(5, 5, 30).fractions
+    c = stats.norm.isf(np.array(nominal(0.05, fractions, spending)) / 2)
+    rng = np.random.default_rng(0)
+    t = np.array(fractions)
+    paths = np.cumsum(rng.normal(size=(200_000, len(t))) * np.sqrt(np.diff(t, prepend=0)), axis=1)
+    crossed = (np.abs(paths / np.sqrt(t)) > c).any(axis=1).mean()
+    assert abs(crossed - 0.05) < 0.002, crossed
+    levels = nominal(0.05, fractions, spending)
+    if spending == "obrien_fleming":  # little early, most at the cap
+        assert list(levels) == sorted(levels) and levels[0] < 1e-5 and levels[-1] > 0.035
+
+
+def test_interpolated_levels_match_the_exact_ones_and_one_look_is_the_fixed_level():
+    fractions = Design(5, 5, 20).fractions
+    for alpha in (0.05, 0.0213, 0.0125, 0.1):
+        exact, fast = np.array(_nominal(alpha, fractions, "obrien_fleming")), np.array(nominal(alpha, fractions))
+        assert np.allclose(fast, exact, rtol=3e-3)
+    assert nominal(0.05, (1.0,)) == (0.05,)
+
+
+def _values(rng, means, n):
+    shared = rng.normal(0, 0.01, n)
+    return {a: {s + 1: m + shared[s] + rng.normal(0, 0.01) for s in range(n)} for a, m in means.items()}
+
+
+def test_one_look_decides_exactly_as_the_fixed_design():
+    rng = np.random.default_rng(1)
+    family = [Difference("a", "b"), NonInferior("c", "b")]
+    values = _values(rng, {"a": 0.9, "b": 0.88, "c": 0.87}, 5)
+    done = {a: set(v) for a, v in values.items()}
+    rule = replay(family, list(values), done, values, 0.02, Design(5))
+    fixed = decide_all(family, values, 0.02)
+    assert [(d.outcome, d.low, d.high, d.mde) for d in rule.decisions] == \
+        [(d.outcome, d.low, d.high, d.mde) for d in fixed]
+    assert rule.complete and rule.looks_done == (5,)
+
+
+def test_a_plain_difference_stops_and_only_undecided_comparisons_arms_get_the_next_batch():
+    rng = np.random.default_rng(2)
+    values = _values(rng, {"a": 0.95, "b": 0.6, "c": 0.9, "d": 0.9}, 30)
+    done = {a: set(range(1, 11)) for a in values}  # the first two looks have run
+    rule = replay([Difference("a", "b"), Difference("c", "d")], list(values), done, values, 0.02, Design(5, 5, 30))
+    assert rule.stopped_at[0] == 5 and rule.decisions[0].outcome == "a > b"
+    assert rule.stopped_at[1] is None and rule.looks_done == (5, 10) and not rule.complete
+    assert rule.wanted == {"a": 5, "b": 5, "c": 15, "d": 15}  # a and b are done; c and d run the third batch
+    assert rule.where(0) == "decided at n = 5" and "pending" in rule.where(1)
+
+
+def test_a_look_waits_for_every_seed_it_needs_and_a_later_seed_never_counts_early():
+    rng = np.random.default_rng(3)
+    values = _values(rng, {"a": 0.9, "b": 0.9}, 10)
+    done = {"a": set(range(1, 11)), "b": set(range(1, 5))}  # b's seed 5 still runs
+    rule = replay([Difference("a", "b")], ["a", "b"], done, values, 0.02, Design(5, 5, 10))
+    assert rule.looks_done == () and rule.wanted == {"a": 5, "b": 5} and rule.where(0) == "no look yet"
+    first = replay([Difference("a", "b")], ["a", "b"], {"a": set(range(1, 6)), "b": set(range(1, 6))},
+                   values, 0.02, Design(5, 5, 10))
+    assert first.decisions[0].estimate.n == 5  # seeds 6-10 exist but belong to the next look
