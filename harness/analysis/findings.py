@@ -87,9 +87,20 @@ def findings(record: StudyRecord) -> Findings:
 # --- sentences -----------------------------------------------------------------------------------------
 
 
+def level_text(confidence: float) -> str:
+    """95, 97.5, 99.96: enough decimals that an early look's strict level never reads 100%.
+
+    >>> level_text(0.95), level_text(0.975), level_text(0.99962), level_text(0.9999984)
+    ('95', '97.5', '99.962', '99.99984')
+    """
+    miss = 100 * (1 - confidence)
+    decimals = 0 if miss >= 1 else math.ceil(-math.log10(miss)) + 1
+    return f"{100 * confidence:.{decimals}f}".rstrip("0").rstrip(".") if decimals else f"{100 * confidence:.4g}"
+
+
 def interval(d: Decision) -> str:
     held = f", Holm over {d.family}" if d.family > 1 else ""
-    return f"{d.confidence * 100:.3g}% CI {_pts(d.low, True)} to {_pts(d.high, True)}{held}"
+    return f"{level_text(d.confidence)}% CI {_pts(d.low, True)} to {_pts(d.high, True)}{held}"
 
 
 def _seeds(d: Decision) -> str:

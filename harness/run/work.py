@@ -104,7 +104,8 @@ class Work:
             self.batch = batch
             return
         self.batch = batch
-        open_ = [d.declared.label for d, n in zip(rule.decisions, rule.stopped_at, strict=True) if n is None]
+        open_ = [f"{d.declared.kind} {d.declared.label}" for d, n in zip(rule.decisions, rule.stopped_at, strict=True)
+                 if n is None]
         grown = sorted(a for a, n in rule.wanted.items() if n > rule.looks_done[-1])
         print(f"[look at n = {rule.looks_done[-1]}] {len(open_)} of {len(rule.decisions)} comparisons undecided "
               f"({'; '.join(open_)}); next batch: {', '.join(grown)} to n = {max(rule.wanted.values())}",

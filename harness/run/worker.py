@@ -95,7 +95,7 @@ class Worker:
         if write:
             self.publish_now()
         self.parent.end("FINISHED")
-        progress.summary(self.work, self.report_path, self.parent.run_id, self.stores, self.jobs_run)
+        progress.summary(self.work, self.report_path, self.parent.run_id, self.stores, self.jobs_run, verdicts=write)
         if not write:
             print("another worker publishes the report for these records")
 
