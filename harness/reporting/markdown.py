@@ -176,6 +176,13 @@ def _method(record: StudyRecord, found: Findings) -> str:
             f"the same for every run. Searched: {_searched(record)}.")
 
 
+def _verdict_seeds(record: StudyRecord) -> str:
+    design = record.spec.design
+    if len(design.looks) == 1:
+        return f"{record.setting('seeds')} verdict seeds"
+    return f"{design.start} verdict seeds, then {design.step} more at a time up to {design.looks[-1]} (sequential)"
+
+
 def _sequential(record: StudyRecord, found: Findings) -> str:
     """The sequential rule: its looks, how it spends the error rate, and how many seeds each arm ran."""
     rule = found.rule
@@ -304,7 +311,7 @@ def _setup(record: StudyRecord, ui: Browse) -> str:
          f"sampler {record.sampler}; {pruning}."),
         (f"**Confirmation**: the {record.setting('confirm_top')} best trials of each arm"
          + (f" on selection seeds {', '.join(map(str, selection))}, the chosen one" if selection else "")
-         + f" on {record.setting('seeds')} verdict seeds (found: {seeds or 'none'}); {epochs}; {varied_text(record)}."),
+         + f" on {_verdict_seeds(record)} (found: {seeds or 'none'}); {epochs}; {varied_text(record)}."),
         f"**Packages**: {_versions(tags)}.",
         f"**Git commit**: `{tags.get('git_commit', 'not recorded')}`.",
         f"**Reproduce**: `{tags.get('command', 'not recorded')}`",
