@@ -282,7 +282,8 @@ def estimate_for(c: Declared, values: Mapping[str, Values]) -> Estimate | None:
     return paired_or_welch(values[c.a], values[c.b])
 
 
-def _steps(c: Trend, values: Mapping[str, Values], alpha: float) -> tuple:
+def _steps(c: Trend, values: Mapping[str, Values], alpha: float,
+           levels: Callable[[float], float] | None = None) -> tuple:
     """Each adjacent step of a trend at Bonferroni level over the steps: monotone when every step's interval
     lies on the declared side (an intersection-union test needs no correction for that claim); a step whose
     interval lies on the other side reverses it."""
@@ -291,7 +292,8 @@ def _steps(c: Trend, values: Mapping[str, Values], alpha: float) -> tuple:
         e = paired_or_welch(values[right], values[left])
         if e is None:
             continue
-        t = t_test(e.value, e.se, e.df, 1 - alpha / (len(c.arms) - 1))
+        rate = alpha / (len(c.arms) - 1)
+        t = t_test(e.value, e.se, e.df, 1 - (rate if levels is None else levels(rate)))
         out.append((left, right, e.value, float(t.low), float(t.high)))
     return tuple(out)
 
@@ -318,7 +320,7 @@ def decide_all(family: Sequence[Declared], values: Mapping[str, Values], margin:
     rate_test = {i: (all_p[len(p) + j], factors[len(p) + j]) for j, i in enumerate(tested)}
     out = []
     for i, (c, e, p_raw, p_adj, k) in enumerate(zip(family, estimates, p, adjusted, factors, strict=False)):
-        steps = _steps(c, values, alpha) if isinstance(c, Trend) else ()
+        steps = _steps(c, values, alpha, levels) if isinstance(c, Trend) else ()
         confidence = level(c, k, alpha, levels)
         if e is None:
             d = Decision(c, None, p_raw, p_adj, k, len(all_p), confidence, -np.inf, np.inf, "no data", np.inf,

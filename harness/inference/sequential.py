@@ -20,6 +20,7 @@ replay it over the same records and reach the same looks and decisions.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
-from harness.inference.decide import Decision, Values, decide_all
+from harness.inference.decide import Decision, Values, decide_all, mde, seeds_needed
 from harness.inference.stats import ALPHA
 from harness.plan import Declared, Design, Equivalent
 
@@ -154,7 +155,7 @@ def replay(family: Sequence[Declared], arms: Sequence[str], done: Mapping[str, s
         if all(s is not None for s in stopped):
             break
     if power and final and not all(d is None for d in final):  # the power of where each comparison stands
-        final = _with_power(family, final, stopped, trained, n_arm, arms, margin, alpha, design, judged)
+        final = _with_power(final, stopped, margin, alpha, design)
     missing = [i for i, d in enumerate(final) if d is None]
     if missing:  # no look judged yet: the family as it stands, unjudged
         values = {a: {} for a in arms}
@@ -164,13 +165,10 @@ def replay(family: Sequence[Declared], arms: Sequence[str], done: Mapping[str, s
     return Sequential(design, final, stopped, tuple(judged), dict(n_arm))
 
 
-def _with_power(family, final, stopped, trained, n_arm, arms, margin, alpha, design, judged) -> list[Decision]:
+def _with_power(final: list[Decision | None], stopped: list[int | None], margin: float, alpha: float,
+                design: Design) -> list[Decision | None]:
     """MDE and seeds needed at the cap's level for comparisons not yet decided (what more seeds could show),
     at their stopping look's for decided ones."""
-    import dataclasses
-
-    from harness.inference.decide import mde, seeds_needed
-
     fractions, out = design.fractions, []
     for d, n in zip(final, stopped, strict=True):
         if d is None or d.estimate is None or not math.isnan(d.mde):
