@@ -114,6 +114,8 @@ def _needed(d: Decision, margin: float) -> str:
     target = {"non-inferiority": "show it at a true difference of 0", "equivalence": "show it at a true 0"}
     goal = target.get(d.declared.kind, f"detect {_pts(margin)} points")
     many = f"more than {d.seeds_needed - 1}" if d.seeds_needed > 10_000 else f"about {d.seeds_needed}"
+    if d.estimate is not None and d.seeds_needed <= d.estimate.n:  # it had the power: the truth is likely smaller
+        return f"; {many} seeds had 80% power to {goal}, and it ran {d.estimate.n}"
     return f"; to {goal} with 80% power would take {many} seeds"
 
 

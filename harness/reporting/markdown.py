@@ -359,7 +359,9 @@ def build_index(reports_dir: Path = Path("reports")) -> Path:
         summary = json.loads(path.read_text())
         name = path.parent.name
         decisions = summary.get("decisions")  # one short line per declared comparison; older summaries: sentences
-        verdict_line = ("; ".join(f"{d['comparison']} ({d['kind']}): {d['word']}" for d in decisions)
+        where = summary.get("sequential", {}).get("where") or [""] * len(decisions or [])
+        verdict_line = ("; ".join(f"{d['comparison']} ({d['kind']}): {d['word']}{f' ({w})' if w else ''}"
+                                  for d, w in zip(decisions, where, strict=False))
                         if decisions and "word" in decisions[0] else " ".join(summary["verdicts"]))
         rows.append(f"| [{name}]({name}/README.md) | {summary['question']} | {verdict_line} |")
     index = reports_dir / "README.md"
