@@ -189,14 +189,13 @@ class StudySpec:
     changes: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         if self.base.study != self.name:  # one home for the name: the runs' configs follow the study
             object.__setattr__(self, "base", dataclasses.replace(self.base, study=self.name))
         if self.plan and (self.comparisons or self.expected):
             raise ValueError("declare the comparisons in `plan` alone (harness.plan); `comparisons` and "
                              "`expected` are the older form of the same thing")
         check_plan(self.family, tuple(a.name for a in self.arms))
-        if self.seed_step < 0 or (self.seed_cap is not None and self.seed_cap < 1):
-            raise ValueError(f"seed_step must be >= 0 and seed_cap >= 1; got {self.seed_step}, {self.seed_cap}")
         if self.spending not in SPENDING:
             raise ValueError(f"unknown spending {self.spending!r}; choose one of {', '.join(SPENDING)}")
 
@@ -251,6 +250,31 @@ class StudySpec:
             return dataclasses.replace(self, changes=recorded)
         return dataclasses.replace(made, name=variant_name(self.name, differs), file=self.file or self.name,
                                    changes=recorded)
+
+
+COUNTS = {"n_trials": 1, "seeds": 1, "confirm_top": 1, "select_seeds": 1, "seed_step": 0}  # field: its least
+
+
+def _check_fields(spec: StudySpec) -> None:
+    """A study file's own values, checked as the command line checks its flags: before anything is written,
+    with what would be valid."""
+    if not isinstance(spec.arms, tuple | list) or not spec.arms:
+        raise ValueError("arms must be a non-empty tuple of Arm(...)")
+    if not all(isinstance(a, Arm) for a in spec.arms):
+        raise TypeError(f"arms must be Arm(...) values, not {', '.join(sorted({type(a).__name__ for a in spec.arms}))}")
+    names = [a.name for a in spec.arms]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"arm names must differ; declared more than once: {', '.join(twice)}")
+    for name, least in COUNTS.items():
+        value = getattr(spec, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name} must be a whole number >= {least}; got {value!r}")
+    if spec.seed_cap is not None and (not isinstance(spec.seed_cap, int) or isinstance(spec.seed_cap, bool)
+                                      or spec.seed_cap < 1):
+        raise ValueError(f"seed_cap must be a whole number >= 1 (or None); got {spec.seed_cap!r}")
+    if not isinstance(spec.base, TrialConfig):
+        raise TypeError("base must be a TrialConfig(...)")
 
 
 def _setting(value: Any) -> Any:

@@ -51,6 +51,34 @@ def test_a_study_file_whose_import_fails_is_named_with_the_line_that_failed(tmp_
     assert nothing_written(tmp_path)
 
 
+STUDY_FILE = """from harness.spec import Arm, StudySpec, TrialConfig
+STUDY = StudySpec(question="?", search_space=lambda trial, arm: {{}}, {fields})
+"""
+TWO_ARMS = 'arms=(Arm("a", "sgd"), Arm("b", "adam"))'
+
+
+@pytest.mark.parametrize(("fields", "said"), [
+    (f"{TWO_ARMS}, n_trials=0", "n_trials must be a whole number >= 1; got 0"),
+    (f"{TWO_ARMS}, n_trials=-3", "n_trials must be a whole number >= 1; got -3"),
+    (f"{TWO_ARMS}, n_trials='20'", "n_trials must be a whole number >= 1; got '20'"),
+    (f"{TWO_ARMS}, seeds=0", "seeds must be a whole number >= 1"),
+    (f"{TWO_ARMS}, confirm_top=0", "confirm_top must be a whole number >= 1"),
+    (f"{TWO_ARMS}, seed_step=-5", "seed_step must be a whole number >= 0"),
+    (f"{TWO_ARMS}, seed_cap=0", "seed_cap must be a whole number >= 1"),
+    (f"{TWO_ARMS}, spending='bayes'", "choose one of obrien_fleming, pocock"),
+    ('arms=(Arm("a", "sgd"), Arm("a", "adam"))', "arm names must differ; declared more than once: a"),
+    ("arms=()", "arms must be a non-empty tuple"),
+    ('arms=("sgd", "adam")', "arms must be Arm(...) values, not str"),
+    (f"{TWO_ARMS}, base=TrialConfig(epochs='12')", "epochs='12' must be a whole number"),
+])
+def test_a_study_files_bad_values_are_refused_like_the_flags_before_anything_is_written(
+        tmp_path, studies_dir, capsys, fields, said):
+    (studies_dir / "bad.py").write_text(STUDY_FILE.format(fields=fields))
+    assert run_cli(tmp_path, "bad") == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and nothing_written(tmp_path), err
+
+
 @pytest.mark.parametrize("seed", range(4))  # random bytes fail in torch.load at different places
 def test_weights_of_random_bytes_are_refused_before_anything_is_written(tmp_path, capsys, seed):
     weights = tmp_path / "random.pt"

@@ -35,9 +35,15 @@ def problems(cfg: TrialConfig) -> Iterator[tuple[str, str]]:
         "batch_size": lambda v: v >= 1, "stage_lr_decay": lambda v: v > 0, "val_fraction": lambda v: 0 < v < 1,
         "shots": lambda v: v is None or v >= 1, "pretrain_epochs": lambda v: v >= 1,
     }
+    whole = ("epochs", "batch_size", "pretrain_epochs", "lp_epochs", "freeze_k", "shots")
     for field, ok in positive.items():
-        if not ok(getattr(cfg, field)):
-            yield field, f"{field}={getattr(cfg, field)!r} is out of range"
+        value = getattr(cfg, field)
+        if field in whole and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            yield field, f"{field}={value!r} must be a whole number"
+        elif not isinstance(value, (int, float)) and value is not None or isinstance(value, bool):
+            yield field, f"{field}={value!r} must be a number"
+        elif not ok(value):
+            yield field, f"{field}={value!r} is out of range"
     if cfg.strategy == "lp_ft" and not 1 <= cfg.lp_epochs < cfg.epochs:
         yield "lp_epochs", (f"lp_ft needs 1 <= lp_epochs < epochs (linear probe, then fine-tuning), "
                             f"not lp_epochs={cfg.lp_epochs} with epochs={cfg.epochs}")
