@@ -20,6 +20,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+def at_most(limit: int):
+    """A positive whole number no larger than `limit`: sizes past it would hang (drawing a billion search
+    points under the study's lock) or exhaust memory long after the command started."""
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:,}, not {value:,}")
+        return value
+
+    return parse
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

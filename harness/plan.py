@@ -185,3 +185,18 @@ class Design:
 
 _SPEND_NAME = {"obrien_fleming": "an O'Brien-Fleming-type Lan-DeMets function",
                "pocock": "a Pocock-type Lan-DeMets function"}
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A result the literature predicts; the report says whether this study's result agrees, runs against
+    it, or is inconclusive.
+
+    kind "at_least": every arm but the last scores at least the last (e.g. AnB+-n >= baseline);
+    "alike": every arm but the last is within `margin` of the last (its interval inside +-margin);
+    "decreasing" / "increasing": test accuracy along `arms`, in order (e.g. AnB-1 .. AnB-4)."""
+
+    claim: str  # what is expected and who found it, e.g. "AnB falls as n grows (Yosinski et al. 2014)"
+    kind: str
+    arms: tuple[str, ...]
+    margin: float = 0.02  # for "alike": differences within this (a fraction: 0.02 = 2 points) count as alike

@@ -6,10 +6,7 @@ Nothing here imports Optuna, MLflow or torch: a study file can be read and check
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
-import re
 import traceback
 import types
 from collections.abc import Callable, Mapping
@@ -17,8 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.plan import (DEFAULT_MARGIN, SPENDING, Declared, Design, Difference, check_plan, legacy_plan,
-                          with_margin)
+from harness.naming import digest, variant_name  # noqa: F401 - digest: the one hash, imported from here
+from harness.plan import (
+    DEFAULT_MARGIN,
+    SPENDING,
+    Declared,
+    Design,
+    Difference,
+    Expectation,
+    check_plan,
+    legacy_plan,
+    with_margin,
+)
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 
@@ -102,11 +109,6 @@ def weights_kind(weights: str) -> str:
     return weights if weights in WEIGHTS_KINDS else "path"
 
 
-def digest(values: Mapping[str, Any], length: int = 12) -> str:
-    """A short, stable hash of a flat config: the same values give the same name across runs and machines."""
-    return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:length]
-
-
 @dataclass(frozen=True)
 class Arm:
     """One side of a comparison: its own Optuna study, with the same budget as every other arm."""
@@ -129,21 +131,6 @@ VARIANCE_SOURCES = {
     "partition": "the train/val partition and few-shot subset",
     "pretrain": "the source pretraining (weights=source; a cached checkpoint per seed)",
 }
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """A result the literature predicts; the report says whether this study's result agrees, runs against
-    it, or is inconclusive.
-
-    kind "at_least": every arm but the last scores at least the last (e.g. AnB+-n >= baseline);
-    "alike": every arm but the last is within `margin` of the last (its interval inside +-margin);
-    "decreasing" / "increasing": test accuracy along `arms`, in order (e.g. AnB-1 .. AnB-4)."""
-
-    claim: str  # what is expected and who found it, e.g. "AnB falls as n grows (Yosinski et al. 2014)"
-    kind: str
-    arms: tuple[str, ...]
-    margin: float = 0.02  # for "alike": differences within this (a fraction: 0.02 = 2 points) count as alike
 
 
 BASE_SETTINGS = ("epochs", "model", "weights", "data_root", "shots", "source_classes", "target_classes")
@@ -241,7 +228,9 @@ class StudySpec:
         base = retarget(self.base, changes["dataset"]) if "dataset" in changes else self.base
         base_changes = {k: _setting(changes[k]) for k in BASE_SETTINGS if k in changes}
         top = {k: changes[k] for k in ("n_trials", "seeds") if k in changes}
-        made = dataclasses.replace(self, base=dataclasses.replace(base, **base_changes), **top)
+        # a number of seeds asked for is that number: a fixed design, not the file's first batch
+        fixed = {"seed_step": 0} if "seeds" in top and top["seeds"] != self.seeds else {}
+        made = dataclasses.replace(self, base=dataclasses.replace(base, **base_changes), **top, **fixed)
         differs = {k: v for k, v in top.items() if getattr(self, k) != v}
         differs.update({k: getattr(made.base, k) for k in ("dataset", *BASE_SETTINGS)
                         if k != "data_root" and getattr(made.base, k) != getattr(self.base, k)})
@@ -253,6 +242,8 @@ class StudySpec:
 
 
 COUNTS = {"n_trials": 1, "seeds": 1, "confirm_top": 1, "select_seeds": 1, "seed_step": 0}  # field: its least
+LIMITS = {"n_trials": 10_000, "seeds": 1_000, "seed_cap": 1_000, "confirm_top": 1_000, "select_seeds": 1_000,
+          "seed_step": 1_000, "epochs": 10_000}  # beyond these a study hangs or runs out of memory, not finishes
 
 
 def _check_fields(spec: StudySpec) -> None:
@@ -268,11 +259,11 @@ def _check_fields(spec: StudySpec) -> None:
         raise ValueError(f"arm names must differ; declared more than once: {', '.join(twice)}")
     for name, least in COUNTS.items():
         value = getattr(spec, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ValueError(f"{name} must be a whole number >= {least}; got {value!r}")
-    if spec.seed_cap is not None and (not isinstance(spec.seed_cap, int) or isinstance(spec.seed_cap, bool)
-                                      or spec.seed_cap < 1):
-        raise ValueError(f"seed_cap must be a whole number >= 1 (or None); got {spec.seed_cap!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= LIMITS[name]:
+            raise ValueError(f"{name} must be a whole number from {least} to {LIMITS[name]:,}; got {value!r}")
+    cap = spec.seed_cap
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= LIMITS["seed_cap"]):
+        raise ValueError(f"seed_cap must be a whole number from 1 to {LIMITS['seed_cap']:,} (or None); got {cap!r}")
     if not isinstance(spec.base, TrialConfig):
         raise TypeError("base must be a TrialConfig(...)")
 
@@ -280,44 +271,6 @@ def _check_fields(spec: StudySpec) -> None:
 def _setting(value: Any) -> Any:
     """A variant's value as a TrialConfig holds it: "all" classes is None; JSON's lists are tuples."""
     return None if value == "all" else tuple(value) if isinstance(value, list) else value
-
-
-UNSAFE = re.compile(r"[^\w.-]+")  # what a folder name should not hold
-
-
-def variant_name(name: str, differs: dict[str, Any]) -> str:
-    """sgd_vs_adam + {epochs: 6, model: resnet18} -> sgd_vs_adam--epochs-6--model-resnet18 (a folder name).
-
-    Paths are named by their last part and a digest of the absolute path, and any value the folder name
-    cannot spell as it is gets a digest too, so two different settings never share a name."""
-    def text(value: Any) -> str:
-        if isinstance(value, tuple):
-            return _ranges(value)
-        value = "all" if value is None else str(value)
-        kind, _, rest = value.rpartition(":") if value.startswith("folder:") else ("", "", value)
-        if "/" in rest or Path(rest).exists():  # a path: where it is, not how it was typed, tells it apart
-            full = f"{kind}:{Path(rest).expanduser().resolve()}" if kind else str(Path(rest).expanduser().resolve())
-            return f"{UNSAFE.sub('_', Path(rest).name)[:24]}-{digest({'v': full}, 6)}"
-        clean = UNSAFE.sub("_", value)
-        return clean if clean == value and len(clean) <= 24 else f"{clean[:24]}-{digest({'v': value}, 6)}"
-
-    short = {"n_trials": "trials", "source_classes": "source", "target_classes": "target"}
-    return "--".join([name, *(f"{short.get(k, k)}-{text(v)}" for k, v in sorted(differs.items()))])
-
-
-def _ranges(values: tuple) -> str:
-    """(0, 1, 2, 3, 4, 7) -> 0..4_7: class lists stay short.
-
-    >>> _ranges((0, 1, 2, 3, 4, 7))
-    '0..4_7'
-    """
-    parts: list[str] = []
-    for v in values:
-        if parts and isinstance(v, int) and parts[-1][-1] == v - 1:
-            parts[-1].append(v)
-        else:
-            parts.append([v])
-    return "_".join(f"{run[0]}..{run[-1]}" if len(run) > 1 else str(run[0]) for run in parts)
 
 
 SELECTION_SEED_BASE = 1_000_001  # selection seeds are 1_000_001.., verdict seeds 1..seeds: never the same

@@ -16,8 +16,8 @@ import subprocess
 import sys
 from typing import Any
 
-from harness.cli import HelpFormatter, add_store_flags, positive_int
-from harness.spec import VARIANT_SETTINGS, StudySpec, list_studies, load_study
+from harness.cli import HelpFormatter, add_store_flags, at_most, positive_int
+from harness.spec import LIMITS, VARIANT_SETTINGS, StudySpec, list_studies, load_study
 from harness.stores import Stores
 
 DESCRIPTION = """\
@@ -69,10 +69,10 @@ def parser() -> argparse.ArgumentParser:
     study.add_argument("study", nargs="?", metavar="NAME", help="a study in studies/ (see --list)")
     study.add_argument("--list", action="store_true", help="list the studies and exit")
     budget = p.add_argument_group("budget", "each defaults to the study file's")
-    budget.add_argument("--trials", type=positive_int, metavar="N", help="Optuna trials per arm")
-    budget.add_argument("--seeds", type=positive_int, metavar="N", help="verdict seeds per arm (a sequential study's first batch; "
-                        "it adds seed_step more up to seed_cap while a comparison is undecided)")
-    budget.add_argument("--epochs", type=positive_int, metavar="N", help="training epochs per run")
+    budget.add_argument("--trials", type=at_most(LIMITS["n_trials"]), metavar="N", help="Optuna trials per arm")
+    budget.add_argument("--seeds", type=at_most(LIMITS["seeds"]), metavar="N", help="verdict seeds per arm, fixed (without it a sequential study "
+                        "adds seed_step more up to seed_cap while a comparison is undecided)")
+    budget.add_argument("--epochs", type=at_most(LIMITS["epochs"]), metavar="N", help="training epochs per run")
     data = p.add_argument_group("data", "each defaults to the study file's")
     data.add_argument("--dataset", metavar="NAME",
                       help=f"target dataset: {', '.join(DATASETS)} (digits ships with scikit-learn; the others "
@@ -196,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         spec = apply_overrides(load_study(args.study, args.studies), args)
+        if not args.threads:
+            from harness.run.resources import plan_workers
+
+            plan_workers(args.workers)  # refused here, before anything is written, if memory cannot hold them
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
         published = False
         if not args.threads:  # a worker started by --workers: the command that started it checked all this

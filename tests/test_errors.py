@@ -1,6 +1,7 @@
 """Every bad input exits 2 with one message that says what is wrong, where, and how to fix it, before anything is
 written; a cached checkpoint that no longer reads is pretrained again."""
 
+import contextlib
 import os
 import random
 
@@ -58,23 +59,37 @@ TWO_ARMS = 'arms=(Arm("a", "sgd"), Arm("b", "adam"))'
 
 
 @pytest.mark.parametrize(("fields", "said"), [
-    (f"{TWO_ARMS}, n_trials=0", "n_trials must be a whole number >= 1; got 0"),
-    (f"{TWO_ARMS}, n_trials=-3", "n_trials must be a whole number >= 1; got -3"),
-    (f"{TWO_ARMS}, n_trials='20'", "n_trials must be a whole number >= 1; got '20'"),
-    (f"{TWO_ARMS}, seeds=0", "seeds must be a whole number >= 1"),
-    (f"{TWO_ARMS}, confirm_top=0", "confirm_top must be a whole number >= 1"),
-    (f"{TWO_ARMS}, seed_step=-5", "seed_step must be a whole number >= 0"),
-    (f"{TWO_ARMS}, seed_cap=0", "seed_cap must be a whole number >= 1"),
+    (f"{TWO_ARMS}, n_trials=0", "n_trials must be a whole number from 1 to 10,000; got 0"),
+    (f"{TWO_ARMS}, n_trials=-3", "n_trials must be a whole number from 1 to 10,000; got -3"),
+    (f"{TWO_ARMS}, n_trials='20'", "n_trials must be a whole number from 1 to 10,000; got '20'"),
+    (f"{TWO_ARMS}, seeds=0", "seeds must be a whole number from 1"),
+    (f"{TWO_ARMS}, confirm_top=0", "confirm_top must be a whole number from 1"),
+    (f"{TWO_ARMS}, seed_step=-5", "seed_step must be a whole number from 0"),
+    (f"{TWO_ARMS}, seed_cap=0", "seed_cap must be a whole number from 1"),
     (f"{TWO_ARMS}, spending='bayes'", "choose one of obrien_fleming, pocock"),
     ('arms=(Arm("a", "sgd"), Arm("a", "adam"))', "arm names must differ; declared more than once: a"),
     ("arms=()", "arms must be a non-empty tuple"),
     ('arms=("sgd", "adam")', "arms must be Arm(...) values, not str"),
     (f"{TWO_ARMS}, base=TrialConfig(epochs='12')", "epochs='12' must be a whole number"),
+    (f"{TWO_ARMS}, n_trials=1_000_000_000", "n_trials must be a whole number from 1 to 10,000"),
 ])
 def test_a_study_files_bad_values_are_refused_like_the_flags_before_anything_is_written(
         tmp_path, studies_dir, capsys, fields, said):
     (studies_dir / "bad.py").write_text(STUDY_FILE.format(fields=fields))
     assert run_cli(tmp_path, "bad") == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and nothing_written(tmp_path), err
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (("--trials", "1000000000"), "--trials: must be at most 10,000"),
+    (("--seeds", "1000000000"), "--seeds: must be at most 1,000"),
+    (("--epochs", "100000000"), "--epochs: must be at most 10,000"),
+    (("--workers", "1000"), "--workers 1000: this machine's free memory holds about"),
+])
+def test_runaway_sizes_are_refused_before_anything_is_written(tmp_path, capsys, flags, said):
+    with contextlib.suppress(SystemExit):  # argparse exits 2 on a bad flag value
+        assert run_cli(tmp_path, "sgd_vs_adam", *flags) == 2
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err and nothing_written(tmp_path), err
 

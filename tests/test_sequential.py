@@ -23,7 +23,7 @@ def test_a_study_declares_its_design_and_a_bad_one_is_refused():
     assert StudySpec(question="?", arms=arms, search_space=None, seeds=5).design.looks == (5,)
     with pytest.raises(ValueError, match="obrien_fleming, pocock"):
         StudySpec(question="?", arms=arms, search_space=None, spending="bayes")
-    with pytest.raises(ValueError, match="seed_step must be a whole number >= 0"):
+    with pytest.raises(ValueError, match="seed_step must be a whole number from 0"):
         StudySpec(question="?", arms=arms, search_space=None, seed_step=-1)
 
 

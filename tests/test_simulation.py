@@ -20,8 +20,8 @@ from scipy import stats
 
 from harness.inference.decide import Estimate, decide_all, mde
 from harness.inference.failures import failed, rate
-from harness.inference.stats import summarize
 from harness.inference.sequential import replay
+from harness.inference.stats import summarize
 from harness.plan import Design, Difference, Equivalent, Interaction, NonInferior, Trend
 
 CHANCE, CHANCE_MARGIN, MARGIN = 0.2, 0.05, 0.02

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
+from harness.analysis.records import StudyRecord
 from harness.inference.decide import Decision, decide_all
 from harness.inference.failures import Rate, RateComparison, compare_rates, failed, rate
-from harness.analysis.records import StudyRecord
 from harness.inference.sequential import Sequential
-from harness.run.plan import sequential_state
 from harness.plan import Equivalent, Interaction, NonInferior, Trend
+from harness.run.plan import sequential_state
 
 
 def _pts(x: float, sign: bool = False) -> str:

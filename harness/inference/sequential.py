@@ -79,12 +79,7 @@ def _nominal(alpha: float, fractions: tuple[float, ...], spending: str) -> tuple
         else:
             sd = math.sqrt(t - previous_t)
             mass = weights * density
-
-            def crossing(c: float) -> float:
-                b = c * math.sqrt(t)
-                return float(mass @ (special.ndtr((x - b) / sd) + special.ndtr((-b - x) / sd)))
-
-            c = float(optimize.brentq(lambda c: crossing(c) - increment, 1e-6, 40.0, xtol=1e-10))
+            c = float(optimize.brentq(_excess, 1e-6, 40.0, args=(t, x, mass, sd, increment), xtol=1e-10))
             y = np.linspace(-c * math.sqrt(t), c * math.sqrt(t), GRID)
             z = (y[:, None] - x[None, :]) / sd
             density = np.exp(-z**2 / 2) / (sd * math.sqrt(2 * math.pi)) @ mass
@@ -94,6 +89,12 @@ def _nominal(alpha: float, fractions: tuple[float, ...], spending: str) -> tuple
         levels.append(float(2 * special.ndtr(-c)))
         previous_t, previous_spent = t, spent(t, alpha, spending)
     return tuple(levels)
+
+
+def _excess(c: float, t: float, x: np.ndarray, mass: np.ndarray, sd: float, increment: float) -> float:
+    """P(first crossing of +-c at fraction t | the continuing density `mass` at the grid `x`) - increment."""
+    b = c * math.sqrt(t)
+    return float(mass @ (special.ndtr((x - b) / sd) + special.ndtr((-b - x) / sd))) - increment
 
 
 @dataclass(frozen=True)

@@ -56,4 +56,8 @@ def plan_workers(requested: int | str) -> WorkerPlan:
         threads = max(1, cores // workers) if gpus else 1
         return WorkerPlan(max(1, workers), threads, gpus)
     workers = int(requested)
+    fits = memory_workers()
+    if workers > fits:  # each worker holds its own model, data and libraries: a thousand would exhaust memory
+        raise ValueError(f"--workers {workers}: this machine's free memory holds about {fits} workers "
+                         f"({WORKER_MEMORY / 2**30:.1f} GiB each); use --workers auto or at most {fits}")
     return WorkerPlan(workers, max(1, cores // workers), gpus)

@@ -13,10 +13,17 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from harness.run import queue
 from harness.inference.sequential import Sequential
-from harness.run.plan import (confirm_budget, confirm_slots, fixed_settings, pruner, search_points, select,
-                              sequential_state)
+from harness.run import queue
+from harness.run.plan import (
+    confirm_budget,
+    confirm_slots,
+    fixed_settings,
+    pruner,
+    search_points,
+    select,
+    sequential_state,
+)
 from harness.schema import METRIC_NAME, Attr, StudyAttr
 from harness.spec import Arm, StudySpec, digest
 from harness.stores import Stores, confirm_study_name, open_storage, optuna_study_name, use_wal
