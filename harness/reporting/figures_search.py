@@ -78,7 +78,6 @@ def importances(frame: pd.DataFrame, palette: Palette, path: Path) -> Path:
         for ax in axes[-1]:
             ax.set_xlabel("importance (fraction of the arm's total)")
         fig.suptitle("hyperparameter importance (fANOVA)")
-        fig.tight_layout()
     return path
 
 
@@ -119,7 +118,6 @@ def slices(params: pd.DataFrame, palette: Palette, path: Path) -> Path:
                 ax.set_visible(False)
         axes[0, 0].legend(fontsize="small", title="trial")
         fig.suptitle("validation accuracy vs each searched hyperparameter, per arm")
-        fig.tight_layout()
     return path
 
 
@@ -146,7 +144,6 @@ def pair_view(params: pd.DataFrame, chosen: Mapping[str, tuple[str, str]], path:
             fig.colorbar(dots, ax=ax, label=f"val {ACC}")
         for ax in axes.flat[len(arms):]:
             ax.set_visible(False)
-        fig.tight_layout()
     return path
 
 
