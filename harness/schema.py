@@ -121,8 +121,10 @@ class StudyAttr:
     CONFIRM_VAL_ACC = "confirm_val_acc"  # search trial -> mean validation accuracy over its seeds
     REPORT_RECORDS = "report_records"  # on the study's own Optuna study: the records the report was built from
     REPORT_CLAIM = "report_claim"  # ... and which worker is writing it
+    PAIRING = "pairing"  # on the study's own Optuna study: the token its MLflow experiment holds too
 
 
+PAIRING_TAG = "harness.pairing"  # MLflow experiment tag: the token the study's own Optuna study holds too
 STUDY_SOURCE = "study/study.py"  # parent-run artifacts: the study as it ran
 STUDY_VARIANT = "study/variant.json"
 METRIC_NAME = "best validation accuracy"  # what every Optuna study maximises

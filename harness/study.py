@@ -140,15 +140,25 @@ def check_resume(spec: StudySpec, stores: Stores) -> bool:
     Returns whether the study is already done and published (a rerun then needs one worker, not all)."""
     import optuna
 
+    from harness.run.pairing import mismatch, tokens, tracking_exists
     from harness.run.plan import fixed_settings
     from harness.run.queue import store_lock
     from harness.schema import StudyAttr
     from harness.stores import open_storage, optuna_study_name
 
-    if stores.storage is None and not (stores.root / "optuna.db").exists():
+    fresh_optuna = stores.storage is None and not (stores.root / "optuna.db").exists()
+    if fresh_optuna and tracking_exists(stores):
+        storage = optuna.storages.InMemoryStorage()  # nothing there: only the MLflow side can hold the study
+    elif fresh_optuna:
         return False  # a fresh root: nothing to resume
     with store_lock(stores.optuna_url, stores.root):  # another worker may be creating the schema right now
-        storage = open_storage(stores)
+        if not fresh_optuna:
+            storage = open_storage(stores)
+        problem = mismatch(spec.name, stores, *tokens(spec.name, storage, stores))
+        if problem:
+            raise ValueError(problem)
+        if fresh_optuna:
+            return False
         try:
             published = StudyAttr.REPORT_RECORDS in optuna.load_study(study_name=spec.name, storage=storage).user_attrs
         except KeyError:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.run import checkpoints, objective, progress, queue
+from harness.run.pairing import pair
 from harness.run.parent import ParentRun
 from harness.run.slot import run_slot
 from harness.run.work import Job, Work, open_work
@@ -76,6 +77,8 @@ class Worker:
         self.ctx = objective.RunContext(checkpoints=self.stores.checkpoints,
                                         kept=self.stores.root / "kept" / self.spec.name)
         self.work = open_work(self.spec, self.stores, self.parent.close_stale)
+        with self.work.lock():
+            pair(self.work.home, self.stores, eid)  # the same two stores as every other worker, or a clear error
 
     def prepare(self, job: Job) -> None:
         """What a slot needs before its run: this worker's parent run, the source checkpoint."""
