@@ -296,6 +296,14 @@ def confirmation_config(spec: StudySpec, cfg: TrialConfig, seed: int) -> TrialCo
     return dataclasses.replace(cfg, **changes)
 
 
+def _failing_package(frames: traceback.StackSummary, study: str) -> str | None:
+    """The installed package whose own code raised (the last frame, in site-packages), if one did."""
+    last = frames[-1].filename if frames else ""
+    if last == study or "site-packages" not in last:
+        return None
+    return Path(last.split("site-packages", 1)[1]).parts[1]
+
+
 def list_studies(directory: Path = STUDIES_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.py") if not p.stem.startswith("_"))
 
@@ -320,8 +328,15 @@ def study_from_source(name: str, source: str, path: Path | str) -> StudySpec:
         raise ValueError(f"{path}, line {error.lineno}: {error.msg}: {(error.text or '').strip()!r}; "
                          "fix the study file") from None
     except Exception as error:  # noqa: BLE001 - any error a study file raises at import is the file's to fix
-        lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == str(path)]
+        frames = traceback.extract_tb(error.__traceback__)
+        lines = [f.lineno for f in frames if f.filename == str(path)]
         where = f", line {lines[-1]}" if lines else ""
+        package = _failing_package(frames, str(path))
+        if package and isinstance(error, (ImportError, RuntimeError, OSError)):
+            raise ValueError(  # a broken install (torch and torchvision that do not match) is not the file's fault
+                f"{path}{where}: the installed package {package!r} failed while loading ({type(error).__name__}: "
+                f"{error}); the study file is not at fault. Repair the installation (`pip check`; torch and "
+                "torchvision must be a matching pair, e.g. `pip install torch==2.14.1 torchvision==0.29.1`)") from None
         raise ValueError(f"{path}{where}: {type(error).__name__}: {error}; fix the study file") from None
     study = getattr(module, "STUDY", None)
     if not isinstance(study, StudySpec):

@@ -52,6 +52,19 @@ def test_a_study_file_whose_import_fails_is_named_with_the_line_that_failed(tmp_
     assert nothing_written(tmp_path)
 
 
+def test_a_broken_install_is_blamed_on_the_package_not_the_study_file(tmp_path, studies_dir, capsys, monkeypatch):
+    """As torchvision does when it does not match torch: RuntimeError: operator torchvision::nms does not exist."""
+    package = tmp_path / "site-packages" / "brokenvision"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site-packages"))
+    (studies_dir / "uses.py").write_text("import math\nimport brokenvision\n")
+    assert run_cli(tmp_path, "uses") == 2
+    err = capsys.readouterr().err
+    assert "the installed package 'brokenvision' failed while loading (RuntimeError: operator" in err
+    assert "the study file is not at fault" in err and "fix the study file" not in err and nothing_written(tmp_path)
+
+
 STUDY_FILE = """from harness.spec import Arm, StudySpec, TrialConfig
 STUDY = StudySpec(question="?", search_space=lambda trial, arm: {{}}, {fields})
 """
