@@ -34,6 +34,7 @@ from harness.spec import StudySpec
 from harness.stores import Stores, parse_url
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+ML_VIEW = "workflowType=machine_learning"  # MLflow 3's query for the model-training (runs) view
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,8 @@ def _runs_md(record: StudyRecord, ui: Browse) -> str:
         runs, counted = record.children(name).sort_values("start_time"), set(arm.confirm["run_id"])
         lines = "\n".join(_run_line(run, counted) for _, run in runs.iterrows())
         details.append(f"<details><summary>{name}: {len(runs)} child runs</summary>\n\n{lines}\n\n</details>")
-    opened = f"`{ui.command}`, then open {experiment}" if experiment else f"`{ui.command}`"
+    # MLflow 3.17 opens an experiment in its GenAI overview unless the link asks for the runs view
+    opened = f"`{ui.command}`, then open {experiment}?{ML_VIEW}" if experiment else f"`{ui.command}`"
     return (f"- **MLflow**: experiment `{record.spec.name}` (id {eid}), tracking store `{record.stores.mlflow_uri}`; "
             f"parent runs:\n{parents}\n- **Browse**: {opened}\n\n" + "\n".join(details))
 
