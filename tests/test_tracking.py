@@ -1,3 +1,5 @@
+import time
+
 import mlflow
 import optuna
 
@@ -48,3 +50,25 @@ def test_buffered_metrics_are_written_as_they_come_when_epochs_are_slow(tracking
         log.log_metrics({"val_acc": 0.5}, step=0)
         assert mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")[0].value == 0.5
         assert log.metrics == []
+
+
+def test_a_pretraining_run_of_a_worker_that_died_elsewhere_is_closed_with_its_parent(stores, monkeypatch):
+    """A worker on another machine (its pid tells nothing here) died pretraining: its parent's heartbeat stopped
+    and the survivors close the parent; the pretraining run under it, which no trial owns, closes too."""
+    from harness.run.parent import ParentRun
+    from harness.schema import Tag
+    from harness.spec import Arm, StudySpec
+    monkeypatch.setattr(Stores, "remote_tracking", property(lambda self: True))  # heartbeats decide
+    eid = experiment_id(stores, "dead")
+    client = mlflow.MlflowClient(stores.mlflow_uri)
+    elsewhere = "otherhost:123:1.0:abc"
+    parent = client.create_run(eid, tags={Tag.PHASE: "study", Tag.WORKER: elsewhere, Tag.HEARTBEAT: "0"})
+    child = client.create_run(eid, tags={Tag.PHASE: "pretrain", Tag.WORKER: elsewhere,
+                                         "mlflow.parentRunId": parent.info.run_id})
+    live = client.create_run(eid, tags={Tag.PHASE: "study", Tag.WORKER: elsewhere,
+                                        Tag.HEARTBEAT: str(int(time.time()))})
+    spec = StudySpec(question="?", arms=(Arm("a", "sgd"),), search_space=None)
+    ParentRun(spec, stores, eid, "cmd").close_dead_runs()
+    status = {r: client.get_run(r.info.run_id).info.status for r in (parent, child, live)}
+    assert status[parent] == status[child] == "KILLED" and status[live] == "RUNNING"
+    assert "parent run is over" in client.get_run(child.info.run_id).data.tags["state_reason"]

@@ -76,7 +76,9 @@ class ParentRun:
         """Runs of workers that died (between slots, during pretraining, while logging a model) end KILLED:
         a parent run whose worker's pid is gone or whose heartbeat stopped, any run whose worker's pid is gone."""
         client = mlflow.MlflowClient()
-        for run in client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'"):
+        running = client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'")
+        dead = set()
+        for run in running:  # parents first: on another machine only a parent's heartbeat tells
             tags = run.data.tags
             worker = tags.get(Tag.RESUMED_BY) or tags.get(Tag.WORKER, "")
             beat = float(tags.get(Tag.HEARTBEAT, "0"))
@@ -84,3 +86,11 @@ class ParentRun:
                           and time.time() - beat > GRACE_SECONDS)
             if run.info.run_id != self.run_id and (queue.worker_dead(worker) or stale_beat):
                 end_run(client, run.info.run_id, Outcome.STALE, f"worker {worker} stopped without finishing")
+                dead.add(run.info.run_id)
+        alive = {r.info.run_id for r in running} - dead
+        for run in running:  # then runs whose parent is over (a pretraining its worker died in): no slot owns them
+            parent = run.data.tags.get("mlflow.parentRunId")
+            if run.info.run_id in alive and parent and parent not in alive and Tag.RESUMED_BY not in run.data.tags:
+                worker = run.data.tags.get(Tag.WORKER, "?")
+                end_run(client, run.info.run_id, Outcome.STALE, f"worker {worker} stopped without finishing "
+                        "(its parent run is over)")
