@@ -328,3 +328,15 @@ def test_imagenet_preprocessing_runs_the_weights_own_transforms_interpolation_in
 def test_grey_images_feed_the_weights_transforms_as_three_channels():
     pre = preprocessing("resnet18", "imagenet")
     assert preprocess(torch.rand(2, 1, 40, 40), pre).shape == (2, 3, 224, 224)
+
+
+def test_colour_images_fed_to_a_one_channel_model_are_warned_about_and_grey_ones_are_not(tmp_path):
+    from harness.learn.checks import colour_warning
+
+    images, labels = digits(per_class=4, classes=3)
+    colour = write_folder(tmp_path / "colour", images, labels, rgb=True)
+    grey = write_folder(tmp_path / "grey", images, labels, rgb=False)
+    said = colour_warning(TrialConfig(dataset=f"folder:{colour}", model="lenet5"))
+    assert said and "are in colour, but lenet5 takes one channel" in said and "--model resnet18" in said
+    assert colour_warning(TrialConfig(dataset=f"folder:{grey}", model="lenet5")) is None
+    assert colour_warning(TrialConfig(dataset=f"folder:{colour}", model="resnet18", weights="none")) is None
