@@ -340,3 +340,12 @@ def test_colour_images_fed_to_a_one_channel_model_are_warned_about_and_grey_ones
     assert said and "are in colour, but lenet5 takes one channel" in said and "--model resnet18" in said
     assert colour_warning(TrialConfig(dataset=f"folder:{grey}", model="lenet5")) is None
     assert colour_warning(TrialConfig(dataset=f"folder:{colour}", model="resnet18", weights="none")) is None
+
+
+def test_too_many_shots_names_the_classes_short_of_images_and_the_flag_to_change():
+    from harness.learn.data import few_shot
+
+    labels = np.array([0] * 4 + [1] * 9 + [2] * 5)
+    with pytest.raises(ValueError, match=r"'cat': 4, 'owl': 5; use --shots 4 or less, or add images"):
+        few_shot(np.arange(len(labels)), labels, 6, seed=0, names=["cat", "dog", "owl"])
+    assert len(few_shot(np.arange(len(labels)), labels, 4, seed=0, names=["cat", "dog", "owl"])) == 12

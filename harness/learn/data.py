@@ -136,13 +136,16 @@ def _stratified(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: 
     return np.sort(rest), np.sort(part)
 
 
-def few_shot(indices: np.ndarray, labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
+def few_shot(indices: np.ndarray, labels: np.ndarray, shots: int, seed: int,
+             names: list[str] | None = None) -> np.ndarray:
     """The first `shots` images of each class in a seeded order; a class with fewer is an error, not a surprise."""
     counts = dict(zip(*np.unique(labels[indices], return_counts=True), strict=True))
-    short = {int(c): int(n) for c, n in counts.items() if n < shots}
+    short = {(names[int(c)] if names else int(c)): int(n) for c, n in counts.items() if n < shots}
     if short:
-        raise ValueError(f"shots={shots}, but the training part has fewer images of some classes "
-                         f"(class: images) {short}; use fewer shots or more images")
+        fewest = min(short.values())
+        listed = ", ".join(f"{name!r}: {n}" for name, n in short.items())
+        raise ValueError(f"shots={shots}, but the training part (after the validation and test splits) has fewer "
+                         f"images of some classes: {listed}; use --shots {fewest} or less, or add images")
     order = np.random.default_rng(seed).permutation(indices)
     chosen = [order[labels[order] == c][:shots] for c in counts]
     return np.sort(np.concatenate(chosen))
@@ -196,7 +199,7 @@ def make_task(cfg, pre: Preprocess, role: str = "target", device: str | torch.de
     partition = cfg.split_seed + cfg.partition_seed  # the test split above depends on split_seed alone
     train_idx, val_idx = _stratified(pool, labels, cfg.val_fraction, partition)
     if role == "target" and cfg.shots is not None:
-        train_idx = few_shot(train_idx, labels, cfg.shots, partition)
+        train_idx = few_shot(train_idx, labels, cfg.shots, partition, raw.classes)
     relabel = np.full(len(raw.classes), -1)
     relabel[wanted] = np.arange(len(wanted))
     parts = {"train": (raw.images, labels, train_idx), "val": (raw.images, labels, val_idx),
