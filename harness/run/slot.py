@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from harness.run.objective import outcome_for
+from harness.run.outage import is_outage, retrying
 from harness.run.work import Job
 from harness.schema import Attr, Outcome
 
@@ -30,12 +31,16 @@ def run_slot(job: Job, prepare: Callable[[], None],
         reason = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else \
             f"interrupted: {type(error).__name__}: {error}"
         record(job, Outcome.INTERRUPTED, reason)
+        if is_outage(error):  # the storage went away while the slot got ready: it runs again later
+            return Outcome.INTERRUPTED, None
         raise
     try:
         value = run(job.trial)
     except BaseException as error:
         outcome, reason = outcome_for(error)
         record(job, outcome, reason)
+        if is_outage(error):  # recorded once the storage answered: the slot runs again, the worker goes on
+            return outcome, None
         if outcome is Outcome.INTERRUPTED or not isinstance(error, Exception):
             raise
         if outcome is Outcome.FAILED:  # a bad configuration fails its trial, never the study
@@ -47,7 +52,12 @@ def run_slot(job: Job, prepare: Callable[[], None],
 
 
 def record(job: Job, outcome: Outcome, reason: str, value: float | None = None) -> None:
-    """Tell Optuna how the slot ended, unless another worker already judged it stale (then its rerun decides)."""
+    """Tell Optuna how the slot ended, unless another worker already judged it stale (then its rerun decides);
+    through an outage of the storage, once it answers again."""
+    retrying(lambda: _tell(job, outcome, reason, value), f"recording {job.label()}")
+
+
+def _tell(job: Job, outcome: Outcome, reason: str, value: float | None) -> None:
     state = TrialState[outcome.trial_state]
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
         if state == TrialState.FAIL:  # complete and pruned say so by their state: one write fewer per slot

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.run import checkpoints, objective, progress, queue
+from harness.run.outage import StorageGone, retrying
 from harness.run.pairing import pair
 from harness.run.parent import ParentRun
 from harness.run.slot import run_slot
@@ -47,7 +48,7 @@ class Worker:
             return self.nothing_to_do()
         heartbeat = queue.Heartbeat(self.parent.beat)
         try:
-            while (job := self.work.next_job(self.parent.close_stale)) is not None or not self.work.done:
+            while (job := self.next_job()) is not None or not self.work.done:
                 if job is None:
                     time.sleep(POLL_SECONDS)  # others hold the rest: wait, to take it over if they die
                     continue
@@ -61,6 +62,10 @@ class Worker:
             print(f"\ninterrupted: finished trials are kept in {self.stores.root}; rerun the same command to "
                   "resume (what was cut off runs again, with the same settings)", file=sys.stderr)
             return 130
+        except StorageGone as error:
+            self.parent.end("KILLED")
+            print(f"\nstopped: {error}", file=sys.stderr)
+            return 75  # EX_TEMPFAIL: try again later
         except Exception:
             self.parent.end("FAILED")
             raise
@@ -68,6 +73,10 @@ class Worker:
             heartbeat.stop()
         self.finish()
         return 0
+
+    def next_job(self) -> Job | None:
+        """The next slot, waiting out an outage of the storage (planning and claiming run again, whole)."""
+        return retrying(lambda: self.work.next_job(self.parent.close_stale), "taking the next slot")
 
     def open(self) -> None:
         with queue.store_lock(self.stores.optuna_url, self.stores.root):

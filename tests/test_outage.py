@@ -1,0 +1,61 @@
+"""A storage outage (PostgreSQL restarting, a network blip) is waited out by type, not message: the slot it
+cut off runs again, and the queue's planning, claiming and recording are retried until the storage answers."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import sqlalchemy.exc
+
+from harness.run.outage import StorageGone, is_outage, retrying
+from harness.run.slot import run_slot
+from harness.run.work import Job
+from harness.schema import Outcome, counts
+from harness.spec import Arm
+
+
+def _outage() -> Exception:
+    """What Optuna raises when PostgreSQL shuts down under it: its own error, caused by the driver's."""
+    try:
+        try:
+            raise sqlalchemy.exc.OperationalError("SELECT pg_advisory_lock(1)", {}, Exception("AdminShutdown"))
+        except sqlalchemy.exc.OperationalError as cause:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit") from cause
+    except optuna.exceptions.StorageInternalError as error:
+        return error
+
+
+def test_an_outage_is_told_by_the_errors_type_through_optunas_wrapper():
+    assert is_outage(_outage()) and is_outage(sqlalchemy.exc.InterfaceError("x", {}, Exception()))
+    assert not is_outage(optuna.exceptions.StorageInternalError("exceeding max length"))  # the data, not the server
+    assert not is_outage(ValueError("connection refused"))  # the words do not decide
+
+
+def test_retrying_waits_out_an_outage_with_backoff_and_gives_up_clearly():
+    calls, waits = [], []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise _outage()
+        return "claimed"
+
+    assert retrying(flaky, "taking the next slot", sleep=waits.append) == "claimed" and waits == [1.0, 2.0]
+    with pytest.raises(StorageGone, match="unreachable for 0 s while recording"):
+        retrying(lambda: (_ for _ in ()).throw(_outage()), "recording", patience=0, sleep=waits.append)
+    with pytest.raises(ValueError):  # anything else is raised at once
+        retrying(lambda: (_ for _ in ()).throw(ValueError("bad")), "x", sleep=waits.append)
+
+
+def test_a_slot_cut_off_by_an_outage_is_interrupted_and_runs_again_while_the_worker_goes_on():
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({}, user_attrs={"slot": "0"})
+    job = Job("search", Arm("a", "sgd"), study, study.ask())
+
+    def run(trial):
+        raise _outage()
+
+    outcome, value = run_slot(job, lambda: None, run)  # returns: the worker takes the next slot
+    trial = study.trials[0]
+    assert outcome is Outcome.INTERRUPTED and value is None and not counts(trial)
+    assert trial.user_attrs["outcome"] == "interrupted" and "storage was unreachable" in trial.user_attrs["state_reason"]
