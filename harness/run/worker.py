@@ -71,7 +71,12 @@ class Worker:
             raise
         finally:
             heartbeat.stop()
-        self.finish()
+        try:  # publishing reads and marks the stores: an outage there is waited out too (it starts again, whole)
+            retrying(self.finish, "publishing the report")
+        except StorageGone as error:
+            self.parent.end("KILLED")
+            print(f"\nstopped: {error}", file=sys.stderr)
+            return 75
         return 0
 
     def next_job(self) -> Job | None:
