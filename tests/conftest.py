@@ -31,3 +31,14 @@ def one_worker_in_process():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(harness.study, "DEFAULT_WORKERS", 1)
         yield
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """A tiny version of the default study, run once for the session (test_end_to_end reads it; test_pairing
+    copies its stores)."""
+    from tests.test_end_to_end import run_tiny
+
+    tmp_path = tmp_path_factory.mktemp("e2e")
+    assert run_tiny(tmp_path) == 0
+    return tmp_path

@@ -2,7 +2,6 @@
 
 import mlflow
 import optuna
-import pytest
 
 import harness.run.objective
 from harness.stores import Stores
@@ -28,11 +27,6 @@ def optuna_trials(tmp_path, arm):
     return optuna.load_study(study_name=f"{NAME}/{arm}", storage=storage).trials
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("e2e")
-    assert run_tiny(tmp_path) == 0
-    return tmp_path
 
 
 def test_every_trial_and_confirmation_is_a_child_run_of_one_parent(finished):
