@@ -120,7 +120,7 @@ def apply_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
 
 def check(spec: StudySpec) -> None:
     """Fail before anything is written: every arm's names must be known, with the valid choices named."""
-    from harness.learn.checks import check_config, colour_warning
+    from harness.learn.checks import check_config, colour_warning, validation_warning
     from harness.run.dryrun import check_search_spaces
     from harness.run.plan import SAMPLERS
 
@@ -133,7 +133,8 @@ def check(spec: StudySpec) -> None:
             raise ValueError(f"arm {arm.name}: {error}") from None
     # every arm's space, dry run: strategies, schedules, optimizer params, stage counts, fixed values included
     check_search_spaces(spec)
-    for warning in dict.fromkeys(filter(None, (colour_warning(arm.config(spec.base)) for arm in spec.arms))):
+    warnings = [w(arm.config(spec.base)) for arm in spec.arms for w in (colour_warning, validation_warning)]
+    for warning in dict.fromkeys(filter(None, warnings)):
         print(f"warning: {warning}", file=sys.stderr)
 
 

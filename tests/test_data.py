@@ -349,3 +349,11 @@ def test_too_many_shots_names_the_classes_short_of_images_and_the_flag_to_change
     with pytest.raises(ValueError, match=r"'cat': 4, 'owl': 5; use --shots 4 or less, or add images"):
         few_shot(np.arange(len(labels)), labels, 6, seed=0, names=["cat", "dog", "owl"])
     assert len(few_shot(np.arange(len(labels)), labels, 4, seed=0, names=["cat", "dog", "owl"])) == 12
+
+
+def test_a_validation_split_too_small_to_rank_trials_is_warned_about():
+    from harness.learn.checks import validation_warning
+
+    assert validation_warning(TrialConfig()) is None  # the default task: 108 validation images
+    said = validation_warning(TrialConfig(val_fraction=0.02))
+    assert said and said.startswith("the validation split holds 11 images for 5 classes") and "steps of 9" in said

@@ -96,6 +96,25 @@ def colour_warning(cfg: TrialConfig) -> str | None:
             "colour (--model resnet18, with --weights imagenet where you have them)")
 
 
+SMALL_VALIDATION = 5  # validation images per class below which trials cannot be ranked
+
+
+def validation_warning(cfg: TrialConfig) -> str | None:
+    """A validation split so small that accuracy moves in large steps: the search and the selection seeds rank
+    trials by it, and cannot tell apart those closer than a step."""
+    from harness.learn.data import split_indices
+    from harness.learn.datasets import load_raw
+
+    raw = load_raw(cfg.dataset, cfg.data_root)
+    wanted, _, val, _ = split_indices(cfg, raw)
+    if len(val) >= SMALL_VALIDATION * len(wanted):
+        return None
+    step = 100 / max(len(val), 1)
+    return (f"the validation split holds {len(val)} images for {len(wanted)} classes, so validation accuracy moves "
+            f"in steps of {step:.0f} points: the search and the choice among its best trials cannot rank trials "
+            f"closer than that. Add images, or raise val_fraction (now {cfg.val_fraction})")
+
+
 def check_config(cfg: TrialConfig) -> None:
     """Fail before anything is written: the model, data and weights `cfg` names must exist and fit, with the
     valid choices named (its values are `problems`' to judge, at every point of the search space)."""

@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
-from harness.learn.datasets import ImageFiles, Images, dataset_spec, load_raw, read_images
+from harness.learn.datasets import ImageFiles, Images, RawData, dataset_spec, load_raw, read_images
 from harness.learn.models import Preprocess
 
 TENSOR_BUDGET_BYTES = 1.5e9  # preprocessed float32 splits kept in memory up to this total; the rest stream
@@ -175,6 +175,26 @@ def _on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.pin_memory().to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
+def split_indices(cfg, raw: RawData, role: str = "target") -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """(the classes kept, train, val and test indices) of `cfg`'s `role` side: labels only, no image read."""
+    labels = raw.labels.numpy()
+    wanted = cfg.target_classes if role == "target" else cfg.source_classes
+    wanted = list(range(len(raw.classes))) if wanted is None else list(wanted)
+    unknown = sorted(set(wanted) - set(range(len(raw.classes))))
+    if unknown:
+        raise ValueError(f"classes {unknown} not in {cfg.dataset}, which has classes 0..{len(raw.classes) - 1}")
+    pool = np.flatnonzero(np.isin(labels, wanted))
+    if raw.test_labels is not None:
+        test_idx = np.flatnonzero(np.isin(raw.test_labels.numpy(), wanted))
+    else:
+        pool, test_idx = _stratified(pool, labels, cfg.test_fraction, cfg.split_seed)
+    partition = cfg.split_seed + cfg.partition_seed  # the test split above depends on split_seed alone
+    train_idx, val_idx = _stratified(pool, labels, cfg.val_fraction, partition)
+    if role == "target" and cfg.shots is not None:
+        train_idx = few_shot(train_idx, labels, cfg.shots, partition, raw.classes)
+    return wanted, train_idx, val_idx, test_idx
+
+
 def make_task(cfg, pre: Preprocess, role: str = "target", device: str | torch.device = "cpu") -> Task:
     """The `role` ("target" or "source") side of `cfg`'s class split, preprocessed for `pre`.
 
@@ -184,22 +204,11 @@ def make_task(cfg, pre: Preprocess, role: str = "target", device: str | torch.de
     """
     raw = load_raw(cfg.dataset, cfg.data_root)
     labels = raw.labels.numpy()
-    wanted = cfg.target_classes if role == "target" else cfg.source_classes
-    wanted = list(range(len(raw.classes))) if wanted is None else list(wanted)
-    unknown = sorted(set(wanted) - set(range(len(raw.classes))))
-    if unknown:
-        raise ValueError(f"classes {unknown} not in {cfg.dataset}, which has classes 0..{len(raw.classes) - 1}")
-    pool = np.flatnonzero(np.isin(labels, wanted))
+    wanted, train_idx, val_idx, test_idx = split_indices(cfg, raw, role)
     if raw.test_labels is not None:
         test_images, test_labels = raw.test_images, raw.test_labels.numpy()
-        test_idx = np.flatnonzero(np.isin(test_labels, wanted))
     else:
-        pool, test_idx = _stratified(pool, labels, cfg.test_fraction, cfg.split_seed)
         test_images, test_labels = raw.images, labels
-    partition = cfg.split_seed + cfg.partition_seed  # the test split above depends on split_seed alone
-    train_idx, val_idx = _stratified(pool, labels, cfg.val_fraction, partition)
-    if role == "target" and cfg.shots is not None:
-        train_idx = few_shot(train_idx, labels, cfg.shots, partition, raw.classes)
     relabel = np.full(len(raw.classes), -1)
     relabel[wanted] = np.arange(len(wanted))
     parts = {"train": (raw.images, labels, train_idx), "val": (raw.images, labels, val_idx),
