@@ -189,8 +189,7 @@ class StudySpec:
     @property
     def design(self) -> Design:
         """The verdict seeds' looks: `seeds`, + `seed_step` each, up to `seed_cap` (never below `seeds`)."""
-        cap = self.seeds if self.seed_cap is None or not self.seed_step else max(self.seed_cap, self.seeds)
-        return Design(self.seeds, self.seed_step, cap, self.spending)
+        return Design(self.seeds, self.seed_step, self.seed_cap, self.spending)
 
     @property
     def seeds_cap(self) -> int:

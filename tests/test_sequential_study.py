@@ -54,7 +54,7 @@ class Sequential(Tiny):
         spec = load_study(self.name, self.studies)
         confirm = {a.name: optuna.load_study(study_name=f"{self.name}/{a.name}/confirm", storage=self.storage())
                    .get_trials(deepcopy=False) for a in spec.arms}
-        return sequential_state(spec, confirm)
+        return sequential_state(spec, confirm.__getitem__)
 
     def verdict_seeds(self) -> dict[str, Counter]:
         """Per arm: how often each verdict seed was counted."""

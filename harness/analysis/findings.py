@@ -72,8 +72,7 @@ def findings(record: StudyRecord) -> Findings:
     spec = record.spec
     found = outcomes(record)
     # sequential: the looks the planner judged, replayed from the same Optuna records; fixed n: what is recorded
-    rule = None if len(spec.design.looks) == 1 else \
-        sequential_state(spec, {name: arm.confirm_trials for name, arm in record.arms.items()}, power=True)
+    rule = sequential_state(spec, lambda arm: record.arms[arm].confirm_trials, power=True)
     failures = {name: (sum(flags.values()), len(flags)) for name, flags in found.failed.items()}
     decisions = rule.decisions if rule else decide_all(spec.family, found.trained, spec.margin, failures=failures)
     rates = {name: found.rate(name) for name in record.arms}

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
+from harness.inference.failures import fisher_p
 from harness.inference.stats import ALPHA, TIE, holm, holm_multipliers, t_test
-from harness.plan import Declared, Difference, Equivalent, Interaction, NonInferior, Trend, with_margin
+from harness.plan import Declared, Equivalent, Interaction, NonInferior, Trend, with_margin
 
 Values = Mapping[int, float]  # seed -> accuracy
 POWER = 0.8
@@ -256,22 +257,15 @@ def _by_failures(c: Declared, failures: Failures | None) -> tuple[tuple[int, int
     return (fa, na), (fb, nb)
 
 
-def _failure_outcome(c: Declared, counts: tuple[tuple[int, int], tuple[int, int]], significant: bool) -> str:
+def _failure_outcome(c: Declared, counts: tuple[tuple[int, int], tuple[int, int]]) -> str:
     """What a significant difference in failure rates decides: the arm that fails more is worse."""
     (fa, na), (fb, nb) = counts
-    if not significant:
-        return "undecided"
     a_worse = fa / na > fb / nb
     if isinstance(c, NonInferior):
         return "refuted" if a_worse else "shown"
     if isinstance(c, Equivalent):
         return "refuted"
     return "a < b" if a_worse else "a > b"
-
-
-def fisher_p(counts: tuple[tuple[int, int], tuple[int, int]]) -> float:
-    (fa, na), (fb, nb) = counts
-    return float(stats.fisher_exact([[fa, na - fa], [fb, nb - fb]]).pvalue)
 
 
 def estimate_for(c: Declared, values: Mapping[str, Values]) -> Estimate | None:
@@ -315,10 +309,11 @@ def decide_all(family: Sequence[Declared], values: Mapping[str, Values], margin:
     counted = [_by_failures(c, failures) for c in family]
     p = [1.0 if e is None else raw_p(c, e) for c, e in zip(family, estimates, strict=True)]
     tested = [i for i, f in enumerate(counted) if f is not None]
-    all_p = p + [fisher_p(counted[i]) for i in tested]
+    all_p = p + [fisher_p(*counted[i]) for i in tested]
     adjusted, factors = holm(all_p), holm_multipliers(all_p)
     rate_test = {i: (all_p[len(p) + j], factors[len(p) + j]) for j, i in enumerate(tested)}
     out = []
+    # adjusted and factors run on past the family: their tail is the rate tests'
     for i, (c, e, p_raw, p_adj, k) in enumerate(zip(family, estimates, p, adjusted, factors, strict=False)):
         steps = _steps(c, values, alpha, levels) if isinstance(c, Trend) else ()
         confidence = level(c, k, alpha, levels)
@@ -336,10 +331,9 @@ def decide_all(family: Sequence[Declared], values: Mapping[str, Values], margin:
                          seeds_needed(c, e, k, margin, alpha) if power else None, steps)
         if i in rate_test and not d.decided:
             fisher, kf = rate_test[i]
-            # two-sided at its own Holm level: TOST's doubled rate does not apply to a rate test
-            significant = fisher <= 1 - level(Difference(c.a, c.b), kf, alpha, levels)
-            if significant:
-                d = dataclasses.replace(d, outcome=_failure_outcome(c, counted[i], True), failures=counted[i],
+            rate = alpha / kf  # two-sided at its own Holm level: TOST's doubled rate does not apply to a rate test
+            if fisher <= (rate if levels is None else levels(rate)):
+                d = dataclasses.replace(d, outcome=_failure_outcome(c, counted[i]), failures=counted[i],
                                         rate_p=fisher)
         out.append(d)
     return out

@@ -62,6 +62,12 @@ class RateComparison:
         return self.p_adjusted < ALPHA
 
 
+def fisher_p(a: tuple[int, int], b: tuple[int, int]) -> float:
+    """Fisher's exact two-sided p of two (failed, n) counts: conditional on the failures seen, so exact at any n."""
+    (fa, na), (fb, nb) = a, b
+    return float(stats.fisher_exact([[fa, na - fa], [fb, nb - fb]]).pvalue)
+
+
 def compare_rates(pairs: Sequence[tuple[str, str]], rates: Mapping[str, Rate]) -> list[RateComparison]:
     """Fisher's exact test of each pair's failure rates (two-sided), Holm-adjusted over the pairs."""
     raw = []
@@ -70,7 +76,6 @@ def compare_rates(pairs: Sequence[tuple[str, str]], rates: Mapping[str, Rate]) -
         if ra.n == 0 or rb.n == 0:
             raw.append(1.0)
             continue
-        table = [[ra.failed, ra.n - ra.failed], [rb.failed, rb.n - rb.failed]]
-        raw.append(float(stats.fisher_exact(table).pvalue))
+        raw.append(fisher_p((ra.failed, ra.n), (rb.failed, rb.n)))
     adjusted = holm(raw) if raw else []
     return [RateComparison(a, b, p, q) for (a, b), p, q in zip(pairs, raw, adjusted, strict=True)]

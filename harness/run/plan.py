@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import optuna
@@ -129,14 +129,15 @@ def verdict_results(trials: Iterable[FrozenTrial], chance_margin: float
     return done, trained, down
 
 
-def sequential_state(spec: StudySpec, confirm: dict[str, list[FrozenTrial]], power: bool = False) -> Sequential | None:
-    """The sequential rule replayed over every arm's confirmation trials; None for a one-look design, or
-    where the stores predate the rule."""
+def sequential_state(spec: StudySpec, trials_of: Callable[[str], list[FrozenTrial]],
+                     power: bool = False) -> Sequential | None:
+    """The sequential rule replayed over every arm's confirmation trials (`trials_of(arm name)`, read only for
+    a design with more than one look); None for a one-look design, or where the stores predate the rule."""
     if len(spec.design.looks) == 1:
         return None
     done, trained, down = {}, {}, {}
-    for arm, trials in confirm.items():
-        found = verdict_results(trials, spec.chance_margin)
+    for arm in (a.name for a in spec.arms):
+        found = verdict_results(trials_of(arm), spec.chance_margin)
         if found is None:
             return None
         done[arm], trained[arm], down[arm] = found

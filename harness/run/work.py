@@ -73,7 +73,7 @@ class Work:
         done, finished, planned = True, 0, 0
         for study in self.studies():
             queue.fail_stale(study, on_stale)
-        rule = sequential_state(self.spec, {a: s.get_trials(deepcopy=False) for a, s in self.confirm.items()})
+        rule = sequential_state(self.spec, lambda arm: self.confirm[arm].get_trials(deepcopy=False))
         verdict = rule.wanted if rule else {a.name: self.spec.seeds for a in self.spec.arms}
         if rule and not rule.complete:
             done = False  # a batch is running, or waits for another arm's
