@@ -122,6 +122,7 @@ class StudyAttr:
     REPORT_RECORDS = "report_records"  # on the study's own Optuna study: the records the report was built from
     REPORT_CLAIM = "report_claim"  # ... and which worker is writing it
     PAIRING = "pairing"  # on the study's own Optuna study: the token its MLflow experiment holds too
+    ANNOUNCED = "announced_batch"  # ... and the sequential rule's last batch a worker printed (printed once)
 
 
 PAIRING_TAG = "harness.pairing"  # MLflow experiment tag: the token the study's own Optuna study holds too

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import shlex
 import subprocess
@@ -257,30 +258,62 @@ def run_worker(spec: StudySpec, stores: Stores, args: argparse.Namespace, comman
         return 2
 
 
-def launch_workers(argv: list[str], plan) -> list[subprocess.Popen]:
+def launch_workers(argv: list[str], plan) -> list[Any]:
     """Start `plan.workers` copies of this command as worker processes sharing the stores, each with its
-    threads and, on a GPU box, GPU i mod the number of GPUs for worker i."""
+    threads and, on a GPU box, GPU i mod the number of GPUs for worker i.
+
+    On a CPU the workers are forked from this process, which has imported and checked everything already: a
+    worker starts in a fraction of a second instead of paying the imports again (about 5 s each). A GPU box
+    starts fresh interpreters instead, since CUDA cannot be used in a forked child."""
     rest = [a for i, a in enumerate(argv) if a != "--workers" and (i == 0 or argv[i - 1] != "--workers")
             and not a.startswith("--workers=")]
-    procs = []
+    threads = str(plan.threads)
+    worker_argv = [*rest, "--workers", "1", "--threads", threads]
+    fork = not plan.gpus and "fork" in multiprocessing.get_all_start_methods()
+    procs: list[Any] = []
     for i in range(plan.workers):
-        threads = str(plan.threads)  # OpenMP's pools are sized at import: set them before the child starts
+        if fork:
+            procs.append(multiprocessing.get_context("fork").Process(target=_forked_worker, args=(worker_argv,)))
+            procs[-1].start()
+            continue
+        # OpenMP's pools are sized at import: set them before the child starts
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         if plan.gpus:
             env["CUDA_VISIBLE_DEVICES"] = plan.gpus[i % len(plan.gpus)]
-        procs.append(subprocess.Popen([sys.executable, "-m", "harness.study", *rest, "--workers", "1",
-                                       "--threads", threads], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-m", "harness.study", *worker_argv], env=env))
     print(f"started {plan.describe()}", flush=True)
     return procs
 
 
-def wait_for(procs: list[subprocess.Popen]) -> int:
-    """Wait for every worker; the worst exit status."""
+def _forked_worker(argv: list[str]) -> None:
+    """A forked worker: nothing of the parent's connections or identity carries over, then the worker's main."""
+    import gc
+    import warnings
+
+    import sqlalchemy
+
+    from harness.run.queue import worker_id
+
+    worker_id.cache_clear()  # the worker's id holds its own pid
+    with warnings.catch_warnings():  # looking at every object touches deprecated module attributes
+        warnings.simplefilter("ignore")
+        engines = [o for o in gc.get_objects() if isinstance(o, sqlalchemy.engine.Engine)]
+    for engine in engines:
+        engine.dispose(close=False)  # SQLAlchemy's recipe for a fork: new connections, the parent's left alone
+    sys.exit(main(argv))
+
+
+def wait_for(procs: list[Any]) -> int:
+    """Wait for every worker (a forked process or a fresh interpreter); the worst exit status."""
     codes = []
     for proc in procs:
         while True:
             try:
-                codes.append(proc.wait())
+                if isinstance(proc, subprocess.Popen):
+                    codes.append(proc.wait())
+                else:
+                    proc.join()
+                    codes.append(proc.exitcode)
                 break
             except KeyboardInterrupt:  # the workers got the Ctrl-C too: wait for them to record it
                 continue

@@ -60,7 +60,10 @@ class Work:
     planned: int = 0  # slots in all: every search slot and every confirmation slot
     claimed: int = 0  # slots this worker took since it last planned
     points: dict[str, list[dict]] = field(default_factory=dict)
-    batch: tuple = ()  # the sequential rule's state this worker last announced
+    batch: list = field(default_factory=list)  # the sequential rule's state this worker last saw
+    # studies found without a waiting slot since this worker last planned: only planning adds slots, so they are
+    # not asked again until then (each ask reads every trial of a study)
+    drained: set[str] = field(default_factory=set)
 
     def lock(self, name: str = ""):
         return queue.store_lock(self.stores.optuna_url, self.stores.root, name)
@@ -103,14 +106,18 @@ class Work:
             else:
                 done = False
         self.done, self.finished, self.planned, self.claimed = done, finished, planned, 0
+        self.drained = set()
 
     def _announce(self, rule: Sequential) -> None:
-        """A line when this worker first sees a new batch: which arms run to how many seeds, and why."""
-        batch = (rule.looks_done, tuple(sorted(rule.wanted.items())))
+        """A line when the first worker sees a new batch (under the lock): which arms run to how many seeds, why."""
+        batch = [list(rule.looks_done), sorted([a, n] for a, n in rule.wanted.items())]
         if not rule.looks_done or batch == self.batch:
             self.batch = batch
             return
         self.batch = batch
+        if self.home.user_attrs.get(StudyAttr.ANNOUNCED) == batch:  # another worker printed it
+            return
+        self.home.set_user_attr(StudyAttr.ANNOUNCED, batch)
         open_ = [f"{d.declared.kind} {d.declared.label}" for d, n in zip(rule.decisions, rule.stopped_at, strict=True)
                  if n is None]
         grown = sorted(a for a, n in rule.wanted.items() if n > rule.looks_done[-1])
@@ -134,11 +141,14 @@ class Work:
         for kind, studies in (("search", self.search), ("confirm", self.confirm)):
             for arm in self.spec.arms:
                 study = studies[arm.name]
+                if study.study_name in self.drained:
+                    continue
                 if self.spec.sampler == "tpe" and kind == "search":  # distinct points in each worker
                     study.sampler = optuna.samplers.TPESampler(seed=queue.SAMPLER_SEED + len(study.trials))
                 trial = queue.claim(study)
                 if trial is not None:
                     return Job(kind, arm, study, trial)
+                self.drained.add(study.study_name)
         return None
 
     def progress(self) -> tuple[int, int]:

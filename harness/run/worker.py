@@ -24,7 +24,8 @@ from harness.schema import Attr, StudyAttr
 from harness.spec import StudySpec
 from harness.stores import Stores, experiment_id, use_wal
 
-POLL_SECONDS = 2.0  # an idle worker looks again this often for work a dead worker left
+POLL_SECONDS = 2.0  # an idle worker looks again at least this often for work a dead worker left
+FIRST_POLL_SECONDS = 0.2  # and sooner at first: the other workers' last slots of a batch end within a second
 REPORT_CLAIM_SECONDS = 3600  # a report claim older than this (its worker on another machine) can be taken over
 
 
@@ -47,11 +48,14 @@ class Worker:
         if self.work.done:
             return self.nothing_to_do()
         heartbeat = queue.Heartbeat(self.parent.beat)
+        idle = 0
         try:
             while (job := self.next_job()) is not None or not self.work.done:
-                if job is None:
-                    time.sleep(POLL_SECONDS)  # others hold the rest: wait, to take it over if they die
+                if job is None:  # others hold the rest: wait for the batch they finish, or to take it over
+                    time.sleep(min(POLL_SECONDS, FIRST_POLL_SECONDS * 2 ** idle))
+                    idle += 1
                     continue
+                idle = 0
                 heartbeat.beat_for(self.work.storage, job.trial._trial_id)
                 try:
                     self.run_job(job)
