@@ -1,6 +1,7 @@
 """A source task on another dataset than the target: pretrain on digits, fine-tune on a user's image folder."""
 
 import dataclasses
+from unittest import mock
 
 import mlflow
 import pytest
@@ -75,10 +76,13 @@ def test_check_data_refuses_an_unknown_source_dataset_or_source_classes_it_lacks
 
 def test_a_digits_pretrained_model_fine_tunes_on_a_folder(folder, stores, tracking, capsys):
     cfg = retarget(TrialConfig(pretrain_epochs=2, shots=5), f"folder:{folder}")
-    ckpt = source_checkpoint(cfg, stores.checkpoints)
+    with mock.patch("harness.learn.pretrain.SLOW_EPOCH_SECONDS", 0.0):  # every epoch counts as slow
+        ckpt = source_checkpoint(cfg, stores.checkpoints)
     out = capsys.readouterr().err  # progress on stderr: stdout stays machine-readable (bench --json)
-    assert "pretrain epoch 1/2: val acc" in out and "pretrain epoch 2/2" in out  # progress while it trains
+    assert "pretrain epoch 1/2: val acc" in out and "pretrain epoch 2/2" in out  # progress while slow epochs train
+    assert f"pretrained {ckpt.key}: best val acc" in out
     run = mlflow.get_run(ckpt.run_id)
+    assert len(mlflow.MlflowClient().get_metric_history(ckpt.run_id, "val_acc")) == 2  # buffered, every epoch kept
     assert (run.data.params["dataset"], run.data.params["target_classes"]) == ("digits", "(0, 1, 2, 3, 4)")
     target = make_task(cfg, preprocessing(cfg.model, "none"))
     model = build_model(cfg.model, len(target.classes), str(ckpt.path))

@@ -79,3 +79,35 @@ def test_confirmation_reruns_the_best_config_with_a_new_seed_and_tests_once(stor
     assert sum(map(sum, confusion["matrix"])) == test_size
     assert confusion["classes"] == ["5", "6", "7", "8", "9"]
     assert json.loads(json.dumps(confusion))  # plain JSON, readable without the harness
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_pruning_view_decides_as_optunas_should_prune_on_the_trials_complete_when_the_trial_began(seed):
+    """The view reads the study once; its decisions are should_prune's, epoch by epoch, pruned or not."""
+    import random
+
+    from harness.run.objective import PruningView
+
+    rng = random.Random(seed)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=5,
+                                                                                          n_warmup_steps=3))
+    for _ in range(12):  # finished trials with curves of their own, some pruned, some complete
+        trial = study.ask()
+        curve = [rng.random() for _ in range(rng.randint(2, 10))]
+        for step, value in enumerate(curve):
+            trial.report(value, step)
+        study.tell(trial, max(curve) if len(curve) > 4 else None,
+                   state=optuna.trial.TrialState.COMPLETE if len(curve) > 4 else optuna.trial.TrialState.PRUNED)
+    decided = []
+    for _ in range(20):
+        trial, view, scale = study.ask(), PruningView(study), rng.choice([0.5, 1.0])  # weak and strong curves
+        for step in range(10):
+            value = rng.random() * scale
+            trial.report(value, step)
+            expected = trial.should_prune()
+            assert view.should_prune(step, value) == expected, (step, value)
+            decided.append(expected)
+            if expected:
+                break
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # pruned or abandoned: the complete set stays
+    assert any(decided) and not all(decided)  # both decisions were exercised

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from harness.learn.models import Preprocess, build_model, model_spec, preprocess
 from harness.learn.train import device, fit, seed_everything
 from harness.learn.weights import read_state_dict
 from harness.spec import TrialConfig, digest
+
+SLOW_EPOCH_SECONDS = 2.0  # pretraining epochs at least this long print a progress line each
 
 # The recipe is fixed, not searched: every arm of a study must start from the same checkpoint. The lr is the
 # model's own (ModelSpec.pretrain_lr) and is logged with the rest on the pretraining run.
@@ -137,13 +140,17 @@ def source_checkpoint(cfg: TrialConfig, folder: Path, record: Recorder = unrecor
           f"{pcfg.epochs} epochs, seed {pcfg.seed} (once; cached as {folder / key}.pt)", file=sys.stderr, flush=True)
     seed_everything(pcfg.seed)
     model = build_model(cfg.model, len(task.classes), "none").to(device())
+    start = time.perf_counter()
     with record(key, pcfg) as rec:
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             rec.log_metrics(metrics, step=epoch)
-            print(f"  pretrain epoch {epoch + 1}/{pcfg.epochs}: val acc {metrics['val_acc']:.1%} "
-                  f"({metrics['epoch_seconds']:.1f} s)", file=sys.stderr, flush=True)
+            if metrics["epoch_seconds"] >= SLOW_EPOCH_SECONDS:  # a line per epoch only where one is worth waiting for
+                print(f"  pretrain epoch {epoch + 1}/{pcfg.epochs}: val acc {metrics['val_acc']:.1%} "
+                      f"({metrics['epoch_seconds']:.1f} s)", file=sys.stderr, flush=True)
 
         result = fit(model, task, pcfg, on_epoch=on_epoch)
+        print(f"  pretrained {key}: best val acc {result.best_val_acc:.1%} at epoch {result.best_epoch + 1} "
+              f"({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
         model.load_state_dict(result.best_state)
         rec.log_metrics({"best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch})
         path, tmp = folder / f"{key}.pt", folder / f"{key}.{os.getpid()}.pt.tmp"  # workers never share a temp file

@@ -13,20 +13,24 @@ import mlflow
 from harness.learn import pretrain
 from harness.learn.pretrain import Checkpoint, checkpoint_key, find_checkpoint, pretrain_config, write_meta
 from harness.run import queue
-from harness.run.tracking import start_child_run
+from harness.run.tracking import MetricBuffer, start_child_run
 from harness.schema import Phase, Tag
 from harness.spec import TrialConfig, weights_kind
 from harness.stores import Stores
 
 
 class _MlflowRecord:
+    """Metrics buffered as a trial's are (one write per few seconds, not one per epoch); the file at once."""
+
     def __init__(self, run_id: str):
         self.run_id = run_id
+        self.buffer = MetricBuffer(run_id)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        mlflow.log_metrics(metrics, step=step)
+        self.buffer.log_metrics(metrics, step=step or 0)
 
     def log_checkpoint(self, path: Path) -> None:
+        self.buffer.flush()
         mlflow.log_artifact(str(path), artifact_path="checkpoint")
 
 
@@ -34,8 +38,13 @@ class _MlflowRecord:
 def mlflow_record(key: str, pcfg: TrialConfig) -> Iterator[_MlflowRecord]:
     """A pretraining as a nested MLflow run; a run cut off ends KILLED or FAILED by MLflow's own handling."""
     with start_child_run(f"pretrain {key}", {Tag.PHASE: Phase.PRETRAIN.value, Tag.CHECKPOINT: key}) as run:
-        mlflow.log_params(pcfg.flat())
-        yield _MlflowRecord(run.info.run_id)
+        record = _MlflowRecord(run.info.run_id)
+        record.buffer.log_params(pcfg.flat())
+        record.buffer.flush()  # what it trains, at once
+        try:
+            yield record
+        finally:
+            record.buffer.flush()  # the curve, however it ends
 
 
 def source_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint:

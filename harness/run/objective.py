@@ -160,14 +160,39 @@ def trial_config(spec: StudySpec, arm: Arm, trial: optuna.Trial | optuna.trial.F
     return arm.config(spec.base, **spec.search_space(trial, arm))
 
 
+class PruningView:
+    """The study as its pruner sees it, read once when a trial starts, so each epoch's pruning decision costs no
+    read of the storage (`trial.should_prune` reads every trial of the study twice per epoch: a seventh of a
+    search's time on the default study). Optuna's own pruner decides, on the trials complete when this one
+    began: with one worker no trial completes meanwhile, so every decision is the one `should_prune` makes;
+    with many, the decision no longer depends on how far the others got while this trial ran."""
+
+    def __init__(self, study: optuna.Study):
+        self.pruner, self.direction = study.pruner, study.direction
+        self._complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        self.intermediate_values: dict[int, float] = {}
+
+    def get_trials(self, deepcopy: bool = False, states=None) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._complete if states is None or t.state in states]
+
+    @property
+    def last_step(self) -> int | None:
+        return max(self.intermediate_values, default=None)
+
+    def should_prune(self, step: int, value: float) -> bool:
+        self.intermediate_values[step] = value
+        return self.pruner.prune(self, self)  # the view stands for the study and for this trial's curve
+
+
 def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         cfg = trial_config(spec, arm, trial)
         trial.set_user_attr(Attr.CONFIG_HASH, config_hash(cfg))
+        judge = PruningView(trial.study) if spec.prune else None
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
-            trial.report(metrics["val_acc"], epoch)
-            if spec.prune and trial.should_prune():
+            trial.report(metrics["val_acc"], epoch)  # the curve in Optuna, as it trains
+            if judge is not None and judge.should_prune(epoch, metrics["val_acc"]):
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         tags = {Tag.PHASE: Phase.SEARCH.value, Tag.OPTUNA_STUDY: trial.study.study_name,
