@@ -56,7 +56,26 @@ def add_store_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     stores.add_argument("--tracking-uri", metavar="URI", default=None,
                         help="MLflow tracking store: sqlite:///FILE (default: ROOT/mlflow.db) or http://HOST:PORT, an "
                         "`mlflow server` every machine can reach")
-    stores.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR", help="where reports go")
+    stores.add_argument("--reports", type=Path, default=None, metavar="DIR",
+                        help="where reports go (default: ROOT/reports, beside the records they are built from, so a "
+                        "run leaves a checkout clean; the committed example reports are in reports/)")
     stores.add_argument("--studies", type=Path, default=STUDIES_DIR or spec.STUDIES_DIR, metavar="DIR",
                         help="folder of study files")
     return stores
+
+
+def reports_folder(args: argparse.Namespace) -> Path:
+    """--reports, checked before anything runs: a file where a folder must be would lose the report at the end.
+    Without the flag, ROOT/reports."""
+    import os
+
+    folder = args.reports if args.reports is not None else args.root / "reports"
+    for existing in (folder, *folder.parents):
+        if not existing.exists():
+            continue
+        if not existing.is_dir():
+            raise ValueError(f"--reports {folder}: {existing} is a file, not a folder; give another --reports")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"--reports {folder}: {existing} is not writable; give another --reports")
+        break
+    return folder

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli import HelpFormatter, add_store_flags
+from harness.cli import HelpFormatter, add_store_flags, reports_folder
 from harness.stores import Stores
 
 EPILOG = """\
@@ -22,8 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(
         prog="python -m harness.report", epilog=EPILOG, formatter_class=HelpFormatter,
-        description="Rebuild a study's markdown report (reports/NAME/README.md, its figures and report.html) "
-                    "from the MLflow and Optuna stores alone, then the index reports/README.md.")
+        description="Rebuild a study's markdown report (ROOT/reports/NAME/README.md, its figures and report.html) "
+                    "from the MLflow and Optuna stores alone, then the index ROOT/reports/README.md.")
     which = parser.add_argument_group("which reports")
     which.add_argument("name", nargs="?", metavar="NAME", help="the study (or variant) to report on")
     which.add_argument("--all", action="store_true", help="rebuild every study that has MLflow runs")
@@ -56,6 +56,11 @@ def recorded_names(stores: Stores, studies: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        args.reports = reports_folder(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     import optuna
 
     from harness.analysis.recorded import recorded_study

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from typing import Any
 
-from harness.cli import HelpFormatter, add_store_flags, at_most, positive_int
+from harness.cli import HelpFormatter, add_store_flags, at_most, positive_int, reports_folder
 from harness.spec import LIMITS, VARIANT_SETTINGS, StudySpec, list_studies, load_study
 from harness.stores import Stores
 
@@ -25,7 +25,7 @@ DESCRIPTION = """\
 Run a transfer-learning study: one Optuna search per arm (same budget, same seeded sampler),
 every trial an MLflow run; each arm's best configurations rerun over fresh seeds, the best
 by mean validation accuracy tested once on held-out data; then a markdown report in
-reports/NAME/ with the verdict and its uncertainty.
+ROOT/reports/NAME/ with the verdict and its uncertainty.
 
 Rerunning resumes: what was cut off runs again, with the same settings. Settings other than
 the study file's make a study of their own, named after what differs. Any number of workers,
@@ -147,8 +147,8 @@ def check_resume(spec: StudySpec, stores: Stores) -> bool:
     from harness.run.pairing import mismatch, tokens, tracking_exists
     from harness.run.plan import fixed_settings
     from harness.run.queue import store_lock
-    from harness.schema import StudyAttr
-    from harness.stores import open_storage, optuna_study_name
+    from harness.schema import StudyAttr, counts
+    from harness.stores import confirm_study_name, open_storage, optuna_study_name
 
     fresh_optuna = stores.storage is None and not (stores.root / "optuna.db").exists()
     if fresh_optuna and tracking_exists(stores):
@@ -167,13 +167,15 @@ def check_resume(spec: StudySpec, stores: Stores) -> bool:
             published = StudyAttr.REPORT_RECORDS in optuna.load_study(study_name=spec.name, storage=storage).user_attrs
         except KeyError:
             published = False
-        recorded = {}
+        recorded, kept = {}, 0
         for arm in spec.arms:
             try:
                 study = optuna.load_study(study_name=optuna_study_name(spec.name, arm.name), storage=storage)
                 recorded[arm.name] = json.loads(study.user_attrs.get(StudyAttr.CONFIG, "{}"))
+                confirm = optuna.load_study(study_name=confirm_study_name(spec.name, arm.name), storage=storage)
             except KeyError:
                 continue
+            kept += sum(counts(t) for s in (study, confirm) for t in s.get_trials(deepcopy=False))
     for name, old in recorded.items():
         arm = spec.arm(name)
         new = fixed_settings(spec, arm)
@@ -181,6 +183,9 @@ def check_resume(spec: StudySpec, stores: Stores) -> bool:
         if diff:
             raise ValueError(f"{optuna_study_name(spec.name, arm.name)} was run with other settings (old, new): "
                              f"{diff}; rerun with those settings to resume, or use another --root to start afresh")
+    if kept and not published:
+        print(f"resuming {spec.name}: {kept} runs already recorded in {stores.root} are kept; what was cut off "
+              "runs again, with the same settings", flush=True)
     return published
 
 
@@ -210,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         spec = apply_overrides(load_study(args.study, args.studies), args)
+        args.reports = reports_folder(args)
         if not args.threads:
             from harness.run.resources import plan_workers
 
@@ -270,6 +276,8 @@ def launch_workers(argv: list[str], plan) -> list[Any]:
     threads = str(plan.threads)
     worker_argv = [*rest, "--workers", "1", "--threads", threads]
     fork = not plan.gpus and "fork" in multiprocessing.get_all_start_methods()
+    if fork:
+        _close_connections(close=True)  # SQLite must not see a connection cross a fork, even one left unused
     procs: list[Any] = []
     for i in range(plan.workers):
         if fork:
@@ -285,21 +293,28 @@ def launch_workers(argv: list[str], plan) -> list[Any]:
     return procs
 
 
-def _forked_worker(argv: list[str]) -> None:
-    """A forked worker: nothing of the parent's connections or identity carries over, then the worker's main."""
+def _close_connections(close: bool) -> None:
+    """Every SQLAlchemy engine's pooled connections dropped: closed (`close`, in the process that opened them),
+    or forgotten (in a forked child: SQLAlchemy's recipe, the parent's own left alone)."""
     import gc
     import warnings
 
     import sqlalchemy
 
-    from harness.run.queue import worker_id
-
-    worker_id.cache_clear()  # the worker's id holds its own pid
+    gc.collect()  # stores opened by the checks and no longer referenced: closed now, not at some later collection
     with warnings.catch_warnings():  # looking at every object touches deprecated module attributes
         warnings.simplefilter("ignore")
         engines = [o for o in gc.get_objects() if isinstance(o, sqlalchemy.engine.Engine)]
     for engine in engines:
-        engine.dispose(close=False)  # SQLAlchemy's recipe for a fork: new connections, the parent's left alone
+        engine.dispose(close=close)
+
+
+def _forked_worker(argv: list[str]) -> None:
+    """A forked worker: nothing of the parent's connections or identity carries over, then the worker's main."""
+    from harness.run.queue import worker_id
+
+    worker_id.cache_clear()  # the worker's id holds its own pid
+    _close_connections(close=False)
     sys.exit(main(argv))
 
 
@@ -321,4 +336,9 @@ def wait_for(procs: list[Any]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == 130:  # after Ctrl-C everything is recorded: skip the interpreter's teardown, where a library thread
+        sys.stdout.flush()  # cut off mid-call can abort the process (SIGABRT, "terminate called ...") instead
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -235,3 +235,19 @@ def test_a_broken_image_met_by_a_loader_worker_is_one_message_not_the_workers_tr
     with pytest.raises(BrokenImage) as caught:
         make_task(cfg, preprocessing("lenet5", "none"))
     assert str(caught.value).startswith(f"cannot read image {broken} (") and "Traceback" not in str(caught.value)
+
+
+@pytest.mark.parametrize("where", ["below", "is"])
+def test_a_reports_folder_a_file_stands_in_for_is_refused_before_anything_is_written(tmp_path, capsys, where):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a regular file")
+    folder = blocker / "reports" if where == "below" else blocker
+    code = harness.study.main(["sgd_vs_adam", "--root", str(tmp_path / "runs"), "--reports", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{blocker} is a file, not a folder" in err and "Traceback" not in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_without_reports_a_study_reports_beside_its_records(tmp_path):
+    args = harness.study.parser().parse_args(["sgd_vs_adam", "--root", str(tmp_path / "runs")])
+    assert harness.cli.reports_folder(args) == tmp_path / "runs" / "reports"  # the checkout's reports/ untouched

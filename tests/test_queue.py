@@ -30,13 +30,23 @@ def test_planning_twice_enqueues_each_slot_once(study):
 def test_claim_takes_only_waiting_trials_and_never_creates_one(study):
     queue.plan(study, SLOTS)
     claimed = [queue.claim(study) for _ in range(4)]
-    assert [t.number for t in claimed[:3]] == [0, 1, 2] and claimed[3] is None
+    assert [(t.number, place) for t, place in claimed[:3]] == [(0, 1), (1, 2), (2, 3)] and claimed[3] is None
     assert len(study.trials) == 3  # ask() would have made a fourth
+
+
+def test_a_slots_place_counts_the_slots_done_or_running_whoever_claimed_them(study):
+    queue.plan(study, SLOTS)
+    first, _ = queue.claim(study)
+    first.set_user_attr("outcome", "interrupted")  # cut off: its slot is lost and no longer counts
+    study.tell(first, state=TrialState.FAIL)
+    assert queue.claim(study)[1] == 1  # slot 1, the first done or running
+    queue.plan(study, SLOTS)  # slot 0 again
+    assert queue.claim(study)[1] == 2 and queue.claim(study)[1] == 3
 
 
 def test_an_interrupted_slot_is_planned_again_with_the_same_parameters(study):
     queue.plan(study, SLOTS)
-    trial = queue.claim(study)
+    trial, _ = queue.claim(study)
     trial.suggest_float("lr", 1e-9, 1.0, log=True)
     trial.set_user_attr("outcome", "interrupted")
     trial.set_user_attr("state_reason", "interrupted (Ctrl-C)")
@@ -50,7 +60,7 @@ def test_an_interrupted_slot_is_planned_again_with_the_same_parameters(study):
 def test_a_diverged_or_erroring_trial_counts_and_is_not_rerun(study):
     queue.plan(study, SLOTS)
     for outcome in ("diverged", "failed"):
-        trial = queue.claim(study)
+        trial, _ = queue.claim(study)
         trial.set_user_attr("outcome", outcome)
         study.tell(trial, state=TrialState.FAIL)
     assert queue.slot_status(study) == {"0": "done", "1": "done", "2": "pending"}
@@ -59,7 +69,7 @@ def test_a_diverged_or_erroring_trial_counts_and_is_not_rerun(study):
 
 def test_a_running_trial_of_a_dead_local_worker_is_stale(study):
     queue.plan(study, SLOTS)
-    trial = queue.claim(study)
+    trial, _ = queue.claim(study)
     host, _pid, ticks, space = queue.worker_id().split(":")
     dead = f"{host}:{2**22 + 7}:{ticks}:{space}"  # above the kernel's pid_max default: no such process
     trial.set_user_attr("worker", dead)
@@ -91,7 +101,7 @@ def test_a_trial_whose_heartbeat_stopped_is_stale_on_an_rdb_storage(tmp_path):
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_interval=1, grace_period=1)
     study = optuna.create_study(study_name="s/arm", storage=storage)
     queue.plan(study, SLOTS)
-    trial = queue.claim(study)
+    trial, _ = queue.claim(study)
     trial.set_user_attr("worker", "another-machine:1:1")  # not judged by pid: only the heartbeat tells
     storage.record_heartbeat(trial._trial_id)
     assert queue.fail_stale(study, lambda t: None) == 0

@@ -193,6 +193,37 @@ def test_a_worker_killed_mid_trial_reruns_that_configuration_and_the_verdict_is_
     assert slot_results(crashed) == slot_results(together)  # the uninterrupted study's results, exactly
 
 
+def interrupt_at(tiny: Tiny, marker: str, *extra: str) -> tuple[int, str]:
+    """Ctrl-C as a terminal sends it (SIGINT to the command's whole process group, forked workers included)
+    as soon as `marker` is printed; returns the exit status and everything printed."""
+    proc = subprocess.Popen(tiny.args(*extra), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if marker in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    out.append(proc.communicate(timeout=120)[0])
+    return proc.returncode, "".join(out)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_pretraining_and_mid_search_exits_130_and_leaves_nothing_running(tmp_path):
+    tiny = Tiny(tmp_path)
+    for marker, workers in (("pretraining the source model", "1"), (" search ", "2")):
+        code, out = interrupt_at(tiny, marker, "--workers", workers)
+        assert code == 130, out
+        assert "interrupted" in out and "Traceback" not in out and "terminate called" not in out, out
+        assert not [r for r in tiny.runs() if r.info.status == "RUNNING"], "an MLflow run was left RUNNING"
+        parents = [r for r in tiny.runs() if r.data.tags.get("phase") == "study"]
+        assert parents and all(r.info.status == "KILLED" for r in parents), [r.info.status for r in parents]
+        for study in tiny.studies_of().values():
+            assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,)), study.study_name
+    # what the interrupted runs finished is kept: resuming from it is test_end_to_end's Ctrl-C test (in process)
+    assert sum(t.state.name == "COMPLETE" for s in tiny.studies_of().values() for t in s.get_trials()) >= 1
+
+
 # --- PostgreSQL and an MLflow tracking server ----------------------------------------------------------
 
 

@@ -64,6 +64,14 @@ class ParentRun:
         if mlflow.active_run() is not None:
             mlflow.end_run(status)
 
+    def close_own_runs(self, outcome: Outcome, reason: str) -> None:
+        """Every run of this worker still RUNNING ends KILLED with `reason`: a Ctrl-C can land between a run
+        leaving MLflow's stack of active runs and its end being written."""
+        client = mlflow.MlflowClient()
+        for run in client.search_runs([self.experiment_id], f"attributes.status = 'RUNNING' and "
+                                      f"tags.{Tag.WORKER} = '{queue.worker_id()}'"):
+            end_run(client, run.info.run_id, outcome, reason)
+
     def close_stale(self, trial: FrozenTrial) -> None:
         """A stale trial's MLflow run, and its worker's parent run, end KILLED with the reason."""
         client = mlflow.MlflowClient()

@@ -11,10 +11,12 @@ from harness.schema import Outcome, StudyAttr
 from harness.stores import Stores
 
 
-def slot_line(job: Job, outcome: Outcome, value: float | None, done_of: tuple[int, int], seconds: float) -> None:
+def slot_line(job: Job, outcome: Outcome, value: float | None, seconds: float) -> None:
+    """One line per slot, counted from the stores per arm and phase, so the lines of many workers read as one
+    count (a confirmation's total grows as the sequential rule adds seeds)."""
     text = f"val acc {100 * value:.1f}%" if outcome is Outcome.COMPLETE and value is not None else outcome.value
-    done, planned = done_of
-    print(f"[{job.kind} {done}/{planned}] {job.arm.name} {job.label()}: {text} ({seconds:.1f} s)", flush=True)
+    print(f"[{job.arm.name} {job.kind} {job.place}/{max(job.of, job.place)}] {job.label()}: {text} "
+          f"({seconds:.1f} s)", flush=True)
 
 
 def summary(work: Work, report: Path, parent_run_id: str | None, stores: Stores, jobs: int,

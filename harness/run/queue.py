@@ -147,18 +147,21 @@ def plan(study: optuna.Study, slots: dict[str, tuple[dict[str, Any], dict[str, A
     return added
 
 
-def claim(study: optuna.Study) -> optuna.Trial | None:
-    """Pop one waiting trial of `study` for this worker, or None. Call under `store_lock`: `ask` creates a
-    new trial when none waits, and the lock makes "one waits" still true when ask runs."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+def claim(study: optuna.Study) -> tuple[optuna.Trial, int] | None:
+    """Pop one waiting trial of `study` for this worker, with its place among the study's slots (the slots done
+    or running, this one included: the same count whichever worker asks), or None. Call under `store_lock`:
+    `ask` creates a new trial when none waits, and the lock makes "one waits" still true when ask runs."""
+    trials = study.get_trials(deepcopy=False)  # one read: the waiting ones and the place
+    if not any(t.state == TrialState.WAITING for t in trials):
         return None
+    place = 1 + sum(slot_of(t) is not None and (counts(t) or t.state == TrialState.RUNNING) for t in trials)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize": we beat ourselves
         trial = study.ask()
     trial.set_user_attr(Attr.WORKER, worker_id())
     if is_heartbeat_enabled(study._storage):
         study._storage.record_heartbeat(trial._trial_id)  # from the first moment: no beat is never stale
-    return trial
+    return trial, place
 
 
 def fail_stale(study: optuna.Study, on_stale: Callable[[FrozenTrial], None]) -> int:

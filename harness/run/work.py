@@ -37,6 +37,8 @@ class Job:
     arm: Arm
     study: optuna.Study
     trial: optuna.Trial
+    place: int = 0  # among the slots of its study done or running when claimed (this one included)
+    of: int = 0  # the slots its study has in all, as last planned
 
     def label(self) -> str:
         if self.kind == "search":
@@ -56,14 +58,12 @@ class Work:
     search: dict[str, optuna.Study]
     confirm: dict[str, optuna.Study]
     done: bool = False
-    finished: int = 0  # slots done when last planned
-    planned: int = 0  # slots in all: every search slot and every confirmation slot
-    claimed: int = 0  # slots this worker took since it last planned
     points: dict[str, list[dict]] = field(default_factory=dict)
     batch: list = field(default_factory=list)  # the sequential rule's state this worker last saw
     # studies found without a waiting slot since this worker last planned: only planning adds slots, so they are
     # not asked again until then (each ask reads every trial of a study)
     drained: set[str] = field(default_factory=set)
+    budgets: dict[str, int] = field(default_factory=dict)  # per arm, its confirmation slots as the rule stands
 
     def lock(self, name: str = ""):
         return queue.store_lock(self.stores.optuna_url, self.stores.root, name)
@@ -73,7 +73,7 @@ class Work:
 
     def plan(self, on_stale: Callable[[FrozenTrial], None]) -> None:
         """Under the lock: recover stale work, enqueue what is missing, record selections; sets `done`."""
-        done, finished, planned = True, 0, 0
+        done = True
         for study in self.studies():
             queue.fail_stale(study, on_stale)
         rule = sequential_state(self.spec, lambda arm: self.confirm[arm].get_trials(deepcopy=False))
@@ -87,15 +87,13 @@ class Work:
                 self.points[arm.name] = search_points(self.spec, arm, self.spec.n_trials)
             queue.plan(search, {str(i): (p, {}) for i, p in enumerate(self.points[arm.name])})
             status = queue.slot_status(search)
-            finished += sum(s == "done" for s in status.values())
-            planned += self.spec.n_trials + confirm_budget(self.spec, verdict[arm.name])
+            self.budgets[arm.name] = confirm_budget(self.spec, verdict[arm.name])
             if any(s != "done" for s in status.values()):
                 done = False
                 continue
             wanted = confirm_slots(self.spec, search, verdict[arm.name])
             queue.plan(confirm, wanted)
             status = queue.slot_status(confirm)
-            finished += sum(s == "done" for s in status.values())
             if all(status.get(slot) == "done" for slot in wanted):
                 if wanted and StudyAttr.SELECTED_TRIAL not in search.user_attrs:
                     selecting = len({v[1][Attr.SEARCH_TRIAL] for v in wanted.values()}) > 1
@@ -105,7 +103,7 @@ class Work:
                         done = False
             else:
                 done = False
-        self.done, self.finished, self.planned, self.claimed = done, finished, planned, 0
+        self.done = done
         self.drained = set()
 
     def _announce(self, rule: Sequential) -> None:
@@ -133,8 +131,6 @@ class Work:
             if job is None:
                 self.plan(on_stale)
                 job = self._claim()
-        if job is not None:
-            self.claimed += 1
         return job
 
     def _claim(self) -> Job | None:
@@ -145,15 +141,12 @@ class Work:
                     continue
                 if self.spec.sampler == "tpe" and kind == "search":  # distinct points in each worker
                     study.sampler = optuna.samplers.TPESampler(seed=queue.SAMPLER_SEED + len(study.trials))
-                trial = queue.claim(study)
-                if trial is not None:
-                    return Job(kind, arm, study, trial)
+                claimed = queue.claim(study)
+                if claimed is not None:
+                    of = self.spec.n_trials if kind == "search" else self.budgets.get(arm.name, 0)
+                    return Job(kind, arm, study, *claimed, of=of)
                 self.drained.add(study.study_name)
         return None
-
-    def progress(self) -> tuple[int, int]:
-        """(slots done, slots in all) as this worker last counted, its own claims since included."""
-        return min(self.finished + self.claimed, self.planned), self.planned
 
     def records_digest(self) -> str:
         """Changes whenever a trial or confirmation finishes: a report built from older records is stale."""

@@ -18,9 +18,9 @@ from harness.run import checkpoints, objective, progress, queue
 from harness.run.outage import StorageGone, retrying
 from harness.run.pairing import pair
 from harness.run.parent import ParentRun
-from harness.run.slot import run_slot
+from harness.run.slot import record, run_slot
 from harness.run.work import Job, Work, open_work
-from harness.schema import Attr, StudyAttr
+from harness.schema import Attr, Outcome, StudyAttr
 from harness.spec import StudySpec
 from harness.stores import Stores, experiment_id, use_wal
 
@@ -48,7 +48,7 @@ class Worker:
         if self.work.done:
             return self.nothing_to_do()
         heartbeat = queue.Heartbeat(self.parent.beat)
-        idle = 0
+        idle, job = 0, None
         try:
             while (job := self.next_job()) is not None or not self.work.done:
                 if job is None:  # others hold the rest: wait for the batch they finish, or to take it over
@@ -62,7 +62,10 @@ class Worker:
                 finally:
                     heartbeat.beat_for(self.work.storage, None)
         except KeyboardInterrupt:
+            if job is not None:  # claimed as the Ctrl-C came, perhaps not yet run: never left RUNNING (else a no-op)
+                record(job, Outcome.INTERRUPTED, "interrupted (Ctrl-C)")
             self.parent.end("KILLED")
+            self.parent.close_own_runs(Outcome.INTERRUPTED, "interrupted (Ctrl-C)")
             print(f"\ninterrupted: finished trials are kept in {self.stores.root}; rerun the same command to "
                   "resume (what was cut off runs again, with the same settings)", file=sys.stderr)
             return 130
@@ -108,7 +111,7 @@ class Worker:
         start = time.perf_counter()
         outcome, value = run_slot(job, lambda: self.prepare(job), objective.runner(self.spec, job, self.ctx))
         self.jobs_run += 1
-        progress.slot_line(job, outcome, value, self.work.progress(), time.perf_counter() - start)
+        progress.slot_line(job, outcome, value, time.perf_counter() - start)
 
     def finish(self) -> None:
         """Publish if this worker is the first to see all work done on these records."""
