@@ -139,14 +139,17 @@ def check(spec: StudySpec) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
-def check_resume(spec: StudySpec, stores: Stores) -> bool:
+def check_resume(spec: StudySpec, stores: Stores) -> str:
     """Refuse to top up an arm that was searched with other settings (read-only; before anything is written).
-    Returns whether the study is already done and published (a rerun then needs one worker, not all)."""
+    Returns "current" when the study is done and its report was written from these very records (a rerun has
+    nothing to do), "published" when a report was written but the records changed since (one worker rebuilds
+    it), else "open"."""
     import optuna
 
     from harness.run.pairing import mismatch, tokens, tracking_exists
     from harness.run.plan import fixed_settings
     from harness.run.queue import store_lock
+    from harness.run.work import records_digest
     from harness.schema import StudyAttr, counts
     from harness.stores import confirm_study_name, open_storage, optuna_study_name
 
@@ -154,7 +157,7 @@ def check_resume(spec: StudySpec, stores: Stores) -> bool:
     if fresh_optuna and tracking_exists(stores):
         storage = optuna.storages.InMemoryStorage()  # nothing there: only the MLflow side can hold the study
     elif fresh_optuna:
-        return False  # a fresh root: nothing to resume
+        return "open"  # a fresh root: nothing to resume
     with store_lock(stores.optuna_url, stores.root):  # another worker may be creating the schema right now
         if not fresh_optuna:
             storage = open_storage(stores)
@@ -162,12 +165,12 @@ def check_resume(spec: StudySpec, stores: Stores) -> bool:
         if problem:
             raise ValueError(problem)
         if fresh_optuna:
-            return False
+            return "open"
         try:
-            published = StudyAttr.REPORT_RECORDS in optuna.load_study(study_name=spec.name, storage=storage).user_attrs
+            marked = optuna.load_study(study_name=spec.name, storage=storage).user_attrs.get(StudyAttr.REPORT_RECORDS)
         except KeyError:
-            published = False
-        recorded, kept = {}, 0
+            marked = None
+        recorded, kept, studies = {}, 0, []
         for arm in spec.arms:
             try:
                 study = optuna.load_study(study_name=optuna_study_name(spec.name, arm.name), storage=storage)
@@ -176,6 +179,10 @@ def check_resume(spec: StudySpec, stores: Stores) -> bool:
             except KeyError:
                 continue
             kept += sum(counts(t) for s in (study, confirm) for t in s.get_trials(deepcopy=False))
+            studies += [study, confirm]
+        complete = len(studies) == 2 * len(spec.arms)
+        state = "open" if marked is None else \
+            "current" if complete and records_digest(studies) == marked else "published"
     for name, old in recorded.items():
         arm = spec.arm(name)
         new = fixed_settings(spec, arm)
@@ -183,10 +190,10 @@ def check_resume(spec: StudySpec, stores: Stores) -> bool:
         if diff:
             raise ValueError(f"{optuna_study_name(spec.name, arm.name)} was run with other settings (old, new): "
                              f"{diff}; rerun with those settings to resume, or use another --root to start afresh")
-    if kept and not published:
+    if kept and state == "open":
         print(f"resuming {spec.name}: {kept} runs already recorded in {stores.root} are kept; what was cut off "
               "runs again, with the same settings", flush=True)
-    return published
+    return state
 
 
 def list_all(args: argparse.Namespace) -> int:
@@ -221,17 +228,22 @@ def main(argv: list[str] | None = None) -> int:
 
             plan_workers(args.workers)  # refused here, before anything is written, if memory cannot hold them
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
-        published = False
+        state = "open"
         if not args.threads:  # a worker started by --workers: the command that started it checked all this
-            check(spec)
             check_stores(stores)
-            published = check_resume(spec, stores)
+            state = check_resume(spec, stores)
+            report = args.reports / spec.name / "README.md"
+            if state == "current" and report.is_file():  # nothing to run, nothing to check, nothing to start
+                print(f"nothing to do: every trial and confirmation seed of {spec.name} is recorded in {stores.root}; "
+                      f"report up to date: {report}")
+                return 0
+            check(spec)
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     from harness.run.resources import plan_workers
 
-    plan = plan_workers(1 if published else args.workers)  # a finished study's rerun: one process says so
+    plan = plan_workers(args.workers if state == "open" else 1)  # a finished study's rerun: one process says so
     if plan.workers > 1:
         return wait_for(launch_workers(argv, plan))
     import torch

@@ -61,3 +61,16 @@ def test_a_worker_sharing_the_optuna_storage_without_the_tracking_store_is_refus
 def test_the_pair_it_was_made_with_still_resumes(finished, tmp_path, capsys):
     assert _run(tmp_path, _copy(finished, tmp_path / "f")) == 0
     assert "nothing to do" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_rerun_of_a_study_reported_from_these_records_answers_without_checks_or_a_worker(finished, tmp_path,
+                                                                                          capsys, monkeypatch):
+    import harness.study
+
+    copy = _copy(finished, tmp_path / "g")
+    shutil.copytree(finished / "reports", tmp_path / "reports")
+    for slow in ("check", "run_worker", "launch_workers"):  # the data checks, a worker, forked workers: none needed
+        monkeypatch.setattr(harness.study, slow, lambda *a, _name=slow, **k: pytest.fail(f"{_name} was called"))
+    assert _run(tmp_path, copy, "--workers", "2") == 0
+    assert "report up to date" in capsys.readouterr().out

@@ -149,10 +149,14 @@ class Work:
         return None
 
     def records_digest(self) -> str:
-        """Changes whenever a trial or confirmation finishes: a report built from older records is stale."""
-        finished = [(s.study_name, t.number, t.state.name) for s in self.studies()
-                    for t in s.get_trials(deepcopy=False) if t.state.is_finished()]
-        return digest({"records": sorted(finished)})
+        return records_digest(self.studies())
+
+
+def records_digest(studies: list[optuna.Study]) -> str:
+    """Changes whenever a trial or confirmation finishes: a report built from older records is stale."""
+    finished = [(s.study_name, t.number, t.state.name) for s in studies
+                for t in s.get_trials(deepcopy=False) if t.state.is_finished()]
+    return digest({"records": sorted(finished)})
 
 
 def open_work(spec: StudySpec, stores: Stores, on_stale: Callable[[FrozenTrial], None]) -> Work:
