@@ -60,8 +60,7 @@ def class_list(text: str) -> tuple[int, ...] | str:
 
 
 def parser() -> argparse.ArgumentParser:
-    from harness.learn.datasets import DATASETS
-    from harness.learn.models import MODELS
+    from harness.naming import DATASET_NAMES, MODEL_NAMES
 
     p = argparse.ArgumentParser(prog="python -m harness.study", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=HelpFormatter,
@@ -76,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
     budget.add_argument("--epochs", type=at_most(LIMITS["epochs"]), metavar="N", help="training epochs per run")
     data = p.add_argument_group("data", "each defaults to the study file's")
     data.add_argument("--dataset", metavar="NAME",
-                      help=f"target dataset: {', '.join(DATASETS)} (digits ships with scikit-learn; the others "
+                      help=f"target dataset: {', '.join(DATASET_NAMES)} (digits ships with scikit-learn; the others "
                       "download into the data root), or folder:PATH with PATH/<class>/*.jpg, or PATH/train/<class>/ "
                       "+ PATH/val/<class>/ (val is then the test split)")
     data.add_argument("--data-root", metavar="DIR", help="folder for downloadable datasets ($HARNESS_DATA_ROOT, "
@@ -88,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
                       help="classes of the target task, e.g. 5-9; 'all' for every class")
     model = p.add_argument_group("model", "each defaults to the study file's")
     model.add_argument("--model", metavar="NAME",
-                       help=f"model to transfer: {', '.join(MODELS)}, or any torchvision classifier by name")
+                       help=f"model to transfer: {', '.join(MODEL_NAMES)}, or any torchvision classifier by name")
     model.add_argument("--weights", metavar="KIND",
                        help="source (pretrained here on the source classes) | imagenet (torchvision's) | none | "
                        "PATH to a checkpoint file")
@@ -223,10 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = apply_overrides(load_study(args.study, args.studies), args)
         args.reports = reports_folder(args)
-        if not args.threads:
-            from harness.run.resources import plan_workers
-
-            plan_workers(args.workers)  # refused here, before anything is written, if memory cannot hold them
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
         state = "open"
         if not args.threads:  # a worker started by --workers: the command that started it checked all this
@@ -237,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"nothing to do: every trial and confirmation seed of {spec.name} is recorded in {stores.root}; "
                       f"report up to date: {report}")
                 return 0
+            from harness.run.resources import plan_workers
+
+            plan_workers(args.workers)  # refused here, before anything is written, if memory cannot hold them
             check(spec)
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -164,3 +164,11 @@ def test_a_fixed_freeze_depth_beyond_the_models_stages_is_refused_before_anythin
                                plan=())
     with pytest.raises(ValueError, match="freeze_k=7, but lenet5 has stages 0..4"):
         check(spec)
+
+
+def test_the_names_the_command_line_shows_are_the_registries():
+    from harness.learn.datasets import DATASETS
+    from harness.learn.models import MODELS
+    from harness.naming import DATASET_NAMES, MODEL_NAMES
+
+    assert (DATASET_NAMES, MODEL_NAMES) == (tuple(DATASETS), tuple(MODELS))

@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.inference.failures import failed
-from harness.inference.sequential import Sequential, replay
 from harness.run import queue
 from harness.schema import Attr, Outcome, StudyAttr, trial_outcome
 from harness.spec import Arm, StudySpec, is_verdict_seed, selection_seeds
+
+if TYPE_CHECKING:
+    from harness.inference.sequential import Sequential
 
 
 def pruner(spec: StudySpec, kind: str) -> optuna.pruners.BasePruner:
@@ -109,6 +110,8 @@ def verdict_results(trials: Iterable[FrozenTrial], chance_margin: float
     failed to train (diverged, or validation within the chance margin of chance), as the report counts them.
     None where a finished seed did not record its test accuracy (stores written before the rule): those
     stores were fixed-n and need no replay."""
+    from harness.inference.failures import failed  # scipy.stats: imported where a decision is made
+
     done, trained, down = set(), {}, set()
     for t in trials:
         if not queue.counts(t) or not is_verdict_seed(t.user_attrs.get(Attr.SEED, 0)):
@@ -133,6 +136,8 @@ def sequential_state(spec: StudySpec, trials_of: Callable[[str], list[FrozenTria
                      power: bool = False) -> Sequential | None:
     """The sequential rule replayed over every arm's confirmation trials (`trials_of(arm name)`, read only for
     a design with more than one look); None for a one-look design, or where the stores predate the rule."""
+    from harness.inference.sequential import replay
+
     if len(spec.design.looks) == 1:
         return None
     done, trained, down = {}, {}, {}

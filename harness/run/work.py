@@ -8,12 +8,11 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
-from harness.inference.sequential import Sequential
 from harness.run import queue
 from harness.run.plan import (
     confirm_budget,
@@ -27,6 +26,9 @@ from harness.run.plan import (
 from harness.schema import METRIC_NAME, Attr, StudyAttr
 from harness.spec import Arm, StudySpec, digest
 from harness.stores import Stores, confirm_study_name, open_storage, optuna_study_name, use_wal
+
+if TYPE_CHECKING:
+    from harness.inference.sequential import Sequential
 
 
 @dataclass(frozen=True)
