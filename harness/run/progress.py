@@ -19,10 +19,9 @@ def slot_line(job: Job, outcome: Outcome, value: float | None, seconds: float) -
           f"({seconds:.1f} s)", flush=True)
 
 
-def summary(work: Work, report: Path, parent_run_id: str | None, stores: Stores, jobs: int,
-            verdicts: bool = True) -> None:
-    """Each arm's search and its chosen trial, then the verdicts the report wrote (with `verdicts`: a worker
-    that did not write it may see an older one, from a checkout or another machine, and prints none)."""
+def summary(work: Work, report: Path, parent_run_id: str | None, stores: Stores, jobs: int) -> None:
+    """Each arm's search and its chosen trial, then the verdicts the report wrote (printed by the worker that
+    wrote it: another may see an older one, from a checkout or another machine)."""
     print(f"\n{'arm':18s} {'complete':>8s} {'pruned':>6s} {'failed':>6s}  chosen trial (mean val acc over seeds)")
     for name, study in work.search.items():
         states = [t.state.name for t in study.trials if queue.counts(t)]
@@ -31,7 +30,7 @@ def summary(work: Work, report: Path, parent_run_id: str | None, stores: Stores,
         text = f"#{chosen} ({100 * means[str(chosen)]:.1f}%)" if chosen is not None else "-"
         print(f"{name:18s} {states.count('COMPLETE'):8d} {states.count('PRUNED'):6d} {states.count('FAIL'):6d}  {text}")
     summary_file = report.with_name("summary.json")
-    if verdicts and summary_file.exists():
+    if summary_file.exists():
         print("\n" + "\n".join(json.loads(summary_file.read_text())["verdicts"]))
     where = f"MLflow parent run: {parent_run_id} " if parent_run_id else ""
     browse = f"open {stores.mlflow_uri}" if stores.remote_tracking else \

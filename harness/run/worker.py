@@ -119,9 +119,10 @@ class Worker:
         if write:
             self.publish_now()
         self.parent.end("FINISHED")
-        progress.summary(self.work, self.report_path, self.parent.run_id, self.stores, self.jobs_run, verdicts=write)
-        if not write:
-            print("another worker publishes the report for these records")
+        if write:  # the summary once, from the worker that publishes: the others' lines would repeat it
+            progress.summary(self.work, self.report_path, self.parent.run_id, self.stores, self.jobs_run)
+        else:
+            print(f"this worker ran {self.jobs_run} runs; another worker publishes the report for these records")
 
     def nothing_to_do(self) -> int:
         """A rerun of a finished study: one line, no parent run; the report is rebuilt only if stale."""
