@@ -251,3 +251,62 @@ def test_a_reports_folder_a_file_stands_in_for_is_refused_before_anything_is_wri
 def test_without_reports_a_study_reports_beside_its_records(tmp_path):
     args = harness.study.parser().parse_args(["sgd_vs_adam", "--root", str(tmp_path / "runs")])
     assert harness.cli.reports_folder(args) == tmp_path / "runs" / "reports"  # the checkout's reports/ untouched
+
+
+# --- fuzzing: hundreds of damaged inputs, each a clear error (or, where the damage is harmless, accepted) -------
+
+
+def test_a_real_checkpoint_truncated_or_bit_flipped_anywhere_is_a_clear_value_error(tmp_path):
+    from harness.learn.models import build_model
+
+    good = tmp_path / "good.pt"
+    torch.save(build_model("lenet5", 5, "none").net.state_dict(), good)
+    data, rng, path = good.read_bytes(), random.Random(0), tmp_path / "damaged.pt"
+    cuts = [rng.randrange(len(data)) for _ in range(60)]
+    flips = [rng.randrange(len(data)) for _ in range(60)]
+    for damaged in [data[:c] for c in cuts] + [data[:f] + bytes([data[f] ^ 0xFF]) + data[f + 1:] for f in flips]:
+        path.write_bytes(damaged)
+        try:
+            read_state_dict(path)  # a flip inside tensor data still loads: damaged numbers, not a broken file
+        except ValueError as error:
+            assert str(path) in str(error) and "torch.save(model.state_dict()" in str(error)
+
+
+@pytest.mark.parametrize("kind", ["png", "jpg"])
+def test_an_image_truncated_or_bit_flipped_anywhere_reads_or_is_a_broken_image_naming_it(tmp_path, kind):
+    from PIL import Image
+
+    good = tmp_path / f"good.{kind}"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(good)
+    data, rng, path = good.read_bytes(), random.Random(1), tmp_path / f"damaged.{kind}"
+    cuts = [rng.randrange(1, len(data)) for _ in range(40)]
+    flips = [rng.randrange(len(data)) for _ in range(40)]
+    broken = 0
+    for damaged in [data[:c] for c in cuts] + [data[:f] + bytes([data[f] ^ 0xFF]) + data[f + 1:] for f in flips]:
+        path.write_bytes(damaged)
+        try:
+            assert ImageFiles([str(path)]).read([0], 32).shape[-2:] == (32, 32)
+        except BrokenImage as error:
+            assert f"cannot read image {path}" in str(error)
+            broken += 1
+    assert broken >= 40  # every truncation at least is caught
+
+
+def test_a_study_file_damaged_anywhere_is_refused_naming_the_file(tmp_path):
+    from harness.spec import STUDIES_DIR, study_from_source
+
+    source, rng, path = (STUDIES_DIR / "sgd_vs_adam.py").read_text(), random.Random(2), tmp_path / "sgd_vs_adam.py"
+    lines = source.splitlines(keepends=True)
+    damaged = [source[: rng.randrange(len(source))] for _ in range(40)]  # truncated
+    damaged += ["".join(line for j, line in enumerate(lines) if j != rng.randrange(len(lines))) for _ in range(40)]
+    for i in range(40):  # a character replaced by another anywhere
+        at = rng.randrange(len(source))
+        damaged.append(source[:at] + rng.choice("()[]{},:=\"'#0a ") + source[at + 1:])
+    refused = 0
+    for text in damaged:
+        try:
+            study_from_source("sgd_vs_adam", text, path)
+        except (ValueError, TypeError) as error:  # the errors the command line turns into exit 2 and one message
+            assert str(error).startswith(str(path)) or "sgd_vs_adam" in str(error), error
+            refused += 1
+    assert refused >= 60  # most damage breaks the file; what loads is a (changed) valid study

@@ -59,3 +59,39 @@ def test_a_slot_cut_off_by_an_outage_is_interrupted_and_runs_again_while_the_wor
     trial = study.trials[0]
     assert outcome is Outcome.INTERRUPTED and value is None and not counts(trial)
     assert trial.user_attrs["outcome"] == "interrupted" and "storage was unreachable" in trial.user_attrs["state_reason"]
+
+
+def test_a_full_disk_is_told_by_its_code_and_says_where():
+    import errno
+    import sqlite3
+
+    from harness.run.outage import disk_full
+
+    assert disk_full(OSError(errno.ENOSPC, "No space left on device", "/data/ckpt.pt")) == "writing /data/ckpt.pt"
+    full_db = sqlite3.OperationalError("database or disk is full")
+    full_db.sqlite_errorcode = 13  # as sqlite3 sets it
+    try:
+        raise sqlalchemy.exc.OperationalError("INSERT", {}, full_db) from full_db
+    except sqlalchemy.exc.OperationalError as wrapped:
+        assert disk_full(wrapped) == "writing an SQLite store"
+    assert disk_full(OSError(errno.EACCES, "Permission denied")) is None  # another error
+    assert disk_full(ValueError("No space left on device")) is None  # the words do not decide
+
+
+def test_a_run_that_meets_a_full_disk_is_interrupted_not_failed_and_the_worker_stops():
+    import errno
+
+    from harness.run.outage import DiskFull
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({}, user_attrs={"slot": "0"})
+    job = Job("search", Arm("a", "sgd"), study, study.ask())
+
+    def run(trial):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/mlruns/checkpoints/x.pt")
+
+    with pytest.raises(DiskFull, match=r"the disk is full \(writing /data/mlruns/checkpoints/x.pt\).*rerun"):
+        run_slot(job, lambda: None, run)
+    trial = study.trials[0]
+    assert not counts(trial) and trial.user_attrs["outcome"] == "interrupted"  # it runs again after a rerun
+    assert "the disk is full" in trial.user_attrs["state_reason"]

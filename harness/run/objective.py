@@ -23,7 +23,7 @@ from harness.learn.models import build_model, preprocessing
 from harness.learn.train import Diverged, device, evaluate, fit, seed_everything
 from harness.run import kept
 from harness.run.checkpoints import source_checkpoint
-from harness.run.outage import is_outage
+from harness.run.outage import disk_full, is_outage
 from harness.run.tracking import MetricBuffer, start_child_run
 from harness.run.work import Job
 from harness.schema import Attr, Outcome, Phase, Tag
@@ -45,6 +45,8 @@ def outcome_for(error: BaseException | None) -> tuple[Outcome, str]:
         return Outcome.DIVERGED, f"diverged: {error}"
     if isinstance(error, KeyboardInterrupt):
         return Outcome.INTERRUPTED, "interrupted (Ctrl-C)"
+    if (full := disk_full(error)) is not None:  # nothing about the configuration either: it runs again
+        return Outcome.INTERRUPTED, f"interrupted: the disk is full ({full})"
     if is_outage(error):  # the storage went away mid-run: says nothing about the configuration
         return Outcome.INTERRUPTED, f"interrupted: the storage was unreachable ({type(error).__name__})"
     return Outcome.FAILED, f"error: {type(error).__name__}: {error}"

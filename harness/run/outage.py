@@ -9,7 +9,9 @@ will not recover.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from typing import TypeVar
 T = TypeVar("T")
 PATIENCE_SECONDS = 600.0
 FIRST_WAIT, LONGEST_WAIT = 1.0, 30.0
+SQLITE_FULL = 13  # sqlite3's result code for "database or disk is full"
 
 
 def _outage_types() -> tuple[type[BaseException], ...]:
@@ -32,6 +35,38 @@ def _outage_types() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(types)
+
+
+def _chain(error: BaseException | None):
+    seen = 0
+    while error is not None and seen < 10:
+        yield error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+
+
+def disk_full(error: BaseException | None) -> str | None:
+    """Where the disk is full, if `error` or its cause says so by its type and code (ENOSPC, SQLITE_FULL,
+    PostgreSQL's disk-full class); else None."""
+    try:
+        from psycopg.errors import DiskFull as PostgresDiskFull
+    except ImportError:
+        PostgresDiskFull = ()  # noqa: N806 - no psycopg: no PostgreSQL store to fill
+    for e in _chain(error):
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return f"writing {e.filename}" if e.filename else "writing a file"
+        if isinstance(e, sqlite3.Error) and getattr(e, "sqlite_errorcode", None) == SQLITE_FULL:
+            return "writing an SQLite store"
+        if PostgresDiskFull and isinstance(e, PostgresDiskFull):
+            return "on the PostgreSQL server"
+    return None
+
+
+class DiskFull(RuntimeError):
+    """A run could not write for want of disk space: the worker stops, and a rerun carries on."""
+
+    def __init__(self, where: str):
+        super().__init__(f"the disk is full ({where}); finished work is kept: free some space and rerun the "
+                         "same command (what was cut off runs again)")
 
 
 def is_outage(error: BaseException | None) -> bool:
@@ -58,13 +93,14 @@ def retrying(action: Callable[[], T], what: str, patience: float = PATIENCE_SECO
         except Exception as error:
             if not is_outage(error):
                 raise
-            waited = time.monotonic() - start
+            waited, full = time.monotonic() - start, disk_full(error)
+            problem = f"the disk is full ({full})" if full else "the storage stayed unreachable"
             if waited >= patience:
-                raise StorageGone(f"the storage stayed unreachable for {waited:.0f} s while {what} "
-                                  f"({type(error).__name__}); finished work is kept: rerun the same command "
-                                  "once it is back") from error
-            print(f"storage unreachable while {what} ({type(error).__name__}); retrying in {wait:.0f} s",
-                  file=sys.stderr, flush=True)
+                raise StorageGone(f"{problem} for {waited:.0f} s while {what} ({type(error).__name__}); finished "
+                                  "work is kept: rerun the same command once it is back") from error
+            now = f"the disk is full ({full}): free some space" if full else "storage unreachable"
+            print(f"{now} while {what} ({type(error).__name__}); retrying in {wait:.0f} s", file=sys.stderr,
+                  flush=True)
             logging.getLogger("harness").debug("outage: %s", error)
             sleep(wait)
             wait = min(wait * 2, LONGEST_WAIT)

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from harness.run.objective import outcome_for
-from harness.run.outage import is_outage, retrying
+from harness.run.outage import DiskFull, disk_full, is_outage, retrying
 from harness.run.work import Job
 from harness.schema import Attr, Outcome
 
@@ -39,6 +39,8 @@ def run_slot(job: Job, prepare: Callable[[], None],
     except BaseException as error:
         outcome, reason = outcome_for(error)
         record(job, outcome, reason)
+        if (full := disk_full(error)) is not None:  # every next run would fail alike: the worker stops
+            raise DiskFull(full) from error
         if is_outage(error):  # recorded once the storage answered: the slot runs again, the worker goes on
             return outcome, None
         if outcome is Outcome.INTERRUPTED or not isinstance(error, Exception):

@@ -8,6 +8,7 @@ Publishing (the chosen models, the report) is the caller's: the worker only deci
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.run import checkpoints, objective, progress, queue
-from harness.run.outage import StorageGone, retrying
+from harness.run.outage import DiskFull, StorageGone, retrying
 from harness.run.pairing import pair
 from harness.run.parent import ParentRun
 from harness.run.slot import record, run_slot
@@ -69,8 +70,9 @@ class Worker:
             print(f"\ninterrupted: finished trials are kept in {self.stores.root}; rerun the same command to "
                   "resume (what was cut off runs again, with the same settings)", file=sys.stderr)
             return 130
-        except StorageGone as error:
-            self.parent.end("KILLED")
+        except (StorageGone, DiskFull) as error:
+            with contextlib.suppress(Exception):  # the store may be the one that is full
+                self.parent.end("KILLED")
             print(f"\nstopped: {error}", file=sys.stderr)
             return 75  # EX_TEMPFAIL: try again later
         except Exception:
