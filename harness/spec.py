@@ -61,6 +61,9 @@ class TrialConfig:
     lp_epochs: int = 0  # linear-probe epochs before full fine-tuning, for lp_ft
     stage_lr_decay: float = 1.0  # discriminative lrs: stage i from the top gets lr * decay**i
     bn_frozen_eval: bool = True  # BatchNorm in frozen stages keeps its running statistics
+    # colour images for a model that takes one channel (LeNet-5): "keep" widens its first convolution to three
+    # channels (the pretrained filters repeated and scaled 1/3, timm's adapt_input_conv), "grey" turns them grey
+    colour: str = "keep"
     # optimisation
     optimizer: str = "sgd"
     lr: float = 0.01

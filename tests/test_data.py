@@ -330,16 +330,69 @@ def test_grey_images_feed_the_weights_transforms_as_three_channels():
     assert preprocess(torch.rand(2, 1, 40, 40), pre).shape == (2, 3, 224, 224)
 
 
-def test_colour_images_fed_to_a_one_channel_model_are_warned_about_and_grey_ones_are_not(tmp_path):
+def test_colour_images_turned_grey_on_request_are_warned_about_and_grey_ones_are_not(tmp_path):
     from harness.learn.checks import colour_warning
 
     images, labels = digits(per_class=4, classes=3)
     colour = write_folder(tmp_path / "colour", images, labels, rgb=True)
     grey = write_folder(tmp_path / "grey", images, labels, rgb=False)
-    said = colour_warning(TrialConfig(dataset=f"folder:{colour}", model="lenet5"))
-    assert said and "are in colour, but lenet5 takes one channel" in said and "--model resnet18" in said
-    assert colour_warning(TrialConfig(dataset=f"folder:{grey}", model="lenet5")) is None
+    said = colour_warning(TrialConfig(dataset=f"folder:{colour}", model="lenet5", colour="grey"))
+    assert said and "colour='grey' turns them grey for lenet5" in said and "Leave colour at 'keep'" in said
+    assert colour_warning(TrialConfig(dataset=f"folder:{colour}", model="lenet5")) is None  # kept: nothing lost
+    assert colour_warning(TrialConfig(dataset=f"folder:{grey}", model="lenet5", colour="grey")) is None
     assert colour_warning(TrialConfig(dataset=f"folder:{colour}", model="resnet18", weights="none")) is None
+
+
+def test_a_one_channel_model_on_colour_images_gets_three_channels_and_grey_images_keep_one(tmp_path):
+    from harness.learn.data import target_preprocessing
+
+    images, labels = digits(per_class=4, classes=3)
+    colour = write_folder(tmp_path / "colour", images, labels, rgb=True)
+    grey = write_folder(tmp_path / "grey", images, labels, rgb=False)
+    kept = target_preprocessing(TrialConfig(dataset=f"folder:{colour}", model="lenet5"))
+    assert (kept.channels, kept.widened_from, kept.mean) == (3, 1, (0.5, 0.5, 0.5))
+    assert target_preprocessing(TrialConfig(dataset=f"folder:{grey}", model="lenet5")).channels == 1
+    assert target_preprocessing(TrialConfig(dataset=f"folder:{colour}", model="lenet5", colour="grey")).channels == 1
+    assert target_preprocessing(TrialConfig(dataset="cifar10", model="lenet5")).channels == 3  # the registry says
+    assert target_preprocessing(TrialConfig(dataset="digits", model="lenet5")).widened_from is None
+
+
+def test_the_widened_first_convolution_sees_a_grey_image_as_the_pretrained_one_did():
+    from harness.learn.models import build_model, widen_input
+
+    grey_model = build_model("lenet5", 5)
+    wide = build_model("lenet5", 5)
+    wide.load_state_dict(grey_model.state_dict())
+    widen_input(wide.net, 3)
+    grey = torch.rand(4, 1, 32, 32)
+    torch.testing.assert_close(wide.net.conv1(grey.expand(-1, 3, -1, -1)), grey_model.net.conv1(grey))
+    assert wide.net.conv1[0].in_channels == 3 and build_model("lenet5", 5, in_channels=3).net.conv1[0].in_channels == 3
+
+
+def test_classes_that_differ_only_in_colour_are_learned_once_colour_is_kept(tmp_path):
+    """Red, green and blue squares of one brightness: grey, the three classes are one; in colour, easy."""
+    from PIL import Image
+
+    from harness.learn.data import make_task, target_preprocessing
+    from harness.learn.models import build_model
+    from harness.learn.train import evaluate, fit
+
+    rng = np.random.default_rng(0)
+    for label, rgb in enumerate([(150, 0, 0), (0, 77, 0), (0, 0, 255)]):  # nearly one brightness
+        (tmp_path / "c" / f"class_{label}").mkdir(parents=True)
+        for i in range(40):
+            pixels = np.clip(np.array(rgb) * rng.uniform(0.9, 1.1) + rng.normal(0, 4, (32, 32, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "c" / f"class_{label}" / f"{i}.png")
+    accuracy = {}
+    for colour in ("keep", "grey"):
+        cfg = TrialConfig(dataset=f"folder:{tmp_path / 'c'}", target_classes=None, shots=None, model="lenet5",
+                          weights="none", optimizer="adam", lr=3e-3, epochs=25, colour=colour)
+        task = make_task(cfg, target_preprocessing(cfg))
+        torch.manual_seed(0)  # the same initialisation each time
+        model = build_model("lenet5", 3, in_channels=task.pre.channels)
+        fit(model, task, cfg)
+        accuracy[colour] = evaluate(model, task.test).acc
+    assert accuracy["keep"] > 0.9 and accuracy["grey"] < 0.7, accuracy
 
 
 def test_too_many_shots_names_the_classes_short_of_images_and_the_flag_to_change():

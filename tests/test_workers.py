@@ -196,11 +196,14 @@ def test_a_worker_killed_mid_trial_reruns_that_configuration_and_the_verdict_is_
 def interrupt_at(tiny: Tiny, marker: str, *extra: str) -> tuple[int, str]:
     """Ctrl-C as a terminal sends it (SIGINT to the command's whole process group, forked workers included)
     as soon as `marker` is printed; returns the exit status and everything printed."""
-    # SIGINT's default action restored: a test run from a background job inherits it ignored, and Python then
-    # raises no KeyboardInterrupt
-    proc = subprocess.Popen(tiny.args(*extra), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # a test run from a background job has SIGINT ignored, and a child inherits that (Python then raises no
+    # KeyboardInterrupt); a handled signal is reset to its default in the child instead
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(tiny.args(*extra), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     out = []
     for line in proc.stdout:
         out.append(line)

@@ -8,12 +8,15 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from harness.learn.datasets import FOLDER, check_data
+from harness.learn.colour import dataset_in_colour
+from harness.learn.datasets import check_data
 from harness.learn.models import STRATEGIES, build_model, check_weights_file, model_spec, require_imagenet
 from harness.learn.optim import OPTIMIZERS, params_problem
 from harness.learn.train import LR_SCHEDULES
 from harness.learn.weights import WeightsUnavailable
 from harness.spec import TrialConfig, weights_kind
+
+COLOURS = ("keep", "grey")  # TrialConfig.colour: widen a 1-channel model's input for colour images, or turn them grey
 
 
 @functools.cache
@@ -23,7 +26,8 @@ def _stage_count(model: str) -> int:
 
 def problems(cfg: TrialConfig) -> Iterator[tuple[str, str]]:
     """(field, what is wrong) for each invalid value of `cfg`."""
-    choices: dict[str, Any] = {"strategy": STRATEGIES, "lr_schedule": LR_SCHEDULES, "optimizer": OPTIMIZERS}
+    choices: dict[str, Any] = {"strategy": STRATEGIES, "lr_schedule": LR_SCHEDULES, "optimizer": OPTIMIZERS,
+                               "colour": COLOURS}
     for field, registry in choices.items():
         value = getattr(cfg, field)
         if value not in registry:
@@ -60,40 +64,19 @@ def problems(cfg: TrialConfig) -> Iterator[tuple[str, str]]:
                 yield field, f"{field}={value}, but {cfg.model} has stages 0..{n_stages}"
 
 
-COLOUR_SPREAD = 12  # mean max-minus-min channel value (of 255) above which an image carries colour
-COLOUR_SAMPLE = 40  # images looked at
-
-
-@functools.lru_cache(maxsize=8)
-def _in_colour(path: str) -> bool:
-    """Whether most of a sample of a folder's images carry colour (not grey stored as RGB)."""
-    import numpy as np
-    from PIL import Image
-
-    from harness.learn.datasets import _image_list, folder_layout
-
-    pool, held_out, classes = folder_layout(path)
-    files, _ = _image_list(pool + ([held_out] if held_out else []), classes, require_all=False)
-    step = max(1, len(files) // COLOUR_SAMPLE)
-    spreads = []
-    for file in files[::step][:COLOUR_SAMPLE]:
-        with Image.open(file) as image:
-            rgb = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.int16)
-        spreads.append(float((rgb.max(axis=2) - rgb.min(axis=2)).mean()))
-    return bool(spreads) and float(np.median(spreads)) > COLOUR_SPREAD
-
-
 def colour_warning(cfg: TrialConfig) -> str | None:
-    """A folder of colour images fine-tuned by a model that takes one channel: colour is lost, say so."""
+    """Colour images turned grey for a model that takes one channel, because the study asked (colour="grey"):
+    classes that differ by colour will look alike, so say so. By default (colour="keep") the model's first
+    convolution is widened instead, and nothing is lost."""
     from harness.learn.models import preprocessing
 
-    if not cfg.dataset.startswith(FOLDER) or preprocessing(cfg.model, cfg.weights).channels != 1:
+    if cfg.colour != "grey" or preprocessing(cfg.model, cfg.weights).channels != 1:
         return None
-    if not _in_colour(cfg.dataset.removeprefix(FOLDER)):
+    if not dataset_in_colour(cfg.dataset):
         return None
-    return (f"the images in {cfg.dataset.removeprefix(FOLDER)} are in colour, but {cfg.model} takes one channel: "
-            "they are turned grey, and classes that differ by colour will look alike. Use a model that takes "
-            "colour (--model resnet18, with --weights imagenet where you have them)")
+    return (f"the images of {cfg.dataset} are in colour, but colour='grey' turns them grey for {cfg.model}, "
+            "which takes one channel: classes that differ by colour will look alike. Leave colour at 'keep' "
+            "(the first convolution is widened to take colour) or use a model that takes colour")
 
 
 SMALL_VALIDATION = 5  # validation images per class below which trials cannot be ranked

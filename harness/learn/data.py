@@ -105,6 +105,22 @@ class Task:
         return {name: hashlib.sha1(np.sort(s.indices).tobytes()).hexdigest()[:12] for name, s in self.splits().items()}
 
 
+def target_preprocessing(cfg) -> Preprocess:
+    """The input a run's target task is built for: the model's own (`preprocessing`), widened to three channels
+    where the model takes one, the target's images are in colour and `cfg.colour` is "keep" (the model's first
+    convolution is widened to match: `harness.learn.models.widen_input`)."""
+    import dataclasses
+
+    from harness.learn.colour import dataset_in_colour
+    from harness.learn.models import preprocessing
+    from harness.spec import weights_kind
+
+    pre = preprocessing(cfg.model, "imagenet" if weights_kind(cfg.weights) == "imagenet" else "none")
+    if cfg.colour == "keep" and pre.channels == 1 and dataset_in_colour(cfg.dataset):
+        return dataclasses.replace(pre, channels=3, mean=pre.mean * 3, std=pre.std * 3, widened_from=1)
+    return pre
+
+
 def preprocess(images: torch.Tensor, pre: Preprocess) -> torch.Tensor:
     """Resize (and crop), match channels, normalise: deterministic, so evaluation sees the same input.
 

@@ -112,6 +112,7 @@ class DatasetSpec:
     num_classes: int  # known without loading the data, so a bad class split fails before a study starts
     hflip: bool = True  # horizontal flips keep the label (not for digits or text)
     download: Download | None = None  # torchvision datasets: what to put where when offline
+    colour: bool = False  # its images are RGB (a folder's are looked at: `in_colour`)
 
 
 def load_digits(data_root: str) -> RawData:
@@ -212,18 +213,18 @@ DATASETS: dict[str, DatasetSpec] = {
                                  download=Download(("FashionMNIST/raw",), "FashionMNIST/raw",
                                                    _mnist_urls(tvd.FashionMNIST))),
     "cifar10": DatasetSpec(_cifar("cifar10", tvd.CIFAR10), 10,
-                           download=Download(("cifar-10-batches-py",), ".", (tvd.CIFAR10.url,))),
+                           download=Download(("cifar-10-batches-py",), ".", (tvd.CIFAR10.url,)), colour=True),
     "cifar100": DatasetSpec(_cifar("cifar100", tvd.CIFAR100), 100,
-                            download=Download(("cifar-100-python",), ".", (tvd.CIFAR100.url,))),
+                            download=Download(("cifar-100-python",), ".", (tvd.CIFAR100.url,)), colour=True),
     "svhn": DatasetSpec(load_svhn, 10, hflip=False,
                         download=Download(tuple(v[1] for k, v in tvd.SVHN.split_list.items() if k != "extra"), ".",
-                                          tuple(v[0] for k, v in tvd.SVHN.split_list.items() if k != "extra"))),
-    "stl10": DatasetSpec(load_stl10, 10, download=Download(("stl10_binary",), ".", (tvd.STL10.url,))),
+                                          tuple(v[0] for k, v in tvd.SVHN.split_list.items() if k != "extra")), colour=True),
+    "stl10": DatasetSpec(load_stl10, 10, download=Download(("stl10_binary",), ".", (tvd.STL10.url,)), colour=True),
     "flowers102": DatasetSpec(load_flowers102, 102, download=Download(
         ("flowers-102",), "flowers-102",
-        tuple(tvd.Flowers102._download_url_prefix + f for f, _ in tvd.Flowers102._file_dict.values()))),
+        tuple(tvd.Flowers102._download_url_prefix + f for f, _ in tvd.Flowers102._file_dict.values())), colour=True),
     "oxford_iiit_pet": DatasetSpec(load_oxford_iiit_pet, 37, download=Download(
-        ("oxford-iiit-pet",), "oxford-iiit-pet", tuple(url for url, _ in tvd.OxfordIIITPet._RESOURCES))),
+        ("oxford-iiit-pet",), "oxford-iiit-pet", tuple(url for url, _ in tvd.OxfordIIITPet._RESOURCES)), colour=True),
 }
 
 

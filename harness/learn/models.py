@@ -13,7 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
-from harness.learn.weights import imagenet_file, load_checkpoint, unavailable
+from harness.learn.weights import imagenet_file, load_checkpoint, unavailable, widen_input
 from harness.spec import weights_kind
 
 StagePaths = list[tuple[str, list[str]]]  # (stage name, module paths), from input to output
@@ -161,10 +161,8 @@ def model_spec(name: str) -> ModelSpec:
     if name in torchvision_classifiers():
         min_size = torchvision.models.get_model_weights(name).DEFAULT.meta["min_size"]  # metadata, no download
         return _tv(name, input_size=max(32, *min_size))  # ViT and Swin take nothing smaller than 224
-    raise ValueError(
-        f"unknown model {name!r}; registry: {', '.join(MODELS)}; "
-        "or any torchvision classification model (torchvision.models.list_models())"
-    )
+    raise ValueError(f"unknown model {name!r}; registry: {', '.join(MODELS)}; "
+                     "or any torchvision classification model (torchvision.models.list_models())")
 
 
 class TransferNet(nn.Module):
@@ -278,11 +276,11 @@ def check_weights_file(path: str | Path, model: str) -> None:
 
 
 def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_eval: bool = True,
-                transfer_stages: int | None = None) -> TransferNet:
+                transfer_stages: int | None = None, in_channels: int | None = None) -> TransferNet:
     """Build `name` with `weights` (none | imagenet | a checkpoint path) and a head for `num_classes`.
 
     `transfer_stages=n` keeps the pretrained weights of the first n stages only and re-initialises the rest
-    (Yosinski et al. 2014's AnB networks); None keeps them all.
+    (Yosinski et al. 2014's AnB networks); None keeps them all. Other `in_channels` widen the first convolution.
 
     >>> build_model("lenet5", 5).stage_names
     ['conv1', 'conv2', 'fc1', 'fc2']
@@ -304,6 +302,8 @@ def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_ev
         for _, paths in stages[transfer_stages:]:
             for path in paths:
                 net.get_submodule(path).load_state_dict(fresh.get_submodule(path).state_dict())
+    if in_channels is not None and in_channels != spec.in_channels:
+        widen_input(net, in_channels)
     _replace_head(net, head, num_classes)
     return TransferNet(net, stages, head, bn_frozen_eval)
 
@@ -324,6 +324,7 @@ class Preprocess:
     interpolation: str = "bilinear"  # torchvision InterpolationMode value (Swin's weights declare bicubic)
     antialias: bool = True
     weights: str | None = None  # torchvision weights whose transforms() this is, e.g. "Swin_T_Weights.IMAGENET1K_V1"
+    widened_from: int | None = None  # the model's own input channels, where its first convolution was widened
 
     def transforms(self) -> torch.nn.Module | None:
         """The weights' own transform (resize, crop, normalise), or None for ours."""

@@ -67,7 +67,9 @@ def checkpoint_key(cfg: TrialConfig) -> str:
     pcfg = pretrain_config(cfg)
     flat = pcfg.flat()
     flat.pop("data_root")  # where the files are does not change what they are
+    flat.pop("colour")  # the source trains on the model's own channels: a target's colour changes nothing here
     flat["preprocess"] = dataclasses.asdict(source_preprocessing(cfg))  # the input the weights were trained on
+    del flat["preprocess"]["widened_from"]  # always None: the source trains on the model's own channels
     short = digest(flat, length=10)
     dataset = re.sub(r"[^\w.-]+", "_", pcfg.dataset)  # folder:/a/b -> folder_a_b: the key names files
     return f"{cfg.model}-{dataset}-{short}"

@@ -76,3 +76,21 @@ def load_checkpoint(net: nn.Module, path: str | Path, head: str) -> None:
         raise ValueError(f"checkpoint {path} does not fit this model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
     net.load_state_dict(state, strict=False)
+
+
+def widen_input(net: nn.Module, channels: int) -> None:
+    """The first convolution takes `channels` input channels: its filters repeated over them and scaled so a grey
+    image given as equal channels gives the same output as before (timm's `adapt_input_conv`, for a 1-channel
+    model and colour images: the model starts where its pretraining left it and can learn colour)."""
+    path, conv = next((p, m) for p, m in net.named_modules() if isinstance(m, nn.Conv2d))
+    if conv.in_channels == channels:
+        return
+    if conv.in_channels != 1 or conv.groups != 1:
+        raise ValueError(f"cannot widen a first convolution of {conv.in_channels} channels to {channels}")
+    wide = nn.Conv2d(channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                     bias=conv.bias is not None, padding_mode=conv.padding_mode)
+    with torch.no_grad():
+        wide.weight.copy_(conv.weight.repeat(1, channels, 1, 1) / channels)
+        if conv.bias is not None:
+            wide.bias.copy_(conv.bias)
+    net.set_submodule(path, wide)

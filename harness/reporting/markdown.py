@@ -164,6 +164,11 @@ def _six_steps(record: StudyRecord, out: Path) -> str:
     dataset = ov.get("dataset", params.get("dataset", "?"))
     classes = ", ".join(map(str, ov.get("classes", []))) or "?"
     model = f"{_distinct(record, 'model')}, weights `{_distinct(record, 'weights')}`"
+    pre = ov.get("preprocess") or {}
+    if pre.get("widened_from"):  # a 1-channel model given colour images (TrialConfig.colour = "keep")
+        model += (f", its first convolution widened from {pre['widened_from']} to {pre['channels']} channels to "
+                  f"keep the images' colour (the pretrained filters repeated and scaled 1/{pre['channels']}, as "
+                  "timm's adapt_input_conv does)")
     steps = [
         f"**Import libraries**: {_versions(tags)} (parent-run tags `version.*`).",
         (f"**Import the dataset**: {dataset}, classes {classes}; "

@@ -18,8 +18,8 @@ import optuna
 import torch
 from sklearn.metrics import confusion_matrix
 
-from harness.learn.data import Task, make_task
-from harness.learn.models import build_model, preprocessing
+from harness.learn.data import Task, make_task, target_preprocessing
+from harness.learn.models import build_model
 from harness.learn.train import Diverged, device, evaluate, fit, seed_everything
 from harness.run import kept
 from harness.run.checkpoints import source_checkpoint
@@ -67,8 +67,7 @@ class RunContext:
     tasks: dict[tuple, Task] = field(default_factory=dict)
 
     def task(self, cfg: TrialConfig) -> Task:
-        weights = "imagenet" if weights_kind(cfg.weights) == "imagenet" else "none"
-        pre = preprocessing(cfg.model, weights)
+        pre = target_preprocessing(cfg)
         key = (cfg.dataset, cfg.data_root, cfg.source_classes, cfg.target_classes, cfg.shots,
                cfg.val_fraction, cfg.test_fraction, cfg.split_seed, cfg.partition_seed, pre)
         if key not in self.tasks:
@@ -144,7 +143,8 @@ def starting_weights(cfg: TrialConfig, ctx: RunContext) -> tuple[str, dict[str, 
 
 def initial_model(cfg: TrialConfig, task: Task, weights: str) -> torch.nn.Module:
     seed_everything(cfg.seed)  # the new head's initialisation depends on the seed
-    model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval, cfg.transfer_stages)
+    model = build_model(cfg.model, len(task.classes), weights, cfg.bn_frozen_eval, cfg.transfer_stages,
+                        in_channels=task.pre.channels)
     return model.to(device())
 
 
@@ -268,7 +268,8 @@ def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTria
         model = initial_model(cfg, task, starting_weights(cfg, ctx)[0])
         state = fit(model, task, cfg).best_state
     else:
-        model = build_model(cfg.model, len(task.classes), "none", cfg.bn_frozen_eval, cfg.transfer_stages)
+        model = build_model(cfg.model, len(task.classes), "none", cfg.bn_frozen_eval, cfg.transfer_stages,
+                            in_channels=task.pre.channels)
         model = model.to(device())
     model.load_state_dict(state)
     model.eval()

@@ -50,7 +50,7 @@ def disk_full(error: BaseException | None) -> str | None:
     try:
         from psycopg.errors import DiskFull as PostgresDiskFull
     except ImportError:
-        PostgresDiskFull = ()  # noqa: N806 - no psycopg: no PostgreSQL store to fill
+        PostgresDiskFull = ()
     for e in _chain(error):
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             return f"writing {e.filename}" if e.filename else "writing a file"
