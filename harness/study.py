@@ -239,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        from harness.run.outage import is_outage
+
+        if not is_outage(error):
+            raise
+        print(f"error: the storage went away while the study was being checked ({type(error).__name__}); "
+              "nothing was written: rerun the same command once it is back", file=sys.stderr)
+        return 75
     from harness.run.resources import plan_workers
 
     plan = plan_workers(args.workers if state == "open" else 1)  # a finished study's rerun: one process says so

@@ -17,7 +17,7 @@ from harness.inference.aggregate import (
     probability_of_improvement,
 )
 
-REPS = 2000  # simulated suites per setting: a rate's Monte Carlo standard error is about 0.005
+REPS = 1200  # simulated suites per setting: a rate's Monte Carlo standard error is about 0.006
 WORKLOADS, SEEDS = 10, 10
 
 

@@ -45,7 +45,11 @@ class Worker:
 
     def run(self) -> int:
         """Take slots until the study is done; return 0, or 130 after Ctrl-C."""
-        self.open()
+        try:  # opening is idempotent (every study and experiment is created if missing): after an outage, again
+            retrying(self.open, "opening the study's stores")
+        except StorageGone as error:
+            print(f"\nstopped: {error}", file=sys.stderr)
+            return 75
         if self.work.done:
             return self.nothing_to_do()
         heartbeat = queue.Heartbeat(self.parent.beat)
