@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import os
 import shlex
-import subprocess
 import sys
 from typing import Any
 
 from harness.cli import HelpFormatter, add_store_flags, at_most, positive_int, reports_folder
+from harness.run.launch import launch_workers, wait_for
 from harness.spec import LIMITS, VARIANT_SETTINGS, StudySpec, list_studies, load_study
 from harness.stores import Stores
 
@@ -251,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = plan_workers(args.workers if state == "open" else 1)  # a finished study's rerun: one process says so
     if plan.workers > 1:
-        return wait_for(launch_workers(argv, plan))
+        return wait_for(launch_workers(argv, plan, main))
     import torch
 
     torch.set_num_threads(args.threads or plan.threads)
@@ -280,77 +279,6 @@ def run_worker(spec: StudySpec, stores: Stores, args: argparse.Namespace, comman
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-
-def launch_workers(argv: list[str], plan) -> list[Any]:
-    """Start `plan.workers` copies of this command as worker processes sharing the stores, each with its
-    threads and, on a GPU box, GPU i mod the number of GPUs for worker i.
-
-    On a CPU the workers are forked from this process, which has imported and checked everything already: a
-    worker starts in a fraction of a second instead of paying the imports again (about 5 s each). A GPU box
-    starts fresh interpreters instead, since CUDA cannot be used in a forked child."""
-    rest = [a for i, a in enumerate(argv) if a != "--workers" and (i == 0 or argv[i - 1] != "--workers")
-            and not a.startswith("--workers=")]
-    threads = str(plan.threads)
-    worker_argv = [*rest, "--workers", "1", "--threads", threads]
-    fork = not plan.gpus and "fork" in multiprocessing.get_all_start_methods()
-    if fork:
-        _close_connections(close=True)  # SQLite must not see a connection cross a fork, even one left unused
-    procs: list[Any] = []
-    for i in range(plan.workers):
-        if fork:
-            procs.append(multiprocessing.get_context("fork").Process(target=_forked_worker, args=(worker_argv,)))
-            procs[-1].start()
-            continue
-        # OpenMP's pools are sized at import: set them before the child starts
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-        if plan.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = plan.gpus[i % len(plan.gpus)]
-        procs.append(subprocess.Popen([sys.executable, "-m", "harness.study", *worker_argv], env=env))
-    print(f"started {plan.describe()}", flush=True)
-    return procs
-
-
-def _close_connections(close: bool) -> None:
-    """Every SQLAlchemy engine's pooled connections dropped: closed (`close`, in the process that opened them),
-    or forgotten (in a forked child: SQLAlchemy's recipe, the parent's own left alone)."""
-    import gc
-    import warnings
-
-    import sqlalchemy
-
-    gc.collect()  # stores opened by the checks and no longer referenced: closed now, not at some later collection
-    with warnings.catch_warnings():  # looking at every object touches deprecated module attributes
-        warnings.simplefilter("ignore")
-        engines = [o for o in gc.get_objects() if isinstance(o, sqlalchemy.engine.Engine)]
-    for engine in engines:
-        engine.dispose(close=close)
-
-
-def _forked_worker(argv: list[str]) -> None:
-    """A forked worker: nothing of the parent's connections or identity carries over, then the worker's main."""
-    from harness.run.queue import worker_id
-
-    worker_id.cache_clear()  # the worker's id holds its own pid
-    _close_connections(close=False)
-    sys.exit(main(argv))
-
-
-def wait_for(procs: list[Any]) -> int:
-    """Wait for every worker (a forked process or a fresh interpreter); the worst exit status."""
-    codes = []
-    for proc in procs:
-        while True:
-            try:
-                if isinstance(proc, subprocess.Popen):
-                    codes.append(proc.wait())
-                else:
-                    proc.join()
-                    codes.append(proc.exitcode)
-                break
-            except KeyboardInterrupt:  # the workers got the Ctrl-C too: wait for them to record it
-                continue
-    return max(codes, key=lambda c: (c != 0, abs(c)))
 
 
 if __name__ == "__main__":

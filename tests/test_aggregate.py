@@ -21,6 +21,11 @@ REPS = 1200  # simulated suites per setting: a rate's Monte Carlo standard error
 WORKLOADS, SEEDS = 10, 10
 
 
+def level_bound(reps: int, alpha: float = 0.05) -> float:
+    """The nominal level plus three Monte Carlo standard errors: a calibrated test stays under it."""
+    return alpha + 3 * math.sqrt(alpha * (1 - alpha) / reps)
+
+
 def test_probability_of_improvement_counts_pairs_and_halves_ties():
     assert improvement_probability([1, 2, 3], [2]) == pytest.approx(0.5)  # below, tie, above
     assert improvement_probability([0.9, 0.8], [0.7, 0.8]) == pytest.approx(3.5 / 4)
@@ -114,7 +119,7 @@ def test_identical_arms_give_p_one_half_and_few_false_positives(noise):
     estimate = np.mean([r.estimate for r in results])
     false_positive = np.mean([r.p_value < 0.05 for r in results])
     print(f"identical arms, noise {noise}: mean P(A > B) {estimate:.3f}, false-positive rate {false_positive:.3f}")
-    assert abs(estimate - 0.5) < 0.01 and false_positive <= 0.06
+    assert abs(estimate - 0.5) < 0.01 and false_positive <= level_bound(REPS)
 
 
 def test_a_real_effect_across_workloads_is_found():
@@ -132,4 +137,4 @@ def test_heterogeneity_is_rarely_claimed_for_one_effect_and_found_for_effects_th
     a, b, _ = _suites(rng, noise, "normal", 0.01, 0.02)  # effects spread as wide as the seed noise
     power = np.mean([heterogeneity(*_as_suite(a[k], b[k])).p_value < 0.05 for k in range(reps)])
     print(f"heterogeneity (Alexander-Govern), noise {noise}: false-positive rate {fpr:.3f}, power {power:.3f}")
-    assert fpr <= 0.08 and power >= 0.8
+    assert fpr <= level_bound(reps) and power >= 0.8
