@@ -228,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             state = check_resume(spec, stores)
             report = args.reports / spec.name / "README.md"
             if state == "current" and report.is_file():  # nothing to run, nothing to check, nothing to start
-                print(f"nothing to do: every trial and confirmation seed of {spec.name} is recorded in {stores.root}; "
-                      f"report up to date: {report}")
+                from harness.run.progress import nothing_to_do
+
+                nothing_to_do(spec.name, stores.root, report, "up to date")
                 return 0
             from harness.run.resources import plan_workers
 

@@ -108,7 +108,7 @@ class Task:
 def target_preprocessing(cfg) -> Preprocess:
     """The input a run's target task is built for: the model's own (`preprocessing`), widened to three channels
     where the model takes one, the target's images are in colour and `cfg.colour` is "keep" (the model's first
-    convolution is widened to match: `harness.learn.models.widen_input`)."""
+    convolution is widened to match: `harness.learn.weights.widen_input`)."""
     import dataclasses
 
     from harness.learn.colour import dataset_in_colour

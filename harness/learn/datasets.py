@@ -216,9 +216,9 @@ DATASETS: dict[str, DatasetSpec] = {
                            download=Download(("cifar-10-batches-py",), ".", (tvd.CIFAR10.url,)), colour=True),
     "cifar100": DatasetSpec(_cifar("cifar100", tvd.CIFAR100), 100,
                             download=Download(("cifar-100-python",), ".", (tvd.CIFAR100.url,)), colour=True),
-    "svhn": DatasetSpec(load_svhn, 10, hflip=False,
+    "svhn": DatasetSpec(load_svhn, 10, hflip=False, colour=True,
                         download=Download(tuple(v[1] for k, v in tvd.SVHN.split_list.items() if k != "extra"), ".",
-                                          tuple(v[0] for k, v in tvd.SVHN.split_list.items() if k != "extra")), colour=True),
+                                          tuple(v[0] for k, v in tvd.SVHN.split_list.items() if k != "extra"))),
     "stl10": DatasetSpec(load_stl10, 10, download=Download(("stl10_binary",), ".", (tvd.STL10.url,)), colour=True),
     "flowers102": DatasetSpec(load_flowers102, 102, download=Download(
         ("flowers-102",), "flowers-102",

@@ -19,6 +19,12 @@ def slot_line(job: Job, outcome: Outcome, value: float | None, seconds: float) -
           f"({seconds:.1f} s)", flush=True)
 
 
+def nothing_to_do(name: str, root: Path, report: Path, state: str) -> None:
+    """The one line of a rerun with nothing left to run (`state`: the report "up to date" or "rebuilt")."""
+    print(f"nothing to do: every trial and confirmation seed of {name} is recorded in {root}; report {state}: "
+          f"{report}")
+
+
 def summary(work: Work, report: Path, parent_run_id: str | None, stores: Stores, jobs: int) -> None:
     """Each arm's search and its chosen trial, then the verdicts the report wrote (printed by the worker that
     wrote it: another may see an older one, from a checkout or another machine)."""

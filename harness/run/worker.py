@@ -139,8 +139,7 @@ class Worker:
             self.parent.end("FINISHED")
         elif not self.report_path.is_file():  # published on another machine, or deleted here
             self.publish(self)
-        print(f"nothing to do: every trial and confirmation seed of {self.spec.name} is recorded in "
-              f"{self.stores.root}; report {state}: {self.report_path}")
+        progress.nothing_to_do(self.spec.name, self.stores.root, self.report_path, state)
         return 0
 
     def claim_report(self) -> bool:
