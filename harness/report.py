@@ -54,6 +54,20 @@ def recorded_names(stores: Stores, studies: Path) -> list[str]:
     return [n for n in names if n.split("--")[0] in files or is_recorded(n, stores)]
 
 
+def _suite(name: str, studies: Path, stores: Stores):
+    """The suite `name` names (a suite file, or a variant of one as its run recorded it), or None for a study."""
+    from harness.reporting.suite import recorded_changes
+    from harness.spec import StudySpec, load_study
+
+    base = name.split("--")[0]
+    if not (studies / f"{base}.py").is_file():
+        return None
+    found = load_study(base, studies, suites=True)
+    if isinstance(found, StudySpec):
+        return None
+    return found if name == base else found.variant(recorded_changes(name, stores))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -66,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     from harness.analysis.recorded import recorded_study
     from harness.reporting.html import render_html
     from harness.reporting.markdown import build_index, build_report
+    from harness.reporting.suite import publish_suite
+    from harness.suite import workload_specs
 
     stores = Stores(args.root, args.tracking_uri, args.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -73,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in names:
         try:
+            suite = _suite(name, args.studies, stores)
+            if suite is not None:  # a suite: its report over its workloads' studies
+                readme = publish_suite(suite, workload_specs(suite, args.studies), stores, args.reports)
+                print(f"wrote {readme}")
+                continue
             spec = recorded_study(name, stores, args.studies)  # as its runs recorded it, else its file
             readme = build_report(spec, stores, args.reports, args.ui_url)
             render_html(readme.parent)

@@ -310,16 +310,17 @@ def list_studies(directory: Path = STUDIES_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.py") if not p.stem.startswith("_"))
 
 
-def load_study(name: str, directory: Path = STUDIES_DIR) -> StudySpec:
-    """Import `studies/<name>.py` and return its `STUDY`, named after the file."""
+def load_study(name: str, directory: Path = STUDIES_DIR, suites: bool = False) -> StudySpec:
+    """Import `studies/<name>.py` and return its `STUDY`, named after the file (with `suites`, its `SUITE` if it
+    defines one: a `harness.suite.SuiteSpec`)."""
     path = directory / f"{name}.py"
     if not path.is_file():
         choices = ", ".join(list_studies(directory)) or "(none)"
         raise ValueError(f"unknown study {name!r}; studies in {directory}: {choices}")
-    return study_from_source(name, path.read_text(), path)
+    return study_from_source(name, path.read_text(), path, suites)
 
 
-def study_from_source(name: str, source: str, path: Path | str) -> StudySpec:
+def study_from_source(name: str, source: str, path: Path | str, suites: bool = False) -> StudySpec:
     """The `STUDY` a study file's text defines: what `load_study` reads, and what a report rebuilds from the
     copy of the file its runs recorded. Errors name the file and the line."""
     module = types.ModuleType(f"studies.{name}")
@@ -340,9 +341,10 @@ def study_from_source(name: str, source: str, path: Path | str) -> StudySpec:
                 f"{error}); the study file is not at fault. Repair the installation (`pip check`; torch and "
                 "torchvision must be a matching pair, e.g. `pip install torch==2.14.1 torchvision==0.29.1`)") from None
         raise ValueError(f"{path}{where}: {type(error).__name__}: {error}; fix the study file") from None
-    study = getattr(module, "STUDY", None)
-    if not isinstance(study, StudySpec):
-        raise TypeError(f"{path} must define STUDY = StudySpec(...)")
+    study = getattr(module, "SUITE", None) if suites else None
+    study = study if study is not None else getattr(module, "STUDY", None)
+    if not isinstance(study, StudySpec) and not (suites and hasattr(study, "workloads")):
+        raise TypeError(f"{path} must define STUDY = StudySpec(...)" + (" or SUITE = SuiteSpec(...)" * suites))
     if study.name and study.name != name:
         raise ValueError(f"{path} sets name={study.name!r}, but a study is named after its file ({name!r}); "
                          "drop name= or rename the file")

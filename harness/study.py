@@ -199,7 +199,7 @@ def list_all(args: argparse.Namespace) -> int:
     width = max(map(len, names), default=0) + 2
     for name in names:
         try:
-            print(f"{name:{width}s}{load_study(name, args.studies).question}")
+            print(f"{name:{width}s}{load_study(name, args.studies, suites=True).question}")
         except (ValueError, TypeError) as error:  # one broken file must not hide the others
             print(f"{name:{width}s}(cannot be loaded: {error})")
     return 0
@@ -219,9 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
-        spec = apply_overrides(load_study(args.study, args.studies), args)
+        spec = load_study(args.study, args.studies, suites=True)
         args.reports = reports_folder(args)
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
+        if not isinstance(spec, StudySpec):  # a suite: each workload a study, run as its own command would
+            return run_suite(spec.variant(variant_changes(args)), stores, args)
+        spec = apply_overrides(spec, args)
         state = "open"
         if not args.threads:  # a worker started by --workers: the command that started it checked all this
             check_stores(stores)
@@ -256,6 +259,37 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads or plan.threads)
     return run_worker(spec, stores, args, shlex.join(["python", "-m", "harness.study", *user_argv(argv)]))
+
+
+def run_suite(suite: Any, stores: Stores, args: argparse.Namespace) -> int:
+    """Run every workload of a suite (harness.suite) as `python -m harness.study` would run it alone, one after
+    another, each with its own workers and resume; one already done answers at once. Then the suite's report."""
+    from harness.stores import check_stores
+    from harness.suite import workload_argv, workload_specs
+
+    specs = workload_specs(suite, args.studies)
+    check_stores(stores)
+    for spec in specs:  # every workload checked before the first runs: a dataset missing fails now, not in an hour
+        check_resume(spec, stores)
+        check(spec)
+    common = ["--root", str(args.root), "--reports", str(args.reports), "--studies", str(args.studies),
+              "--workers", str(args.workers), *(["--storage", args.storage] if args.storage else []),
+              *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])]
+    for i, (workload, spec) in enumerate(zip(suite.workloads, specs, strict=True), 1):
+        print(f"== {suite.name}: workload {i}/{len(specs)}, {workload.label} (study {spec.name})", flush=True)
+        code = main([*workload_argv(suite, workload), *common])
+        if code:
+            print(f"{suite.name}: workload {workload.label} ended with exit code {code}; rerun the same command to "
+                  "resume (workloads that finished are kept)", file=sys.stderr)
+            return code
+    from harness.reporting.suite import publish_suite
+
+    readme = publish_suite(suite, specs, stores, args.reports)
+    print(f"\n{suite.name}: {suite.question}")
+    for line in json.loads((readme.parent / "summary.json").read_text())["verdicts"]:
+        print(f"- {line.replace('**', '')}")
+    print(f"report: {readme}")
+    return 0
 
 
 def user_argv(argv: list[str]) -> list[str]:

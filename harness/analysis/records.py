@@ -327,13 +327,18 @@ def setting_points(record: StudyRecord, setting: str, excluded: Iterable[str] = 
     return points.assign(variant=points["key"].map(labels)).drop(columns="key")
 
 
-def history_frame(record: StudyRecord, confirm: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch validation accuracy of the counted confirmation runs: arm, seed, epoch, val_acc."""
+def history_frame(record: StudyRecord, confirm: pd.DataFrame, metrics: tuple[str, ...] = ("val_acc",)) -> pd.DataFrame:
+    """Per-epoch `metrics` of the counted confirmation runs, as MLflow recorded them: arm, seed, run_id, epoch,
+    one column per metric."""
     client = MlflowClient(record.stores.mlflow_uri)
-    rows = [{"arm": arm, "seed": seed, "epoch": m.step, "val_acc": m.value}
-            for arm, seed, run_id in confirm[["arm", "seed", "run_id"]].itertuples(index=False)
-            for m in client.get_metric_history(run_id, "val_acc")]
-    return pd.DataFrame(rows, columns=["arm", "seed", "epoch", "val_acc"])
+    rows: dict[tuple, dict] = {}
+    for arm, seed, run_id in confirm[["arm", "seed", "run_id"]].itertuples(index=False):
+        for metric in metrics:
+            for m in client.get_metric_history(run_id, metric):
+                rows.setdefault((run_id, m.step), {"arm": arm, "seed": seed, "run_id": run_id,
+                                                   "epoch": m.step})[metric] = m.value
+    frame = pd.DataFrame(list(rows.values()), columns=["arm", "seed", "run_id", "epoch", *metrics])
+    return frame.sort_values(["run_id", "epoch"], ignore_index=True)
 
 
 def varied_text(record: StudyRecord) -> str:

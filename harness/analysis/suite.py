@@ -1,0 +1,136 @@
+"""What a suite's workloads recorded, gathered for its aggregate verdicts (harness.inference.aggregate): per
+workload, each arm's counted test accuracies by seed, the workload's own decisions, and each counted
+confirmation run's time to the workload's target, read back from the per-epoch curves MLflow holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.findings import Findings, decision_word, findings
+from harness.analysis.records import StudyRecord, confirm_frame, history_frame, load_record
+from harness.inference.aggregate import (
+    Heterogeneity,
+    Improvement,
+    Interval,
+    heterogeneity,
+    iqm_interval,
+    normalised,
+    performance_profile,
+    probability_of_improvement,
+    time_to_target,
+)
+from harness.spec import StudySpec
+from harness.stores import Stores
+from harness.suite import Workload
+
+TAUS = np.geomspace(1, 100, 200)  # the performance profiles' factors of the fastest arm's time
+
+
+@dataclass
+class WorkloadResult:
+    workload: Workload
+    record: StudyRecord
+    found: Findings
+    target: float  # the validation accuracy time-to-target counts to
+    times: pd.DataFrame  # one row per counted confirmation run: arm, seed, run_id, test_acc, epochs, seconds
+
+    @property
+    def name(self) -> str:
+        return self.record.spec.name
+
+    @property
+    def chance(self) -> float:
+        return 1 / self.record.n_classes if self.record.n_classes else 0.0
+
+    def test_acc(self, arm: str) -> list[float]:
+        """The arm's counted test accuracies in seed order (a diverged run scores 0, as in the study's report)."""
+        return [acc for _, acc in sorted(self.record.arms[arm].test_acc().items())] if arm in self.record.arms else []
+
+    def median_time(self, arm: str, column: str = "seconds") -> float:
+        """The median over the arm's seeds of its time-to-target (inf when most runs never reached it)."""
+        values = self.times.loc[self.times["arm"] == arm, column].to_numpy(dtype=float)
+        return float(np.median(values)) if values.size else float("inf")
+
+
+def load_workload(workload: Workload, spec: StudySpec, stores: Stores, fraction: float) -> WorkloadResult:
+    """One workload's study from the stores, with each counted confirmation run's time to target: the declared
+    target, else `fraction` of the best arm's mean best validation accuracy."""
+    record = load_record(spec, stores)
+    confirm = confirm_frame(record)
+    curves = history_frame(record, confirm, ("val_acc", "epoch_seconds"))
+    best = curves.groupby(["arm", "run_id"])["val_acc"].max().groupby("arm").mean()
+    target = workload.target if workload.target is not None else fraction * float(best.max() if len(best) else 1.0)
+    rows = []
+    for (arm, seed, run_id), run in curves.groupby(["arm", "seed", "run_id"], sort=False):
+        epochs, seconds = time_to_target(run["val_acc"], run["epoch_seconds"].fillna(0.0), target)
+        rows.append({"arm": arm, "seed": int(seed), "run_id": run_id, "epochs": epochs, "seconds": seconds})
+    times = pd.DataFrame(rows, columns=["arm", "seed", "run_id", "epochs", "seconds"])
+    times = times.merge(confirm[["run_id", "test_acc"]], on="run_id", how="left")
+    return WorkloadResult(workload, record, findings(record), target, times)
+
+
+@dataclass
+class Aggregate:
+    """One pair of arms over the workloads, and each declared comparison of the pair as each workload decided it."""
+
+    a: str
+    b: str
+    improvement: Improvement
+    iqm: dict[str, Interval]  # arm -> IQM of normalised accuracy, stratified bootstrap interval
+    heterogeneity: Heterogeneity | None
+    decided: dict[str, dict[str, str]]  # declared comparison ("kind: a - b") -> workload -> its decision in words
+    tally: dict[str, dict[str, int]]  # declared comparison -> "a better" | "b better" | ... -> workloads
+
+    @property
+    def label(self) -> str:
+        return f"{self.a} vs {self.b}"
+
+
+def tally_word(outcome: str, kind: str) -> str:
+    """A workload's decision of a pair as the suite counts it."""
+    if outcome == "a > b":
+        return "a better"
+    if outcome == "a < b" or (kind in ("non-inferiority", "equivalence") and outcome == "refuted"):
+        return "b better" if kind != "equivalence" else "not equivalent"
+    if outcome == "shown":
+        return "a not worse" if kind == "non-inferiority" else "equivalent"
+    return "undecided"
+
+
+def aggregate(results: list[WorkloadResult]) -> list[Aggregate]:
+    """Every pair of arms the suite's study declares a comparison of (difference, non-inferiority, equivalence),
+    over the workloads."""
+    spec = results[0].record.spec
+    arms = [a.name for a in spec.arms]
+    runs = {arm: {r.workload.label: r.test_acc(arm) for r in results if r.test_acc(arm)} for arm in arms}
+    scores = normalised(runs, {r.workload.label: r.chance for r in results})
+    pairs: dict[tuple[str, str], list[int]] = {}
+    for i, declared in enumerate(spec.family):
+        if hasattr(declared, "b"):  # trends and interactions have no one pair to aggregate
+            pairs.setdefault((declared.a, declared.b), []).append(i)
+    out = []
+    for (a, b), indices in pairs.items():
+        decided, tally = {}, {}
+        for i in indices:
+            declared = spec.family[i]
+            key = f"{declared.kind}: {declared.label}"
+            decided[key], tally[key] = {}, {}
+            for r in results:
+                d = r.found.decisions[i]
+                decided[key][r.workload.label] = decision_word(d) if d.estimate or d.failures else "no data"
+                word = tally_word(d.outcome, declared.kind)
+                tally[key][word] = tally[key].get(word, 0) + 1
+        out.append(Aggregate(a, b, probability_of_improvement(runs[a], runs[b]),
+                             {arm: iqm_interval(scores[arm]) for arm in (a, b)},
+                             heterogeneity(runs[a], runs[b]), decided, tally))
+    return out
+
+
+def profiles(results: list[WorkloadResult], column: str = "seconds") -> dict[str, np.ndarray]:
+    """Each arm's performance profile over TAUS, from its median time-to-target per workload."""
+    arms = [a.name for a in results[0].record.spec.arms]
+    times = {arm: {r.workload.label: r.median_time(arm, column) for r in results} for arm in arms}
+    return performance_profile(times, TAUS)

@@ -1,0 +1,239 @@
+"""A suite's report: the aggregate verdicts over its workloads, a table of each workload's own decisions,
+time-to-target and performance profiles, links to each workload's report; logged to the suite's own MLflow
+experiment (its report, the time-to-target table and the aggregate numbers as metrics)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from harness.analysis.suite import TAUS, Aggregate, WorkloadResult, aggregate, profiles
+from harness.reporting.figures_base import ACC, PERCENT, _figure, _legend_outside, arm_palette
+from harness.reporting.html import render_html
+from harness.schema import Phase, Tag
+from harness.stores import Stores, experiment_id, use_tracking
+from harness.suite import SuiteSpec
+
+TALLY = {"a better": "{a} better", "a not worse": "{a} not worse", "b better": "{b} better",
+         "equivalent": "equivalent", "not equivalent": "not equivalent", "undecided": "undecided"}
+
+
+def _pct(x: float) -> str:
+    return f"{PERCENT * x:.1f}" if np.isfinite(x) else "n/a"
+
+
+def _interval(x: float, low: float, high: float, digits: int = 2) -> str:
+    if not np.isfinite(low):
+        return f"{x:.{digits}f} (too few runs for an interval)"
+    return f"{x:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def verdict_sentence(agg: Aggregate, n: int) -> str:
+    """The aggregate verdict of one comparison, with its uncertainty, in words."""
+    imp = agg.improvement
+    if not np.isfinite(imp.estimate):
+        return f"{agg.label}: no workload has runs of both arms."
+    side = agg.a if imp.low > 0.5 else agg.b if imp.high < 0.5 else None
+    said = (f"{side} is better over workloads like these" if side else
+            "undecided over workloads like these (the interval includes 0.5)")
+    tally = "; ".join(f"{kind} " + ", ".join(f"{v} {TALLY[k].format(a=agg.a, b=agg.b)}" for k, v in counts.items())
+                      for kind, counts in ((key.split(":")[0], c) for key, c in agg.tally.items()))
+    het = agg.heterogeneity
+    depends = "" if het is None else (
+        f" The answer depends on the workload (Alexander-Govern p = {het.p_value:.3f}, I² = {100 * het.i_squared:.0f}%"
+        f"{'; furthest out: ' + ', '.join(het.outliers) if het.outliers else ''})." if het.p_value < 0.05 else
+        f" No evidence at the 5% level that it depends on the workload (Alexander-Govern p = {het.p_value:.2f}; "
+        f"I² = {100 * het.i_squared:.0f}%, from variances estimated on few seeds).")
+    return (f"**{agg.label}**: P({agg.a} > {agg.b}) = {imp.estimate:.2f} (95% CI {imp.low:.2f} to {imp.high:.2f}, "
+            f"p = {imp.p_value:.3f}, over {len(imp.per_workload)} of {n} workloads): {said}. Each workload's "
+            f"own verdict: {tally}.{depends}")
+
+
+def _aggregate_table(aggs: list[Aggregate]) -> str:
+    rows = [("| comparison | P(A > B) [95% CI] | IQM normalised A [95% CI] | IQM normalised B [95% CI] | "
+            "heterogeneity p, I² |"), "|---|---|---|---|---|"]
+    for g in aggs:
+        het = "n/a" if g.heterogeneity is None else \
+            f"{g.heterogeneity.p_value:.3f}, {100 * g.heterogeneity.i_squared:.0f}%"
+        ia, ib = g.iqm[g.a], g.iqm[g.b]
+        rows.append(f"| {g.label} | {_interval(g.improvement.estimate, g.improvement.low, g.improvement.high)} | "
+                    f"{g.a}: {_interval(ia.estimate, ia.low, ia.high)} | {g.b}: {_interval(ib.estimate, ib.low, ib.high)}"
+                    f" | {het} |")
+    return "\n".join(rows)
+
+
+def _workload_table(results: list[WorkloadResult], aggs: list[Aggregate]) -> str:
+    arms = [a.name for a in results[0].record.spec.arms]
+    columns = [(g, key) for g in aggs for key in g.decided]
+    head = ["workload", "study (its report)", "chance, target (val)", *(key for _, key in columns), "seeds per arm"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        seeds = ", ".join(f"{arm} {len(r.test_acc(arm))}" for arm in arms)
+        cells = [r.workload.label, f"[{r.name}](../{r.name}/README.md)", f"{_pct(r.chance)}%, {_pct(r.target)}%",
+                 *(g.decided[key][r.workload.label] for g, key in columns), seeds]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def time_table(results: list[WorkloadResult]) -> pd.DataFrame:
+    """Per workload and arm: mean test accuracy, and median epochs and seconds to the target over the seeds."""
+    rows = [{"workload": r.workload.label, "arm": arm, "test_acc": float(np.mean(r.test_acc(arm))),
+             "epochs": r.median_time(arm, "epochs"), "seconds": r.median_time(arm, "seconds"),
+             "reached": f"{int(np.isfinite(r.times.loc[r.times['arm'] == arm, 'epochs']).sum())}/"
+                        f"{int((r.times['arm'] == arm).sum())}"}
+            for r in results for arm in (a.name for a in r.record.spec.arms) if r.test_acc(arm)]
+    return pd.DataFrame(rows, columns=["workload", "arm", "test_acc", "epochs", "seconds", "reached"])
+
+
+def _time_md(table: pd.DataFrame) -> str:
+    rows = [("| workload | arm | mean test acc (%) | median epochs to target | median seconds to target | "
+            "seeds that reached it |"), "|---|---|---|---|---|---|"]
+    for t in table.itertuples(index=False):
+        epochs = f"{t.epochs:.0f}" if np.isfinite(t.epochs) else "never"
+        seconds = f"{t.seconds:.2f}" if np.isfinite(t.seconds) else "never"
+        rows.append(f"| {t.workload} | {t.arm} | {_pct(t.test_acc)} | {epochs} | {seconds} | {t.reached} |")
+    return "\n".join(rows)
+
+
+def draw_profiles(results: list[WorkloadResult], palette: dict, path: Path) -> Path:
+    """Each arm's performance profile, by epochs and by seconds to the target."""
+    with _figure(path, width=9.0, height=3.6, ncols=2, sharey=True) as (_fig, axes):
+        for ax, column in zip(axes, ("epochs", "seconds"), strict=True):
+            for arm, rho in profiles(results, column).items():
+                ax.step(TAUS, rho, where="post", label=arm, color=palette[arm])
+            ax.set(xscale="log", xlabel=f"τ: within this factor of the fastest arm's {column}", ylim=(-0.02, 1.02),
+                   title=f"time to target in {column}")
+        axes[0].set_ylabel("fraction of workloads")
+        axes[1].legend(frameon=False, loc="lower right")
+    return path
+
+
+def draw_normalised(results: list[WorkloadResult], palette: dict, path: Path) -> Path:
+    """Every counted run's test accuracy per workload, normalised from chance (0) to the best arm's mean (1)."""
+    import seaborn as sns
+
+    from harness.inference.aggregate import normalised
+
+    arms = list(palette)
+    runs = {arm: {r.workload.label: r.test_acc(arm) for r in results if r.test_acc(arm)} for arm in arms}
+    scores = normalised(runs, {r.workload.label: r.chance for r in results})
+    frame = pd.DataFrame([{"arm": arm, "workload": w, "score": s} for arm, per in scores.items()
+                          for w, values in per.items() for s in values])
+    with _figure(path, width=8.0, height=0.7 * len(results) + 1.6) as (_fig, ax):
+        sns.stripplot(frame, x="score", y="workload", hue="arm", palette=palette, dodge=True, size=3.5, alpha=0.7,
+                      ax=ax, order=[r.workload.label for r in results], hue_order=arms)
+        ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set(xlabel=f"normalised test {ACC.split(' ')[0]}: 0 chance, 1 the best arm's mean", ylabel="")
+        _legend_outside(ax, "arm")
+    return path
+
+
+def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_dir: Path) -> Path:
+    """reports_dir/<suite>/README.md, its figures, summary.json (for the index) and time_to_target.csv."""
+    out = reports_dir / suite.name
+    out.mkdir(parents=True, exist_ok=True)
+    aggs = aggregate(results)
+    arms = [a.name for a in results[0].record.spec.arms]
+    palette = arm_palette(arms)
+    draw_profiles(results, palette, out / "profiles.png")
+    draw_normalised(results, palette, out / "normalised.png")
+    times = time_table(results)
+    pd.concat([r.times.assign(workload=r.workload.label, study=r.name, target=r.target) for r in results]) \
+        .to_csv(out / "time_to_target.csv", index=False)
+    n = len(results)
+    study = results[0].record.spec.file or suite.study
+    sections = [
+        f"# {suite.name}: {suite.question}",
+        (f"{n} workloads, each a study of its own: the arms, search space, budget and declared comparisons of "
+        f"`studies/{study}.py`, with the settings the table below names. The workload is the unit of every "
+        "interval here: they speak for workloads like these, and with few workloads they are wide."),
+        "## Verdicts over the workloads", "\n\n".join(verdict_sentence(g, n) for g in aggs), _aggregate_table(aggs),
+        "## Each workload's own verdicts", _workload_table(results, aggs),
+        "## Time to target",
+        (f"The target of a workload is {'its declared validation accuracy, else ' if any(w.target for w in suite.workloads) else ''}"
+        f"{suite.target_fraction:.0%} of its best arm's mean best validation accuracy. A run's time to target is "
+        "the epochs, and the training seconds, until its validation accuracy first reached it (read back from the "
+        "per-epoch `val_acc` and `epoch_seconds` MLflow recorded for each confirmation run; every run in "
+        "time_to_target.csv). Seconds depend on the machine and on what else ran beside it; epochs do not."),
+        _time_md(times),
+        ("![performance profiles](profiles.png)\n\nPerformance profiles (Dolan and Moré 2002, as AlgoPerf scores "
+        "optimizers): for each arm, the fraction of workloads on which its median time to target is within a "
+        "factor τ of the fastest arm's. Higher and further left is better; a curve that never reaches 1 has "
+        "workloads on which the arm's median run never reached the target."),
+        ("![normalised accuracy](normalised.png)\n\nEvery counted confirmation run's test accuracy, normalised per "
+        "workload from chance (0) to the best arm's mean (1), so workloads of different difficulty line up."),
+        "## How these numbers are made",
+        ("- **P(A > B)** (Agarwal et al. 2021): per workload, the chance that a run of A beats a run of B (the "
+        "Mann-Whitney statistic, ties a half); averaged over the workloads, with a t interval over them and the "
+        "p-value of P = 0.5.\n- **IQM**: the interquartile mean of the normalised runs pooled over workloads, "
+        "with a stratified bootstrap interval (runs resampled within each workload, scipy's `bootstrap`, "
+        "widened for few seeds as Hesterberg 2015 proposes).\n- **Heterogeneity**: the Alexander-Govern test "
+        "that the seed-paired differences have one mean on every workload, with Cochran's I².\n"
+        "- The coverage and false-positive rates of these procedures are measured in tests/test_aggregate.py."),
+        f"## Reproduce\n\n```\npython -m harness.study {suite.name}\npython -m harness.report {suite.name}\n```",
+    ]
+    readme = out / "README.md"
+    readme.write_text("\n\n".join(sections) + "\n")
+    summary = {"name": suite.name, "question": suite.question, "verdicts": [verdict_sentence(g, n) for g in aggs],
+               "workloads": {r.workload.label: r.name for r in results},
+               "decisions": [{"comparison": g.label, "kind": "suite", "word": _word(g),
+                              "estimate": g.improvement.estimate, "low": g.improvement.low,
+                              "high": g.improvement.high} for g in aggs]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    render_html(out)
+    return readme
+
+
+def _word(g: Aggregate) -> str:
+    imp = g.improvement
+    side = g.a if imp.low > 0.5 else g.b if imp.high < 0.5 else None
+    return f"P = {imp.estimate:.2f} [{imp.low:.2f}, {imp.high:.2f}]: " + (f"{side} better" if side else "undecided")
+
+
+def publish_suite(suite: SuiteSpec, specs: list, stores: Stores, reports_dir: Path) -> Path:
+    """The suite's report from its workloads' records, logged to MLflow, and the index; returns the README."""
+    from harness.analysis.suite import load_workload
+    from harness.reporting.markdown import build_index
+
+    results = [load_workload(w, s, stores, suite.target_fraction) for w, s in zip(suite.workloads, specs, strict=True)]
+    readme = build_suite_report(suite, results, reports_dir)
+    log_suite(suite, results, stores, readme.parent)
+    build_index(reports_dir)
+    return readme
+
+
+CHANGES_TAG = "suite_changes"
+
+
+def recorded_changes(name: str, stores: Stores) -> dict:
+    """The command line's settings a suite variant ran with, from its run (`log_suite`)."""
+    use_tracking(stores)
+    eid = experiment_id(stores, name, create=False)
+    found = None if eid is None else mlflow.search_runs([eid], filter_string=f"tags.{Tag.PHASE} = '{Phase.SUITE}'")
+    if found is None or found.empty:
+        raise ValueError(f"no run of suite {name!r} in {stores.mlflow_uri}; run `python -m harness.study "
+                         f"{name.split('--')[0]}` with the settings its name gives")
+    changes = json.loads(found[f"tags.{CHANGES_TAG}"].iloc[0])
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+
+
+def log_suite(suite: SuiteSpec, results: list[WorkloadResult], stores: Stores, out: Path) -> str:
+    """The suite's record in MLflow: one run in the suite's own experiment, reused by every rebuild, holding the
+    workloads' studies, the aggregate numbers as metrics and the report as artifacts. Returns its run id."""
+    use_tracking(stores)
+    eid = experiment_id(stores, suite.name)
+    found = mlflow.search_runs([eid], filter_string=f"tags.{Tag.PHASE} = '{Phase.SUITE}'", max_results=1)
+    run_id = None if found.empty else found["run_id"].iloc[0]
+    with mlflow.start_run(run_id=run_id, experiment_id=eid, run_name=None if run_id else suite.name,
+                          tags={Tag.PHASE: Phase.SUITE}) as run:
+        mlflow.set_tags({f"workload.{i}": f"{r.workload.label}: {r.name}" for i, r in enumerate(results)})
+        mlflow.set_tag(CHANGES_TAG, json.dumps(dict(suite.changes), default=list))  # a variant's rebuild reads it
+        for i, g in enumerate(aggregate(results)):
+            mlflow.log_metrics({f"p_improvement.{i}": g.improvement.estimate,
+                                **{f"iqm.{i}.{arm}": v.estimate for arm, v in g.iqm.items()}})
+        mlflow.log_artifacts(str(out), artifact_path="report")
+        return run.info.run_id
