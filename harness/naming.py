@@ -58,4 +58,4 @@ def _ranges(values: tuple) -> str:
 # line's help and a rerun with nothing to do import no torch (3 s); tests/test_study_cli.py checks they agree.
 DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "stl10", "flowers102",
                  "oxford_iiit_pet")
-MODEL_NAMES = ("lenet5", "alexnet", "vgg16", "vgg16_bn", "resnet18", "resnet50")
+MODEL_NAMES = ("lenet5", "resnet8", "alexnet", "vgg16", "vgg16_bn", "resnet18", "resnet50")

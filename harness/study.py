@@ -137,7 +137,7 @@ def check(spec: StudySpec) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
-def check_resume(spec: StudySpec, stores: Stores) -> str:
+def check_resume(spec: StudySpec, stores: Stores, say: bool = True) -> str:
     """Refuse to top up an arm that was searched with other settings (read-only; before anything is written).
     Returns "current" when the study is done and its report was written from these very records (a rerun has
     nothing to do), "published" when a report was written but the records changed since (one worker rebuilds
@@ -188,7 +188,7 @@ def check_resume(spec: StudySpec, stores: Stores) -> str:
         if diff:
             raise ValueError(f"{optuna_study_name(spec.name, arm.name)} was run with other settings (old, new): "
                              f"{diff}; rerun with those settings to resume, or use another --root to start afresh")
-    if kept and state == "open":
+    if kept and state == "open" and say:
         print(f"resuming {spec.name}: {kept} runs already recorded in {stores.root} are kept; what was cut off "
               "runs again, with the same settings", flush=True)
     return state
@@ -270,7 +270,7 @@ def run_suite(suite: Any, stores: Stores, args: argparse.Namespace) -> int:
     specs = workload_specs(suite, args.studies)
     check_stores(stores)
     for spec in specs:  # every workload checked before the first runs: a dataset missing fails now, not in an hour
-        check_resume(spec, stores)
+        check_resume(spec, stores, say=False)  # each says what it resumes when it runs
         check(spec)
     common = ["--root", str(args.root), "--reports", str(args.reports), "--studies", str(args.studies),
               "--workers", str(args.workers), *(["--storage", args.storage] if args.storage else []),

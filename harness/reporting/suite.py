@@ -45,7 +45,7 @@ def verdict_sentence(agg: Aggregate, n: int) -> str:
     het = agg.heterogeneity
     depends = "" if het is None else (
         f" The answer depends on the workload (Alexander-Govern p = {het.p_value:.3f}, I² = {100 * het.i_squared:.0f}%"
-        f"{'; furthest out: ' + ', '.join(het.outliers) if het.outliers else ''})." if het.p_value < 0.05 else
+        f"{'; furthest out: ' + '; '.join(het.outliers) if het.outliers else ''})." if het.p_value < 0.05 else
         f" No evidence at the 5% level that it depends on the workload (Alexander-Govern p = {het.p_value:.2f}; "
         f"I² = {100 * het.i_squared:.0f}%, from variances estimated on few seeds).")
     return (f"**{agg.label}**: P({agg.a} > {agg.b}) = {imp.estimate:.2f} (95% CI {imp.low:.2f} to {imp.high:.2f}, "
