@@ -23,6 +23,8 @@ DIRECTIONS = ("decreasing", "increasing")
 
 @dataclass(frozen=True)
 class Difference:
+    """a - b, two-sided: a better, b better, or undecided."""
+
     a: str
     b: str
     claim: str = ""

@@ -67,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
     study = p.add_argument_group("study")
     study.add_argument("study", nargs="?", metavar="NAME", help="a study in studies/ (see --list)")
     study.add_argument("--list", action="store_true", help="list the studies and exit")
+    study.add_argument("--describe", action="store_true", help="list what a study file can name (optimizers, "
+                       "strategies, models and their stages, datasets, comparisons, TrialConfig fields) and exit")
     budget = p.add_argument_group("budget", "each defaults to the study file's")
     budget.add_argument("--trials", type=at_most(LIMITS["n_trials"]), metavar="N", help="Optuna trials per arm")
     budget.add_argument("--seeds", type=at_most(LIMITS["seeds"]), metavar="N", help="verdict seeds per arm, fixed (without it a sequential study "
@@ -210,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.list:
         return list_all(args)
+    if args.describe:
+        from harness.describe import describe
+
+        print(describe())
+        return 0
     if not args.study:
         parser().error(f"name a study; choices: {', '.join(list_studies(args.studies))}")
     import optuna

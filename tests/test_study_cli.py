@@ -172,3 +172,24 @@ def test_the_names_the_command_line_shows_are_the_registries():
     from harness.naming import DATASET_NAMES, MODEL_NAMES
 
     assert (DATASET_NAMES, MODEL_NAMES) == (tuple(DATASETS), tuple(MODELS))
+
+
+def test_describe_lists_what_a_study_file_can_name_from_the_registries(capsys):
+    import dataclasses
+
+    from harness.describe import STRATEGY_NOTES
+    from harness.learn.datasets import DATASETS
+    from harness.learn.models import MODELS, STRATEGIES, build_model
+    from harness.learn.optim import OPTIMIZERS
+    from harness.spec import TrialConfig
+
+    assert main(["--describe"]) == 0
+    out = capsys.readouterr().out
+    assert set(STRATEGY_NOTES) == set(STRATEGIES)
+    for name in [*OPTIMIZERS, *STRATEGIES, *DATASETS, *(f.name for f in dataclasses.fields(TrialConfig))]:
+        assert f"  {name} " in out, name
+    for name in ("lenet5", "resnet8"):  # the stage counts are the models' own
+        stages = build_model(name, 5).stage_names
+        assert f"  {name:10s} {len(stages)} stages: {', '.join(stages)};" in out
+    assert all(f"  {name:10s} " in out for name in MODELS)
+    assert "momentum, nesterov" in out and "NonInferior" in out and "(training images per target class" in out

@@ -1,0 +1,79 @@
+"""`python -m harness.study --describe`: what a study file can name, read from the registries themselves, so the
+reference cannot drift from the code: optimizers and their params, strategies, models and their stages,
+datasets, the comparison kinds, and every `TrialConfig` field with its default."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+
+from harness import plan
+from harness.spec import TrialConfig
+
+
+def _first_line(obj: object) -> str:
+    return (inspect.getdoc(obj) or "").split("\n\n")[0].replace("\n", " ")
+
+
+def stage_names(name: str) -> list[str]:
+    """A registry model's stages, from its structure alone (built on the meta device: no weights, no memory)."""
+    import torch
+
+    from harness.learn.models import MODELS
+
+    with torch.device("meta"):
+        net = MODELS[name].build()
+    return [stage for stage, _ in MODELS[name].stages(net)]
+
+
+STRATEGY_NOTES = {  # tests/test_study_cli.py checks these keys are harness.learn.models.STRATEGIES
+    "linear_probe": "only the new head trains",
+    "freeze_k": "the first freeze_k stages frozen, the rest fine-tune (Yosinski et al. 2014)",
+    "full": "every layer fine-tunes",
+    "gradual": "one more stage unfreezes each epoch, from the top (ULMFiT)",
+    "lp_ft": "lp_epochs of linear probe, then full fine-tuning (Kumar et al. 2022)",
+}
+
+
+def field_notes() -> dict[str, str]:
+    """TrialConfig's fields and the comment beside each in harness/spec.py."""
+    source = inspect.getsource(TrialConfig)
+    return {m[1]: m[2].strip() for m in re.finditer(r"^    (\w+): [^#\n]*?(?:#\s*(.*))?$", source, re.M)
+            if m[1] in {f.name for f in dataclasses.fields(TrialConfig)} and m[2]}
+
+
+def describe() -> str:
+    from harness.learn.datasets import DATASETS
+    from harness.learn.models import MODELS, STRATEGIES
+    from harness.learn.optim import OPTIMIZERS
+    from harness.learn.train import LR_SCHEDULES
+    from harness.run.plan import SAMPLERS
+
+    lines = ["optimizers (Arm(name, OPTIMIZER, ...); their params go in optimizer_params):"]
+    lines += [f"  {name:10s} {spec.cls.__name__}; params: {', '.join(spec.params) or '(none)'}"
+              for name, spec in OPTIMIZERS.items()]
+    lines += ["", "strategies (Arm(name, optimizer, STRATEGY)):"]
+    lines += [f"  {name:13s}{STRATEGY_NOTES.get(name, '')}" for name in STRATEGIES]
+    lines += ["", "models (TrialConfig.model; stages count from the input side, for freeze_k and transfer_stages):"]
+    for name, spec in MODELS.items():
+        stages = stage_names(name)
+        lines.append(f"  {name:10s} {len(stages)} stages: {', '.join(stages)}; {spec.input_size} px, "
+                     f"{spec.in_channels} channel{'s' * (spec.in_channels > 1)}")
+    lines.append("  (or any torchvision classification model by name: stages derived from its structure)")
+    lines += ["", "datasets (TrialConfig.dataset, --dataset):"]
+    lines += [f"  {name:16s} {spec.num_classes} classes{'' if spec.download is None else ', downloads'}"
+              for name, spec in DATASETS.items()]
+    lines.append("  folder:PATH      PATH/<class>/*.jpg, or PATH/train/<class>/ + PATH/val/<class>/")
+    lines += ["", f"lr schedules (TrialConfig.lr_schedule): {', '.join(LR_SCHEDULES)}",
+              f"samplers (StudySpec.sampler): {', '.join(SAMPLERS)}", "",
+              "comparisons (StudySpec.plan, harness.plan):"]
+    for kind in (plan.Difference, plan.NonInferior, plan.Equivalent, plan.Interaction, plan.Trend):
+        lines.append(f"  {kind.__name__:12s} {kind.kind}: {_first_line(kind)}")
+    lines += ["", "TrialConfig fields (Arm.fixed, TrialConfig(...) as a study's base, or a search space's return):"]
+    notes = field_notes()
+    for f in dataclasses.fields(TrialConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        note = f"  ({notes[f.name]})" if f.name in notes else ""
+        lines.append(f"  {f.name:18s} default {default!r}{note}")
+    return "\n".join(lines)
