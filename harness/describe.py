@@ -39,7 +39,7 @@ STRATEGY_NOTES = {  # tests/test_study_cli.py checks these keys are harness.lear
 def field_notes() -> dict[str, str]:
     """TrialConfig's fields and the comment beside each in harness/spec.py."""
     source = inspect.getsource(TrialConfig)
-    return {m[1]: m[2].strip() for m in re.finditer(r"^    (\w+): [^#\n]*?(?:#\s*(.*))?$", source, re.M)
+    return {m[1]: m[2].strip() for m in re.finditer(r"^    (\w+): [^#\n]*?(?:#\s*(.*))?$", source, re.MULTILINE)
             if m[1] in {f.name for f in dataclasses.fields(TrialConfig)} and m[2]}
 
 
