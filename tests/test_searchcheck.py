@@ -19,9 +19,16 @@ def make_spec(space, arms=ONE_ARM, **kwargs) -> StudySpec:
                      base=TrialConfig(study="broken", epochs=4), **kwargs)
 
 
-@pytest.mark.parametrize("name", list_studies())
-def test_every_study_in_the_repository_passes_the_dry_run(name):
-    check_search_spaces(load_study(name))
+FILES = {name: load_study(name, suites=True) for name in list_studies()}  # studies, and suites of them
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_every_study_and_every_suites_workload_in_the_repository_passes_the_dry_run(name):
+    from harness.suite import workload_specs
+
+    found = FILES[name]
+    for spec in [found] if isinstance(found, StudySpec) else workload_specs(found):
+        check_search_spaces(spec)
 
 
 def test_the_dry_run_reaches_both_corners_of_every_range():

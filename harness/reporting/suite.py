@@ -18,6 +18,7 @@ from harness.schema import Phase, Tag
 from harness.stores import Stores, experiment_id, use_tracking
 from harness.suite import SuiteSpec
 
+LINES = ("-", "--", "-.", ":")
 TALLY = {"a better": "{a} better", "a not worse": "{a} not worse", "b better": "{b} better",
          "equivalent": "equivalent", "not equivalent": "not equivalent", "undecided": "undecided"}
 
@@ -103,8 +104,8 @@ def draw_profiles(results: list[WorkloadResult], palette: dict, path: Path) -> P
     """Each arm's performance profile, by epochs and by seconds to the target."""
     with _figure(path, width=9.0, height=3.6, ncols=2, sharey=True) as (_fig, axes):
         for ax, column in zip(axes, ("epochs", "seconds"), strict=True):
-            for arm, rho in profiles(results, column).items():
-                ax.step(TAUS, rho, where="post", label=arm, color=palette[arm])
+            for k, (arm, rho) in enumerate(profiles(results, column).items()):  # dashes: equal curves stay visible
+                ax.step(TAUS, rho, where="post", label=arm, color=palette[arm], ls=LINES[k % len(LINES)], lw=1.6)
             ax.set(xscale="log", xlabel=f"τ: within this factor of the fastest arm's {column}", ylim=(-0.02, 1.02),
                    title=f"time to target in {column}")
         axes[0].set_ylabel("fraction of workloads")
