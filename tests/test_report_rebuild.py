@@ -24,30 +24,20 @@ STUDY = StudySpec(
 '''
 
 
-def test_a_variants_report_rebuilt_without_its_study_file_equals_the_one_the_run_wrote(tmp_path):
+def test_a_variants_report_rebuilt_after_its_study_file_changed_or_went_is_the_one_the_run_wrote(tmp_path):
     studies, reports, rebuilt = tmp_path / "studies", tmp_path / "reports", tmp_path / "rebuilt"
     studies.mkdir()
     (studies / "outlives.py").write_text(STUDY)
     common = ["--root", str(tmp_path / "mlruns"), "--studies", str(studies)]
     assert study_main(["outlives", "--seeds", "3", *common, "--reports", str(reports)]) == 0
     name = "outlives--seeds-3"
-    (studies / "outlives.py").unlink()
-    assert report_main([name, *common, "--reports", str(rebuilt)]) == 0
     written, again = reports / name, rebuilt / name
+    (studies / "outlives.py").write_text(STUDY.replace("Does the report outlive", "An edited question:"))
+    assert report_main([name, *common, "--reports", str(rebuilt)]) == 0  # the study that ran, not the edited file
+    text = (again / "README.md").read_text()
+    assert "Does the report outlive its study file?" in text and "An edited question" not in text
+    (studies / "outlives.py").unlink()
+    assert report_main([name, *common, "--reports", str(rebuilt)]) == 0  # no study file at all
     assert (again / "README.md").read_text() == (written / "README.md").read_text()
     assert (again / "summary.json").read_text() == (written / "summary.json").read_text()
     assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in written.iterdir())
-
-
-def test_a_report_rebuilt_after_the_study_file_changed_reports_the_study_that_ran(tmp_path):
-    studies = tmp_path / "studies"
-    studies.mkdir()
-    (studies / "outlives.py").write_text(STUDY)
-    common = ["--root", str(tmp_path / "mlruns"), "--studies", str(studies)]
-    assert study_main(["outlives", *common, "--reports", str(tmp_path / "reports")]) == 0
-    (studies / "outlives.py").write_text(STUDY.replace("Does the report outlive", "An edited question:"))
-    assert report_main(["outlives", *common, "--reports", str(tmp_path / "rebuilt")]) == 0
-    text = (tmp_path / "rebuilt" / "outlives" / "README.md").read_text()
-    assert "Does the report outlive its study file?" in text and "An edited question" not in text
-
-
