@@ -289,6 +289,11 @@ def run_suite(suite: Any, stores: Stores, args: argparse.Namespace) -> int:
             print(f"{suite.name}: workload {workload.label} ended with exit code {code}; rerun the same command to "
                   "resume (workloads that finished are kept)", file=sys.stderr)
             return code
+    unfinished = [s.name for s in specs if check_resume(s, stores, say=False) != "current"]
+    if unfinished:  # other workers (other machines, a job array) are finishing these: the last of them reports
+        print(f"{suite.name}: {', '.join(unfinished)} still being finished by another worker; the worker that "
+              "finishes the last one writes the suite's report", flush=True)
+        return 0
     from harness.reporting.suite import publish_suite
 
     readme = publish_suite(suite, specs, stores, args.reports)
