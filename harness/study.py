@@ -279,9 +279,13 @@ def run_suite(suite: Any, stores: Stores, args: argparse.Namespace) -> int:
     for spec in specs:  # every workload checked before the first runs: a dataset missing fails now, not in an hour
         check_resume(spec, stores, say=False)  # each says what it resumes when it runs
         check(spec)
-    common = ["--root", str(args.root), "--reports", str(args.reports), "--studies", str(args.studies),
-              "--workers", str(args.workers), *(["--storage", args.storage] if args.storage else []),
-              *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])]
+    defaults = parser().parse_args([])  # flags left at their defaults stay off each workload's recorded command
+    given = {"--root": args.root, "--reports": None if args.reports == args.root / "reports" else args.reports,
+             "--studies": args.studies, "--workers": args.workers, "--storage": args.storage,
+             "--tracking-uri": args.tracking_uri}
+    same = {"--root": defaults.root, "--studies": defaults.studies, "--workers": defaults.workers}
+    common = [str(x) for flag, value in given.items() if value is not None and value != same.get(flag)
+              for x in (flag, value)]
     for i, (workload, spec) in enumerate(zip(suite.workloads, specs, strict=True), 1):
         print(f"== {suite.name}: workload {i}/{len(specs)}, {workload.label} (study {spec.name})", flush=True)
         code = main([*workload_argv(suite, workload), *common])

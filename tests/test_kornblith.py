@@ -4,6 +4,7 @@ checksums are stood in for), and offline the suite stops before anything is writ
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 
@@ -54,7 +55,7 @@ def test_every_workload_of_the_kornblith_suite_loads_its_dataset(stand_ins, chec
     cfg = spec.arms[0].config(spec.base)
     classes = {"cifar10": 10, "cifar100": 100, "flowers102": 102, "oxford_iiit_pet": 37, "stl10": 10}[cfg.dataset]
     assert cfg.weights == "imagenet" and cfg.target_classes is None  # every class of the target
-    small = cfg.__class__(**{**cfg.__dict__, "data_root": str(stand_ins), "shots": 1, "val_fraction": 0.34})
+    small = dataclasses.replace(cfg, data_root=str(stand_ins), shots=1, val_fraction=0.34)
     task = make_task(small, preprocessing("resnet18", "none"))  # the dataset's loading, not the weights, is tested
     assert len(task.classes) == classes and len(task.train) == classes
     assert task.train.x.shape[1:] == (3, 32, 32) and len(task.test) > 0
