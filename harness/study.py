@@ -277,8 +277,8 @@ def run_suite(suite: Any, stores: Stores, args: argparse.Namespace) -> int:
     specs = workload_specs(suite, args.studies)
     check_stores(stores)
     for spec in specs:  # every workload checked before the first runs: a dataset missing fails now, not in an hour
-        check_resume(spec, stores, say=False)  # each says what it resumes when it runs
-        check(spec)
+        if check_resume(spec, stores, say=False) != "current":  # (each says what it resumes when it runs)
+            check(spec)  # one done and reported runs nothing: no data to check
     defaults = parser().parse_args([])  # flags left at their defaults stay off each workload's recorded command
     given = {"--root": args.root, "--reports": None if args.reports == args.root / "reports" else args.reports,
              "--studies": args.studies, "--workers": args.workers, "--storage": args.storage,
@@ -293,14 +293,18 @@ def run_suite(suite: Any, stores: Stores, args: argparse.Namespace) -> int:
             print(f"{suite.name}: workload {workload.label} ended with exit code {code}; rerun the same command to "
                   "resume (workloads that finished are kept)", file=sys.stderr)
             return code
+    from harness.reporting.suite import is_current, publish_suite
+
     unfinished = [s.name for s in specs if check_resume(s, stores, say=False) != "current"]
     if unfinished:  # other workers (other machines, a job array) are finishing these: the last of them reports
         print(f"{suite.name}: {', '.join(unfinished)} still being finished by another worker; the worker that "
               "finishes the last one writes the suite's report", flush=True)
         return 0
-    from harness.reporting.suite import publish_suite
-
-    readme = publish_suite(suite, specs, stores, args.reports)
+    readme = args.reports / suite.name / "README.md"
+    if is_current(suite, specs, stores, args.reports):
+        print(f"nothing to do: every workload of {suite.name} is recorded in {stores.root}; its report is up to date")
+    else:
+        readme = publish_suite(suite, specs, stores, args.reports)
     print(f"\n{suite.name}: {suite.question}")
     for line in json.loads((readme.parent / "summary.json").read_text())["verdicts"]:
         print(f"- {line.replace('**', '')}")

@@ -119,3 +119,7 @@ def test_a_suite_reuses_what_its_study_ran_resumes_after_ctrl_c_and_reports_over
     (reports / SUITE_NAME / "README.md").unlink()  # rebuilt from the stores alone, the variant's settings recorded
     assert report_main([SUITE_NAME, "--root", str(root), "--reports", str(reports), "--studies", str(studies)]) == 0
     assert (reports / SUITE_NAME / "README.md").read_text() == readme
+    again = (reports / SUITE_NAME / "README.md").stat().st_mtime_ns
+    assert main(argv) == 0  # a rerun with nothing to do: the workloads answer at once, the report stays as it is
+    assert "its report is up to date" in capsys.readouterr().out
+    assert (reports / SUITE_NAME / "README.md").stat().st_mtime_ns == again

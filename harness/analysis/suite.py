@@ -55,6 +55,25 @@ class WorkloadResult:
         return float(np.median(values)) if values.size else float("inf")
 
 
+def report_markers(specs: list[StudySpec], stores: Stores) -> dict[str, str | None]:
+    """Each workload's mark of the records its report was built from (set when it publishes): the suite's report
+    is current while these are what it was built from."""
+    import optuna
+
+    from harness.schema import StudyAttr
+    from harness.stores import open_storage
+
+    storage = open_storage(stores)
+    marks = {}
+    for spec in specs:
+        try:
+            marks[spec.name] = optuna.load_study(study_name=spec.name, storage=storage).user_attrs.get(
+                StudyAttr.REPORT_RECORDS)
+        except KeyError:
+            marks[spec.name] = None
+    return marks
+
+
 def load_workload(workload: Workload, spec: StudySpec, stores: Stores, fraction: float) -> WorkloadResult:
     """One workload's study from the stores, with each counted confirmation run's time to target: the declared
     target, else `fraction` of the best arm's mean best validation accuracy."""

@@ -133,7 +133,8 @@ def draw_normalised(results: list[WorkloadResult], palette: dict, path: Path) ->
     return path
 
 
-def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_dir: Path) -> Path:
+def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_dir: Path,
+                       marks: dict | None = None) -> Path:
     """reports_dir/<suite>/README.md, its figures, summary.json (for the index) and time_to_target.csv."""
     out = reports_dir / suite.name
     out.mkdir(parents=True, exist_ok=True)
@@ -181,12 +182,32 @@ def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_
     readme.write_text("\n\n".join(sections) + "\n")
     summary = {"name": suite.name, "question": suite.question, "verdicts": [verdict_sentence(g, n) for g in aggs],
                "workloads": {r.workload.label: r.name for r in results},
+               "records": {**(marks or {}), "suite": definition(suite)},  # what a rerun compares (is_current)
                "decisions": [{"comparison": g.label, "kind": "suite", "word": _word(g),
                               "estimate": g.improvement.estimate, "low": g.improvement.low,
                               "high": g.improvement.high} for g in aggs]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     render_html(out)
     return readme
+
+
+def is_current(suite: SuiteSpec, specs: list, stores: Stores, reports_dir: Path) -> bool:
+    """Whether the suite's report in `reports_dir` was built from the records its workloads hold now."""
+    from harness.analysis.suite import report_markers
+
+    summary = reports_dir / suite.name / "summary.json"
+    if not summary.is_file() or not (reports_dir / suite.name / "README.md").is_file():
+        return False
+    recorded = json.loads(summary.read_text()).get("records")
+    return bool(recorded) and recorded == {**report_markers(specs, stores), "suite": definition(suite)}
+
+
+def definition(suite: SuiteSpec) -> str:
+    """A digest of what the suite's report depends on beyond the records: its question, workloads and target."""
+    from harness.naming import digest
+
+    return digest({"question": suite.question, "target_fraction": suite.target_fraction, "workloads": [
+        (w.label, sorted(w.changes.items()), w.target) for w in suite.workloads], "changes": sorted(suite.changes.items())})
 
 
 def _word(g: Aggregate) -> str:
@@ -197,11 +218,12 @@ def _word(g: Aggregate) -> str:
 
 def publish_suite(suite: SuiteSpec, specs: list, stores: Stores, reports_dir: Path) -> Path:
     """The suite's report from its workloads' records, logged to MLflow, and the index; returns the README."""
-    from harness.analysis.suite import load_workload
+    from harness.analysis.suite import load_workload, report_markers
     from harness.reporting.markdown import build_index
 
+    marks = report_markers(specs, stores)
     results = [load_workload(w, s, stores, suite.target_fraction) for w, s in zip(suite.workloads, specs, strict=True)]
-    readme = build_suite_report(suite, results, reports_dir)
+    readme = build_suite_report(suite, results, reports_dir, marks)
     log_suite(suite, results, stores, readme.parent)
     build_index(reports_dir)
     return readme
