@@ -27,6 +27,10 @@ def _pct(x: float) -> str:
     return f"{PERCENT * x:.1f}" if np.isfinite(x) else "n/a"
 
 
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def _interval(x: float, low: float, high: float, digits: int = 2) -> str:
     if not np.isfinite(low):
         return f"{x:.{digits}f} (too few runs for an interval)"
@@ -45,12 +49,12 @@ def verdict_sentence(agg: Aggregate, n: int) -> str:
                       for kind, counts in ((key.split(":")[0], c) for key, c in agg.tally.items()))
     het = agg.heterogeneity
     depends = "" if het is None else (
-        f" The answer depends on the workload (Alexander-Govern p = {het.p_value:.3f}, I² = {100 * het.i_squared:.0f}%"
+        f" The answer depends on the workload (Alexander-Govern {_p(het.p_value)}, I² = {100 * het.i_squared:.0f}%"
         f"{'; furthest out: ' + '; '.join(het.outliers) if het.outliers else ''})." if het.p_value < 0.05 else
         f" No evidence at the 5% level that it depends on the workload (Alexander-Govern p = {het.p_value:.2f}; "
         f"I² = {100 * het.i_squared:.0f}%, from variances estimated on few seeds).")
     return (f"**{agg.label}**: P({agg.a} > {agg.b}) = {imp.estimate:.2f} (95% CI {imp.low:.2f} to {imp.high:.2f}, "
-            f"p = {imp.p_value:.3f}, over {len(imp.per_workload)} of {n} workloads): {said}. Each workload's "
+            f"{_p(imp.p_value)}, over {len(imp.per_workload)} of {n} workloads): {said}. Each workload's "
             f"own verdict: {tally}.{depends}")
 
 
