@@ -95,8 +95,13 @@ def workload_argv(suite: SuiteSpec, workload: Workload) -> list[str]:
     >>> workload_argv(SuiteSpec(question="?", study="sgd_vs_adam", workloads=(w,)), w)
     ['sgd_vs_adam', '--shots', '10', '--source-classes', '5,6,7,8,9']
     """
-    argv = [suite.study]
-    for key, value in {**workload.changes, **suite.changes}.items():
+    return [suite.study, *flags({**workload.changes, **suite.changes})]
+
+
+def flags(changes: Mapping[str, Any]) -> list[str]:
+    """Settings as the command line's flags: {"shots": 10, "target_classes": (0, 1)} -> --shots 10 --target-classes 0,1."""
+    argv = []
+    for key, value in changes.items():
         text = "all" if value is None else ",".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
         argv += [FLAGS.get(key, f"--{key}"), text]
     return argv

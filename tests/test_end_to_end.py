@@ -153,6 +153,9 @@ def test_each_arms_chosen_model_is_an_mlflow_model_that_loads_back_and_matches_i
     assert sorted(r.data.tags["arm"] for r in logged) == sorted(ARMS)
     for run in logged:
         assert run.data.metrics["logged_model_test_acc"] == run.data.metrics["test_acc"]  # the run's own weights
+        # logging the model later neither stretches the run's duration past its training nor marks it resumed
+        assert (run.info.end_time - run.info.start_time) / 1000 <= run.data.metrics["wall_seconds"] + 5
+        assert "resumed_by" not in run.data.tags and run.info.status == "FINISHED"
     model = mlflow.pytorch.load_model(f"runs:/{logged[0].info.run_id}/model")
     x = np.zeros((2, 1, 32, 32), dtype=np.float32)
     import torch

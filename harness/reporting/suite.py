@@ -5,6 +5,7 @@ experiment (its report, the time-to-target table and the aggregate numbers as me
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import mlflow
@@ -16,7 +17,7 @@ from harness.reporting.figures_base import ACC, PERCENT, _figure, _legend_outsid
 from harness.reporting.html import render_html
 from harness.schema import Phase, Tag
 from harness.stores import Stores, experiment_id, use_tracking
-from harness.suite import SuiteSpec
+from harness.suite import SuiteSpec, flags
 
 LINES = ("-", "--", "-.", ":")
 TALLY = {"a better": "{a} better", "a not worse": "{a} not worse", "b better": "{b} better",
@@ -177,10 +178,12 @@ def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_
         "Mann-Whitney statistic, ties a half); averaged over the workloads, with a t interval over them and the "
         "p-value of P = 0.5.\n- **IQM**: the interquartile mean of the normalised runs pooled over workloads, "
         "with a stratified bootstrap interval (runs resampled within each workload, scipy's `bootstrap`, "
-        "widened for few seeds as Hesterberg 2015 proposes).\n- **Heterogeneity**: the Alexander-Govern test "
+        "widened for few seeds as Hesterberg 2015 proposes; simulated coverage 0.93-0.96, but 0.90-0.93 with 5 "
+        "seeds a workload and strongly skewed seed noise).\n- **Heterogeneity**: the Alexander-Govern test "
         "that the seed-paired differences have one mean on every workload, with Cochran's I².\n"
         "- The coverage and false-positive rates of these procedures are measured in tests/test_aggregate.py."),
-        f"## Reproduce\n\n```\npython -m harness.study {suite.name}\npython -m harness.report {suite.name}\n```",
+        (f"## Reproduce\n\n```\npython -m harness.study {shlex.join([suite.file or suite.name, *flags(suite.changes)])}\n"
+        f"python -m harness.report {suite.name}\n```"),
     ]
     readme = out / "README.md"
     readme.write_text("\n\n".join(sections) + "\n")

@@ -278,9 +278,15 @@ def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTria
     with torch.no_grad():
         signature = infer_signature(x.cpu().numpy(), model(x).cpu().numpy())
     model = model.cpu()
-    with mlflow.start_run(run_id=confirm.user_attrs[Attr.MLFLOW_RUN_ID], nested=mlflow.active_run() is not None):
+    run_id, client = confirm.user_attrs[Attr.MLFLOW_RUN_ID], mlflow.MlflowClient()
+    ended = client.get_run(run_id).info.end_time
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         mlflow.set_tag(Tag.RESUMED_BY, worker_id())  # alive while it writes: no other worker closes it
         mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=x.cpu().numpy(),
                                  pip_requirements=[f"torch=={version('torch')}"])  # no slow inference
         mlflow.log_metric("logged_model_test_acc", acc)
+    # reopening ended the run anew: its duration goes back to its training's, and the tag that kept it alive while
+    # the model was written goes (the UI showed minutes for seconds of training, and a resume that never was)
+    client.set_terminated(run_id, "FINISHED", end_time=ended)
+    client.delete_tag(run_id, Tag.RESUMED_BY)
     return acc
