@@ -130,8 +130,13 @@ def draw_normalised(results: list[WorkloadResult], palette: dict, path: Path) ->
     frame = pd.DataFrame([{"arm": arm, "workload": w, "score": s} for arm, per in scores.items()
                           for w, values in per.items() for s in values])
     with _figure(path, width=8.0, height=0.7 * len(results) + 1.6) as (_fig, ax):
-        sns.stripplot(frame, x="score", y="workload", hue="arm", palette=palette, dodge=True, size=3.5, alpha=0.7,
-                      ax=ax, order=[r.workload.label for r in results], hue_order=arms)
+        state = np.random.get_state()  # seaborn jitters with numpy's global generator: seeded here, and put back,
+        np.random.seed(0)  # the figure is the same on every rebuild of the same records
+        try:
+            sns.stripplot(frame, x="score", y="workload", hue="arm", palette=palette, dodge=True, size=3.5, alpha=0.7,
+                          ax=ax, order=[r.workload.label for r in results], hue_order=arms)
+        finally:
+            np.random.set_state(state)
         ax.axvline(1.0, color="grey", lw=0.8, ls="--")
         ax.set(xlabel=f"normalised test {ACC.split(' ')[0]}: 0 chance, 1 the best arm's mean", ylabel="")
         _legend_outside(ax, "arm")
