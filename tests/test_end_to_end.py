@@ -101,26 +101,8 @@ def test_running_again_resumes_without_new_trials(finished):
     assert len(runs(finished, "pretrain")) == 3 + 2 * selecting
 
 
-def test_ctrl_c_keeps_finished_trials_and_the_next_run_tops_up(tmp_path, monkeypatch):
-    real_fit, calls = harness.run.objective.fit, []
-
-    def fit_then_interrupt(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:  # the second trial of the second arm
-            raise KeyboardInterrupt
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(harness.run.objective, "fit", fit_then_interrupt)
-    assert run_tiny(tmp_path) == 130
-    killed = [r for r in runs(tmp_path, "search") if r.info.status == "KILLED"]
-    assert len(killed) == 1 and killed[0].data.tags["outcome"] == "interrupted"
-    assert len(optuna_trials(tmp_path, "sgd-frozen")) == 2  # the first arm finished before the interruption
-    assert "RUNNING" not in [t.state.name for t in optuna_trials(tmp_path, "adam-frozen")]
-    monkeypatch.setattr(harness.run.objective, "fit", real_fit)
-    assert run_tiny(tmp_path) == 0
-    states = [t.state.name for t in optuna_trials(tmp_path, "adam-frozen")]
-    assert states.count("FAIL") == 1 and len(states) == 3  # the interrupted trial is redone, not counted
-    assert all(len(optuna_trials(tmp_path, arm)) == 2 for arm in ("sgd-unfrozen", "adam-unfrozen"))
+# Ctrl-C inside a study (a KILLED run, its trial redone, the budget exact) is tested through a suite's workload in
+# tests/test_suite.py, and as a real SIGINT to a study's process group in tests/test_workers.py.
 
 
 def test_a_diverging_confirmation_seed_is_recorded_and_the_study_still_reports(tmp_path, monkeypatch):

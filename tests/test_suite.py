@@ -1,6 +1,7 @@
 """A suite (harness.suite): its file is checked like a study's, each workload runs as its own study (one the study
-already ran is reused, not rerun), an interrupted suite resumes where it was cut off, and its report aggregates
-over the workloads with links to each workload's report, in markdown and in MLflow."""
+already ran is reused, not rerun), an interrupted suite resumes where it was cut off (Ctrl-C inside a workload is
+Ctrl-C inside a study: the run cut off is KILLED and redone, the budget exact), and its report aggregates over the
+workloads with links to each workload's report, in markdown and in MLflow."""
 
 from __future__ import annotations
 
@@ -85,12 +86,19 @@ def test_a_suite_reuses_what_its_study_ran_resumes_after_ctrl_c_and_reports_over
 
     monkeypatch.setattr(harness.run.objective, "fit", fit_then_interrupt)
     assert main(argv) == 130
+    storage = Stores(root).optuna_url
+    killed = [r for r in _suite_runs(root, "search") if r.info.status == "KILLED"]
+    assert len(killed) == 1 and killed[0].data.tags["outcome"] == "interrupted"
+    trials = {arm: optuna.load_study(study_name=f"{SHOTS_10}/{arm}", storage=storage).trials for arm in ARMS[:2]}
+    assert len(trials["sgd-frozen"]) == 2  # the first arm finished before the interruption
+    assert "RUNNING" not in [t.state.name for t in trials["adam-frozen"]]
     monkeypatch.setattr(harness.run.objective, "fit", real_fit)
     assert main(argv) == 0
+    states = [t.state.name for t in optuna.load_study(study_name=f"{SHOTS_10}/adam-frozen", storage=storage).trials]
+    assert states.count("FAIL") == 1 and len(states) == 3  # the interrupted trial is redone, not counted
     out = capsys.readouterr().out
     assert f"nothing to do: every trial and confirmation seed of {NAME}" in out  # reused, not rerun
     assert len(mlflow.search_runs(experiment_names=[NAME], output_format="list")) == before
-    storage = Stores(root).optuna_url
     for arm in ARMS:  # the interrupted workload: its budget exact, the cut-off trial redone, nothing RUNNING
         trials = optuna.load_study(study_name=f"{SHOTS_10}/{arm}", storage=storage).trials
         assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 2
