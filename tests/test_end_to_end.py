@@ -105,8 +105,13 @@ def test_running_again_resumes_without_new_trials(finished):
 # tests/test_suite.py, and as a real SIGINT to a study's process group in tests/test_workers.py.
 
 
-def test_a_diverging_confirmation_seed_is_recorded_and_the_study_still_reports(tmp_path, monkeypatch):
+def test_a_diverging_confirmation_seed_is_recorded_and_the_study_still_reports(finished, tmp_path, monkeypatch):
+    import shutil
+
     from harness.learn.train import Diverged
+
+    # the source checkpoints this study needs are the finished study's (the same source task and seeds): shared
+    shutil.copytree(finished / "mlruns" / "checkpoints", tmp_path / "mlruns" / "checkpoints")
 
     real_fit = harness.run.objective.fit
 
