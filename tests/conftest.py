@@ -1,4 +1,7 @@
-"""Shared fixtures: a throwaway stores root per test, so no test touches ./mlruns."""
+"""Shared fixtures: a throwaway stores root per test, so no test touches ./mlruns; no network for the tests that
+ask (`offline`)."""
+
+import socket
 
 import pytest
 
@@ -8,6 +11,16 @@ from harness.stores import Stores
 @pytest.fixture
 def stores(tmp_path) -> Stores:
     return Stores(root=tmp_path / "mlruns")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every name lookup fails, as it does offline: a test can never download, and a download attempt fails."""
+
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "network disabled in tests")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
 
 
 @pytest.fixture

@@ -144,11 +144,11 @@ def draw_normalised(results: list[WorkloadResult], palette: dict, path: Path) ->
 
 
 def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_dir: Path,
-                       marks: dict | None = None) -> Path:
+                       marks: dict | None = None, aggs: list[Aggregate] | None = None) -> Path:
     """reports_dir/<suite>/README.md, its figures, summary.json (for the index) and time_to_target.csv."""
     out = reports_dir / suite.name
     out.mkdir(parents=True, exist_ok=True)
-    aggs = aggregate(results)
+    aggs = aggregate(results) if aggs is None else aggs
     arms = [a.name for a in results[0].record.spec.arms]
     palette = arm_palette(arms)
     draw_profiles(results, palette, out / "profiles.png")
@@ -235,8 +235,9 @@ def publish_suite(suite: SuiteSpec, specs: list, stores: Stores, reports_dir: Pa
 
     marks = report_markers(specs, stores)
     results = [load_workload(w, s, stores, suite.target_fraction) for w, s in zip(suite.workloads, specs, strict=True)]
-    readme = build_suite_report(suite, results, reports_dir, marks)
-    log_suite(suite, results, stores, readme.parent)
+    aggs = aggregate(results)  # bootstraps: once, for the report and for MLflow
+    readme = build_suite_report(suite, results, reports_dir, marks, aggs)
+    log_suite(suite, results, aggs, stores, readme.parent)
     build_index(reports_dir)
     return readme
 
@@ -256,7 +257,8 @@ def recorded_changes(name: str, stores: Stores) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
 
 
-def log_suite(suite: SuiteSpec, results: list[WorkloadResult], stores: Stores, out: Path) -> str:
+def log_suite(suite: SuiteSpec, results: list[WorkloadResult], aggs: list[Aggregate], stores: Stores,
+              out: Path) -> str:
     """The suite's record in MLflow: one run in the suite's own experiment, reused by every rebuild, holding the
     workloads' studies, the aggregate numbers as metrics and the report as artifacts. Returns its run id."""
     use_tracking(stores)
@@ -267,7 +269,7 @@ def log_suite(suite: SuiteSpec, results: list[WorkloadResult], stores: Stores, o
                           tags={Tag.PHASE: Phase.SUITE}) as run:
         mlflow.set_tags({f"workload.{i}": f"{r.workload.label}: {r.name}" for i, r in enumerate(results)})
         mlflow.set_tag(CHANGES_TAG, json.dumps(dict(suite.changes), default=list))  # a variant's rebuild reads it
-        for i, g in enumerate(aggregate(results)):
+        for i, g in enumerate(aggs):
             mlflow.log_metrics({f"p_improvement.{i}": g.improvement.estimate,
                                 **{f"iqm.{i}.{arm}": v.estimate for arm, v in g.iqm.items()}})
         mlflow.log_artifacts(str(out), artifact_path="report")
