@@ -10,6 +10,7 @@ while it trains a seed of the second batch, then restarted: the records and deci
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from collections import Counter
@@ -69,7 +70,7 @@ class Sequential(Tiny):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Sequential:
     study = Sequential(tmp_path_factory.mktemp("sequential"))
-    outs = wait_all([study.start() for _ in range(2)])
+    outs = wait_all([study.start("--workers", "2")])  # two forked workers: one process's imports
     assert all("Traceback" not in out for out in outs), outs
     study.outs = outs
     return study
@@ -95,6 +96,7 @@ def test_twin_arms_never_differ_and_run_to_the_cap_while_a_plain_loser_stops_at_
 @pytest.mark.slow
 def test_a_worker_killed_mid_batch_and_restarted_changes_nothing(tmp_path, uninterrupted):
     crashed = Sequential(tmp_path, uninterrupted.name)
+    shutil.copytree(uninterrupted.stores.checkpoints, crashed.stores.checkpoints)  # the same source checkpoints
     first, second = crashed.start(), crashed.start()
     killed = _kill_in_second_batch(crashed, first)
     out = wait_all([crashed.start(), second])

@@ -9,6 +9,7 @@ Without them they skip, unless HARNESS_TEST_REQUIRE_SERVERS=1 (set by `.ci/run`)
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,25 +157,20 @@ def kill_mid_trial(tiny: Tiny, proc: subprocess.Popen, timeout: float = 240) -> 
 
 @pytest.fixture(scope="module")
 def together(tmp_path_factory) -> Tiny:
-    """Three workers started at the same instant on fresh local stores."""
+    """Three workers started at the same instant on fresh local stores: one command of one worker, and one
+    whose `--workers 2` forks two (the flag's split and simultaneous starts, in one study)."""
     tiny = Tiny(tmp_path_factory.mktemp("together"))
-    outs = wait_all([tiny.start() for _ in range(3)])
+    outs = wait_all([tiny.start(), tiny.start("--workers", "2")])
     assert all("Traceback" not in out for out in outs), outs
+    tiny.outs = outs
     return tiny
 
 
 @pytest.mark.slow
-def test_three_workers_started_at_the_same_instant_on_fresh_local_stores(together):
+def test_three_workers_started_at_the_same_instant_split_the_study_exactly_once(together):
+    assert "started 2 workers" in together.outs[1], together.outs[1]
     assert_study_done_exactly_once(together)
-
-
-@pytest.mark.slow
-def test_workers_flag_splits_the_study_among_processes_on_local_stores(tmp_path):
-    tiny = Tiny(tmp_path)
-    (out,) = wait_all([tiny.start("--workers", "3")])
-    assert "started 3 workers" in out and "Traceback" not in out, out
-    assert_study_done_exactly_once(tiny)
-    workers = {r.data.tags["worker"] for r in tiny.runs() if r.data.tags.get("phase") == "study"}
+    workers = {r.data.tags["worker"] for r in together.runs() if r.data.tags.get("phase") == "study"}
     assert 2 <= len(workers) <= 3  # a worker that found nothing left to take opens no parent run
 
 
@@ -182,6 +178,8 @@ def test_workers_flag_splits_the_study_among_processes_on_local_stores(tmp_path)
 def test_a_worker_killed_mid_trial_reruns_that_configuration_and_the_verdict_is_unchanged(tmp_path, together):
     crashed = Tiny(tmp_path)
     crashed.name, crashed.studies = together.name, together.studies  # the same study: the same seeded points
+    # and the same source checkpoints (the same source task and seeds): shared, as a cache is
+    shutil.copytree(together.stores.checkpoints, crashed.stores.checkpoints)
     proc = crashed.start()
     kill_mid_trial(crashed, proc)
     assert [r for r in crashed.runs() if r.info.status == "RUNNING"]  # the killed worker's, until a restart
@@ -254,36 +252,68 @@ def _fresh_database(pg: str) -> str:
     return f"{pg}/{name}"
 
 
-@pytest.mark.slow
-def test_three_workers_on_postgres_and_a_tracking_server_one_killed_mid_trial_then_postgres_restarted(tmp_path):
-    """One worker killed mid-trial, then PostgreSQL (Optuna's storage and the tracking server's) stopped for
-    4 s under the other two: both wait it out and finish, with exact budgets and nothing failed by it."""
+def kill_during_pretraining(tiny: Tiny, procs: list[subprocess.Popen], timeout: float = 240) -> subprocess.Popen:
+    """SIGKILL whichever of `procs` is pretraining a source checkpoint (its pretraining run RUNNING on the
+    tracking server); returns it."""
+    deadline, pids = time.monotonic() + timeout, {str(p.pid): p for p in procs}
+    while time.monotonic() < deadline:
+        try:
+            for run in tiny.runs():
+                pid = run.data.tags.get("worker", "").split(":")[1:2]
+                if run.data.tags.get("phase") == "pretrain" and run.info.status == "RUNNING" and pid and \
+                        pid[0] in pids:
+                    pids[pid[0]].send_signal(signal.SIGKILL)
+                    pids[pid[0]].wait()
+                    return pids[pid[0]]
+        except Exception as error:  # noqa: BLE001 - the experiment is being created: look again
+            print(f"stores not ready: {error}")
+        time.sleep(0.05)
+    raise AssertionError("no worker was seen pretraining")
+
+
+def _outage(variable: str, seconds: int) -> None:
+    """Run .ci/run's command that takes a server away for `seconds` (PostgreSQL, or the tracking server)."""
     import shlex
 
+    command = os.environ.get(variable)
+    if command:
+        subprocess.run([*shlex.split(command), str(seconds)], check=True, timeout=180)
+
+
+@pytest.mark.slow
+def test_workers_on_postgres_and_a_tracking_server_survive_kills_and_both_servers_restarting(tmp_path):
+    """Three workers, each on its own disk: one killed while it pretrains the source; then PostgreSQL
+    (Optuna's storage and the tracking server's) is stopped for 4 s and the tracking server restarted under the
+    other two. Both wait it out and finish, with exact budgets, nothing failed by the infrastructure and
+    nothing left RUNNING, the dead worker's runs included. (A worker killed mid-trial, and its trial rerun, is
+    the local test above; Optuna's heartbeat on a database, test_queue's.)"""
     from harness.schema import Outcome
 
     pg, server = _servers()
     tiny = Tiny(tmp_path, storage=_fresh_database(pg), tracking_uri=server)
     procs = [tiny.start(root=tmp_path / f"machine{i}") for i in range(3)]  # no shared disk between them
-    kill_mid_trial(tiny, procs[0])
-    outage = os.environ.get("HARNESS_TEST_PG_OUTAGE")
-    if outage:  # .ci/run's servers: the database goes away while the survivors work (each has a parent run)
-        deadline = time.monotonic() + 120
+    pretrainer = kill_during_pretraining(tiny, procs)
+    survivors = [p for p in procs if p is not pretrainer]
+    if os.environ.get("HARNESS_TEST_PG_OUTAGE"):  # .ci/run's servers go away while the survivors work
+        deadline = time.monotonic() + 120  # each survivor has its parent run: it is at work
         while not all(any(f":{p.pid}:" in r.data.tags.get("worker", "") for r in tiny.runs()
-                          if r.data.tags.get("phase") == "study") for p in procs[1:]):
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs[1:]), "a survivor stopped"
+                          if r.data.tags.get("phase") == "study") for p in survivors):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in survivors), "a survivor stopped"
             time.sleep(0.2)
-        subprocess.run([*shlex.split(outage), "4"], check=True, timeout=120)
-    outs = wait_all(procs[1:])
-    assert all(p.returncode == 0 for p in procs[1:]) and all("Traceback" not in out for out in outs), outs
-    assert_study_done_exactly_once(tiny)
+        _outage("HARNESS_TEST_PG_OUTAGE", 4)
+        _outage("HARNESS_TEST_MLFLOW_RESTART", 1)  # away 15 s or so: it starts slowly
+    outs = wait_all(survivors)
+    assert all(p.returncode == 0 for p in survivors) and all("Traceback" not in out for out in outs), outs
+    assert_study_done_exactly_once(tiny)  # nothing RUNNING: the pretraining cut off too
     failed = [t for s in tiny.studies_of().values() for t in s.trials
               if t.state.name == "FAIL" and t.user_attrs.get("outcome") == Outcome.FAILED.value]
     assert not failed, [t.user_attrs.get("state_reason") for t in failed]  # none failed by the infrastructure
     pretrain = [r for r in tiny.runs() if r.data.tags.get("phase") == "pretrain"]
-    keys = [r.data.tags["checkpoint"] for r in pretrain]  # seed 0 for the search, one per confirmation seed
-    assert len(keys) == len(set(keys)) == 3  # each pretrained once; the other machines downloaded it
-    assert len(list(tmp_path.glob("machine*/checkpoints/*.pt"))) >= 2
+    cut = [r for r in pretrain if f":{pretrainer.pid}:" in r.data.tags["worker"]]
+    assert len(cut) == 1 and cut[0].info.status == "KILLED" and "stopped" in cut[0].data.tags["state_reason"]
+    keys = [r.data.tags["checkpoint"] for r in pretrain if r.info.status == "FINISHED"]
+    assert len(keys) == len(set(keys)) == 3  # seed 0 for the search, one per confirmation seed: each once
+    assert len(list(tmp_path.glob("machine*/checkpoints/*.pt"))) >= 2  # the other machines downloaded them
     from harness.report import main as report_main
 
     assert report_main([tiny.name, "--studies", str(tiny.studies), "--storage", tiny.stores.storage,

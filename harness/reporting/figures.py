@@ -51,6 +51,20 @@ __all__ = [
 ]
 
 
+def _warm(out: Path) -> None:
+    """Draw and save one small figure here, so the forked children inherit matplotlib's loaded fonts and
+    text caches instead of each paying for them (measured: 0.2 s here, 0.7 s off the report's drawing)."""
+    from harness.reporting.figures_base import _figure, log_scale
+
+    warm = out / ".warm.png"
+    with _figure(warm, 2.0, 2.0) as (_, ax):
+        ax.scatter([1e-3, 1e-1], [1.0, 2.0], label="warm")
+        log_scale(ax)
+        ax.set(title="warm", xlabel="x", ylabel="y")
+        ax.legend()
+    warm.unlink()
+
+
 def draw_all(data: FigureData, out: Path, processes: int | None = None) -> list[Figure]:
     """Draw every figure the data allows into `out`; the list says what was drawn, and why not otherwise.
 
@@ -63,6 +77,7 @@ def draw_all(data: FigureData, out: Path, processes: int | None = None) -> list[
     if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
         drawn = [draw(*args) for draw, args in groups]
     else:  # forked children run no atexit hooks, so the parent's open MLflow run is left alone
+        _warm(out)
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
             drawn = [job.result() for job in [pool.submit(draw, *args) for draw, args in groups]]
     data_figs, search, params, confirm = drawn

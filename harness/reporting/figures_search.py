@@ -24,6 +24,7 @@ from harness.reporting.figures_base import (
     _legend_outside,
     _present,
     _shown,
+    log_scale,
 )
 
 
@@ -54,7 +55,9 @@ def val_acc_vs(trials: pd.DataFrame, x: str, xlabel: str, title: str, palette: P
     with _figure(path) as (_, ax):
         sns.scatterplot(frame, x=x, y="acc", hue="arm", style="state", markers=STATE_MARKERS, palette=palette,
                         hue_order=_present(palette, frame["arm"]), s=45, alpha=0.85, ax=ax)
-        ax.set(xscale="log" if log else "linear", xlabel=xlabel, ylabel=f"best validation {ACC}", title=title)
+        ax.set(xlabel=xlabel, ylabel=f"best validation {ACC}", title=title)
+        if log:
+            log_scale(ax)
         _legend_outside(ax)
     return path
 
@@ -93,7 +96,7 @@ def _param_axis(ax: plt.Axes, rows: pd.DataFrame, param: str, choices: list[str]
     if choices is not None:
         ax.set_xticks(range(len(choices)), choices)
     elif rows["log"].any():
-        ax.set_xscale("log")
+        log_scale(ax)
     ax.set_xlabel(param + (" (log)" if rows["log"].any() and choices is None else ""))
 
 
@@ -138,7 +141,7 @@ def pair_view(params: pd.DataFrame, chosen: Mapping[str, tuple[str, str]], path:
             if y_choices is not None:
                 ax.set_yticks(range(len(y_choices)), y_choices)
             elif y_rows["log"].any():
-                ax.set_yscale("log")
+                log_scale(ax, "y")
             ax.set_ylabel(py)
             ax.set_title(arm, fontsize="medium")
             fig.colorbar(dots, ax=ax, label=f"val {ACC}")

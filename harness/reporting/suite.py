@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.suite import TAUS, Aggregate, WorkloadResult, aggregate, profiles
-from harness.reporting.figures_base import ACC, PERCENT, _figure, _legend_outside, arm_palette
+from harness.reporting.figures_base import ACC, PERCENT, _figure, _legend_outside, arm_palette, log_scale
 from harness.reporting.html import render_html
 from harness.schema import Phase, Tag
 from harness.stores import Stores, experiment_id, use_tracking
@@ -111,7 +111,8 @@ def draw_profiles(results: list[WorkloadResult], palette: dict, path: Path) -> P
         for ax, column in zip(axes, ("epochs", "seconds"), strict=True):
             for k, (arm, rho) in enumerate(profiles(results, column).items()):  # dashes: equal curves stay visible
                 ax.step(TAUS, rho, where="post", label=arm, color=palette[arm], ls=LINES[k % len(LINES)], lw=1.6)
-            ax.set(xscale="log", xlabel=f"τ: within this factor of the fastest arm's {column}", ylim=(-0.02, 1.02),
+            log_scale(ax)
+            ax.set(xlabel=f"τ: within this factor of the fastest arm's {column}", ylim=(-0.02, 1.02),
                    title=f"time to target in {column}")
         axes[0].set_ylabel("fraction of workloads")
         axes[1].legend(frameon=False, loc="lower right")
