@@ -60,7 +60,9 @@ def describe() -> str:
         stages = stage_names(name)
         lines.append(f"  {name:10s} {len(stages)} stages: {', '.join(stages)}; {spec.input_size} px, "
                      f"{spec.in_channels} channel{'s' * (spec.in_channels > 1)}")
-    lines.append("  (or any torchvision classification model by name: stages derived from its structure)")
+    lines.append("  (or any torchvision classification model by name, or timm's as timm:NAME with pip install timm:"
+                 " stages derived from its structure; ImageNet weights through timm's hub download, or a local"
+                 " .pth/.safetensors file as weights)")
     lines += ["", "datasets (TrialConfig.dataset, --dataset):"]
     lines += [f"  {name:16s} {spec.num_classes} classes{'' if spec.download is None else ', downloads'}"
               for name, spec in DATASETS.items()]

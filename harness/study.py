@@ -88,7 +88,8 @@ def parser() -> argparse.ArgumentParser:
                       help="classes of the target task, e.g. 5-9; 'all' for every class")
     model = p.add_argument_group("model", "each defaults to the study file's")
     model.add_argument("--model", metavar="NAME",
-                       help=f"model to transfer: {', '.join(MODEL_NAMES)}, or any torchvision classifier by name")
+                       help=f"model to transfer: {', '.join(MODEL_NAMES)}, any torchvision classifier by name, "
+                       "or timm's as timm:NAME (pip install timm)")
     model.add_argument("--weights", metavar="KIND",
                        help="source (pretrained here on the source classes) | imagenet (torchvision's) | none | "
                        "PATH to a checkpoint file")

@@ -13,6 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
+from harness.learn import timm_models
 from harness.learn.nets import LeNet5, ResNet8
 from harness.learn.weights import imagenet_file, load_checkpoint, unavailable, widen_input
 from harness.spec import weights_kind
@@ -150,11 +151,13 @@ def model_spec(name: str) -> ModelSpec:
     """The registry entry, or one derived for any other torchvision classification model."""
     if name in MODELS:
         return MODELS[name]
+    if timm_models.is_timm(name):  # timm's, staged like torchvision's
+        return ModelSpec(lambda: timm_models.build(name), derived_stages, 3, timm_models.input_size(name))
     if name in torchvision_classifiers():
         min_size = torchvision.models.get_model_weights(name).DEFAULT.meta["min_size"]  # metadata, no download
         return _tv(name, input_size=max(32, *min_size))  # ViT and Swin take nothing smaller than 224
-    raise ValueError(f"unknown model {name!r}; registry: {', '.join(MODELS)}; "
-                     "or any torchvision classification model (torchvision.models.list_models())")
+    raise ValueError(f"unknown model {name!r}; registry: {', '.join(MODELS)}; or any torchvision classification "
+                     "model (torchvision.models.list_models()), or timm's as timm:NAME (timm.list_models())")
 
 
 class TransferNet(nn.Module):
@@ -222,6 +225,8 @@ def require_imagenet(name: str) -> Path:
 
     A study calls this before it writes anything, so that offline it stops at once with `WeightsUnavailable`.
     """
+    if timm_models.is_timm(name):  # through timm and the Hugging Face cache
+        return timm_models.require(name)
     weights = imagenet_weights(name)
     file = imagenet_file(weights)
     if not file.is_file():
@@ -234,6 +239,8 @@ def require_imagenet(name: str) -> Path:
 
 def load_imagenet(name: str) -> nn.Module:
     """Torchvision's weights through its own API and cache; a clear message when offline, never random weights."""
+    if timm_models.is_timm(name):
+        return timm_models.build(name, pretrained=True)
     weights = imagenet_weights(name)
     try:
         return torchvision.models.get_model(model_spec(name).torchvision_name, weights=weights)
@@ -326,7 +333,9 @@ class Preprocess:
 def preprocessing(name: str, weights: str) -> Preprocess:
     """ImageNet weights carry their own transforms (torchvision's Weights API), whole; other weights use ours."""
     spec = model_spec(name)
-    if weights_kind(weights) == "imagenet":
+    if weights_kind(weights) == "imagenet" and timm_models.is_timm(name):  # timm's cfg: size, normalisation, crop
+        return Preprocess(**timm_models.imagenet_preprocessing(name))
+    if weights_kind(weights) == "imagenet":  # torchvision's Weights API
         w = imagenet_weights(name)
         t = w.transforms()
         return Preprocess(t.crop_size[0], 3, tuple(t.mean), tuple(t.std), t.resize_size[0], t.interpolation.value,

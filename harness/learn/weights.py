@@ -36,7 +36,10 @@ SAVE_HINT = "save one with torch.save(model.state_dict(), PATH)"
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a file, loaded safely: `weights_only` runs no code from the file, and anything that is
-    not a readable mapping of names to tensors is a `ValueError` that says what the file is instead."""
+    not a readable mapping of names to tensors is a `ValueError` that says what the file is instead. A
+    `.safetensors` file (the Hugging Face hub's format, timm's weights) holds tensors only, by design."""
+    if str(path).endswith(".safetensors"):
+        return _read_safetensors(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -56,6 +59,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"checkpoint {path} is not a state dict (a mapping of names to tensors): {SAVE_HINT}")
     return state
+
+
+def _read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ValueError(f"checkpoint {path} is a .safetensors file: pip install safetensors to read it") from None
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own SafetensorError on a bad header
+        reason = " ".join(str(error).split())[:200]
+        raise ValueError(f"checkpoint {path} is not a readable safetensors file ({reason}): {SAVE_HINT}") from None
 
 
 def load_checkpoint(net: nn.Module, path: str | Path, head: str) -> None:
