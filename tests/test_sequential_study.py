@@ -108,6 +108,8 @@ def test_a_worker_killed_mid_batch_and_restarted_changes_nothing(tmp_path, unint
     assert crashed.results() == uninterrupted.results()
     assert [d.outcome for d in crashed.rule().decisions] == [d.outcome for d in uninterrupted.rule().decisions]
     assert not [r for r in crashed.runs() if r.info.status == "RUNNING"]
+    killed = [r for r in crashed.runs() if r.info.status == "KILLED"]  # the dead worker's: closed, saying why
+    assert killed and all("stopped" in r.data.tags.get("state_reason", "") for r in killed)
 
 
 def _kill_in_second_batch(study: Sequential, proc, timeout: float = 240) -> int:

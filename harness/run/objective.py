@@ -300,16 +300,20 @@ def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTria
     model = model.cpu()
     run_id, client = confirm.user_attrs[Attr.MLFLOW_RUN_ID], mlflow.MlflowClient()
     ended = client.get_run(run_id).info.end_time
-    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-        mlflow.set_tag(Tag.RESUMED_BY, worker_id())  # alive while it writes: no other worker closes it
-        with _no_requirement_check():
-            # no slow inference of requirements; no reload to serve the example (1.1 s a model here): the
-            # signature comes from this model's own output, and the tests load logged models back
-            mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=x.cpu().numpy(),
-                                     pip_requirements=[f"torch=={version('torch')}"], validate_serving_input=False)
-        mlflow.log_metric("logged_model_test_acc", acc)
-    # reopening ended the run anew: its duration goes back to its training's, and the tag that kept it alive while
-    # the model was written goes (the UI showed minutes for seconds of training, and a resume that never was)
-    client.set_terminated(run_id, "FINISHED", end_time=ended)
-    client.delete_tag(run_id, Tag.RESUMED_BY)
+    try:
+        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+            mlflow.set_tag(Tag.RESUMED_BY, worker_id())  # alive while it writes: no other worker closes it
+            with _no_requirement_check():
+                # no slow inference of requirements; no reload to serve the example (1.1 s a model here): the
+                # signature comes from this model's own output, and the tests load logged models back
+                mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=x.cpu().numpy(),
+                                         pip_requirements=[f"torch=={version('torch')}"],
+                                         validate_serving_input=False)
+            mlflow.log_metric("logged_model_test_acc", acc)
+    finally:  # a Ctrl-C while the model is written must not leave a finished confirmation run KILLED
+        # reopening ended the run anew: its duration goes back to its training's, and the tag that kept it alive
+        # while the model was written goes (the UI showed minutes for seconds of training, and a resume that never was)
+        client.set_terminated(run_id, "FINISHED", end_time=ended)
+        if Tag.RESUMED_BY in client.get_run(run_id).data.tags:  # a Ctrl-C may have come before it was set
+            client.delete_tag(run_id, Tag.RESUMED_BY)
     return acc

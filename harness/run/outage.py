@@ -19,7 +19,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 PATIENCE_SECONDS = 600.0
-FIRST_WAIT, LONGEST_WAIT = 1.0, 30.0
+FIRST_WAIT, LONGEST_WAIT = 1.0, 8.0  # at most 8 s idle once the store is back; a try is one cheap query
 SQLITE_FULL = 13  # sqlite3's result code for "database or disk is full"
 
 
@@ -85,7 +85,7 @@ class StorageGone(RuntimeError):
 
 def retrying(action: Callable[[], T], what: str, patience: float = PATIENCE_SECONDS,
              sleep: Callable[[float], None] = time.sleep) -> T:
-    """`action()`, again after an outage, waiting 1, 2, 4 ... 30 s between tries, for up to `patience` seconds."""
+    """`action()`, again after an outage, waiting 1, 2, 4, 8, 8 ... s between tries, for up to `patience` seconds."""
     start, wait = time.monotonic(), FIRST_WAIT
     while True:
         try:

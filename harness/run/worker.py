@@ -50,8 +50,15 @@ class Worker:
         except StorageGone as error:
             print(f"\nstopped: {error}", file=sys.stderr)
             return 75
+        except KeyboardInterrupt:  # before any slot was taken: nothing of this worker's to record
+            self.parent.end("KILLED")
+            print("\ninterrupted while opening the stores; rerun the same command to start", file=sys.stderr)
+            return 130
         if self.work.done:
-            return self.nothing_to_do()
+            try:
+                return self.nothing_to_do()
+            except KeyboardInterrupt:  # the last worker died before it published, and this one is stopped too
+                return self.interrupted_publishing()
         heartbeat = queue.Heartbeat(self.parent.beat)
         idle, job = 0, None
         try:
@@ -86,11 +93,22 @@ class Worker:
             heartbeat.stop()
         try:  # publishing reads and marks the stores: an outage there is waited out too (it starts again, whole)
             retrying(self.finish, "publishing the report")
+        except KeyboardInterrupt:
+            return self.interrupted_publishing()
         except StorageGone as error:
             self.parent.end("KILLED")
             print(f"\nstopped: {error}", file=sys.stderr)
             return 75
         return 0
+
+    def interrupted_publishing(self) -> int:
+        """Ctrl-C while the models and the report were written: the records are whole and the report is not
+        marked done, so a rerun publishes it."""
+        self.parent.end("KILLED")
+        self.parent.close_own_runs(Outcome.INTERRUPTED, "interrupted (Ctrl-C) while publishing the report")
+        print("\ninterrupted while publishing: every run is kept; rerun the same command to publish the report",
+              file=sys.stderr)
+        return 130
 
     def next_job(self) -> Job | None:
         """The next slot, waiting out an outage of the storage (planning and claiming run again, whole)."""

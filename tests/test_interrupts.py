@@ -1,0 +1,67 @@
+"""Ctrl-C at the moments a signal handler cannot choose (KeyboardInterrupt raised in the study's own process):
+just after a child run opened, and while the report and the chosen models are published. Each exits 130,
+leaves nothing RUNNING (the parent KILLED, the cut-off child KILLED with its reason, a finished confirmation
+run still FINISHED), and the rerun finishes the study exactly once. A real SIGINT to a process group, during
+pretraining and mid-search, is tests/test_workers.py's."""
+
+from __future__ import annotations
+
+import shutil
+
+import mlflow.pytorch
+import optuna
+import pytest
+
+import harness.run.checkpoints
+from harness.schema import StudyAttr
+from harness.stores import Stores
+from harness.study import main
+from tests.test_end_to_end import NAME, TINY
+from tests.test_workers import Tiny
+
+
+@pytest.mark.slow
+def test_ctrl_c_just_after_a_child_run_opens_ends_it_killed_with_its_reason(tmp_path, monkeypatch):
+    tiny = Tiny(tmp_path)
+    argv = tiny.args()[3:]
+    real_open = harness.run.checkpoints.start_child_run
+
+    def open_then_interrupt(*args, **kwargs):  # the run is open in MLflow, its `with` not yet entered
+        real_open(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.run.checkpoints, "start_child_run", open_then_interrupt)  # the first child: pretraining
+    assert main(argv) == 130
+    runs = {r.data.tags.get("phase"): r for r in tiny.runs()}
+    assert set(runs) == {"study", "pretrain"} and runs["study"].info.status == "KILLED"
+    assert runs["pretrain"].info.status == "KILLED" and "interrupted" in runs["pretrain"].data.tags["state_reason"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_models_and_the_report_are_published_exits_130_and_the_rerun_publishes(
+        finished, tmp_path, monkeypatch, capsys):
+    root, reports = tmp_path / "mlruns", tmp_path / "reports"
+    shutil.copytree(finished / "mlruns", root, ignore=shutil.ignore_patterns("kept"))  # every run done ...
+    stores = Stores(root)
+    optuna.load_study(study_name=NAME, storage=stores.optuna_url).set_user_attr(StudyAttr.REPORT_RECORDS, None)
+    argv = ["sgd_vs_adam", *TINY, "--root", str(root), "--reports", str(reports)]  # ... and not yet published
+    real_log, calls = mlflow.pytorch.log_model, []
+
+    def log_then_interrupt(*args, **kwargs):  # the second arm's model, inside its reopened confirmation run
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_log(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow.pytorch, "log_model", log_then_interrupt)
+    assert main(argv) == 130
+    assert "rerun the same command to publish the report" in capsys.readouterr().err
+    mlflow.set_tracking_uri(stores.mlflow_uri)
+    records = mlflow.search_runs(experiment_names=[NAME], output_format="list")
+    assert not [r for r in records if r.info.status == "RUNNING"]
+    confirm = [r for r in records if r.data.tags.get("phase") == "confirm"]
+    assert confirm and all(r.info.status == "FINISHED" for r in confirm)  # reopened to log a model: still FINISHED
+    assert not (reports / NAME / "README.md").exists()
+    monkeypatch.undo()
+    assert main(argv) == 0  # publishes what the interruption cut off
+    assert (reports / NAME / "README.md").is_file() and "report rebuilt" in capsys.readouterr().out
