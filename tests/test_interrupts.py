@@ -1,8 +1,8 @@
 """Ctrl-C at the moments a signal handler cannot choose (KeyboardInterrupt raised in the study's own process):
-just after a child run opened, and while the report and the chosen models are published. Each exits 130,
-leaves nothing RUNNING (the parent KILLED, the cut-off child KILLED with its reason, a finished confirmation
-run still FINISHED), and the rerun finishes the study exactly once. A real SIGINT to a process group, during
-pretraining and mid-search, is tests/test_workers.py's."""
+just after a child run opened (the first: a pretraining), and while the chosen models and the report are
+published. Each exits 130 and leaves nothing RUNNING (the parent KILLED, the cut-off child KILLED with its
+reason, a finished confirmation run reopened to log its model still FINISHED); the rerun of an interrupted
+publication publishes. A real SIGINT to a group of forked workers mid-search is tests/test_workers.py's."""
 
 from __future__ import annotations
 
