@@ -120,23 +120,25 @@ def assert_study_done_exactly_once(tiny: Tiny) -> None:
     assert (tiny.reports / tiny.name / "README.md").is_file() or tiny.stores.tracking_uri
 
 
-def kill_mid_trial(tiny: Tiny, proc: subprocess.Popen, timeout: float = 240) -> int:
-    """SIGKILL `proc` while it runs a trial (search or confirmation); returns the trial's number."""
+def kill_mid_trial(tiny: Tiny, procs: list[subprocess.Popen], timeout: float = 240) -> subprocess.Popen:
+    """SIGKILL whichever of `procs` is first seen running a trial (search or confirmation); returns it. A
+    worker that finished (it found no slot left) is no longer a candidate."""
     from harness.stores import open_storage
 
     deadline, storage = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "the worker finished before it could be killed"
+        alive = {str(p.pid): p for p in procs if p.poll() is None}
+        assert alive, "every worker finished before one could be killed"
         try:
             storage = storage or open_storage(tiny.stores)  # one connection pool, not one per look
             for summary in optuna.get_all_study_summaries(storage):
                 study = optuna.load_study(study_name=summary.study_name, storage=storage)
                 for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                    if trial.user_attrs.get("worker", "").split(":")[1:2] == [str(proc.pid)] \
-                            and trial.user_attrs.get("mlflow_run_id"):
-                        proc.send_signal(signal.SIGKILL)
-                        proc.wait()
-                        return trial.number
+                    pid = trial.user_attrs.get("worker", "").split(":")[1:2]
+                    if pid and pid[0] in alive and trial.user_attrs.get("mlflow_run_id"):
+                        alive[pid[0]].send_signal(signal.SIGKILL)
+                        alive[pid[0]].wait()
+                        return alive[pid[0]]
         except Exception as error:  # noqa: BLE001 - the stores are being created: look again
             print(f"stores not ready: {error}")
         time.sleep(0.05)
@@ -257,25 +259,28 @@ def _outage(variable: str, seconds: int) -> None:
 
 @pytest.mark.slow
 def test_workers_on_postgres_and_a_tracking_server_survive_kills_and_both_servers_restarting(tmp_path):
-    """Five workers, each on its own disk: one killed while it pretrains the source, one killed mid-trial (its
+    """Four workers, each on its own disk: one killed while it pretrains the source, one killed mid-trial (its
     trial found stale by Optuna's heartbeat, and run again); then PostgreSQL (Optuna's storage and the tracking
-    server's) is stopped for 4 s and the tracking server restarted under the other three. All wait it out and
+    server's) is stopped for 4 s and the tracking server restarted under the other two. Both wait it out and
     finish, with exact budgets, nothing failed by the infrastructure and nothing left RUNNING, the dead
     workers' runs included."""
     from harness.schema import Outcome
 
     pg, server = _servers()
     tiny = Tiny(tmp_path, storage=_fresh_database(pg), tracking_uri=server)
-    procs = [tiny.start(root=tmp_path / f"machine{i}") for i in range(5)]  # no shared disk between them
+    procs = [tiny.start(root=tmp_path / f"machine{i}") for i in range(4)]  # no shared disk between them
     pretrainer = kill_during_pretraining(tiny, procs)
     survivors = [p for p in procs if p is not pretrainer]
-    victim = survivors.pop(0)
-    kill_mid_trial(tiny, victim)
+    victim = kill_mid_trial(tiny, survivors)
+    survivors.remove(victim)
     if os.environ.get("HARNESS_TEST_PG_OUTAGE"):  # .ci/run's servers go away while the survivors work
-        deadline = time.monotonic() + 120  # each survivor has its parent run: it is at work
-        while not all(any(f":{p.pid}:" in r.data.tags.get("worker", "") for r in tiny.runs()
-                          if r.data.tags.get("phase") == "study") for p in survivors):
-            assert time.monotonic() < deadline and all(p.poll() is None for p in survivors), "a survivor stopped"
+        deadline = time.monotonic() + 120  # each survivor still running has its parent run: it is at work
+        while True:
+            running = [p for p in survivors if p.poll() is None]
+            assert running and time.monotonic() < deadline, "the survivors stopped before the outage"
+            parents = [r.data.tags.get("worker", "") for r in tiny.runs() if r.data.tags.get("phase") == "study"]
+            if all(any(f":{p.pid}:" in w for w in parents) for p in running):
+                break
             time.sleep(0.2)
         _outage("HARNESS_TEST_PG_OUTAGE", 4)
         _outage("HARNESS_TEST_MLFLOW_RESTART", 1)  # away 15 s or so: it starts slowly

@@ -51,7 +51,8 @@ class Worker:
             print(f"\nstopped: {error}", file=sys.stderr)
             return 75
         except KeyboardInterrupt:  # before any slot was taken: nothing of this worker's to record
-            self.parent.end("KILLED")
+            if self.parent is not None:  # opened before the Ctrl-C came
+                self.parent.end("KILLED")
             print("\ninterrupted while opening the stores; rerun the same command to start", file=sys.stderr)
             return 130
         if self.work.done:
