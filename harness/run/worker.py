@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,32 @@ from harness.stores import Stores, experiment_id, use_wal
 POLL_SECONDS = 2.0  # an idle worker looks again at least this often for work a dead worker left
 FIRST_POLL_SECONDS = 0.2  # and sooner at first: the other workers' last slots of a batch end within a second
 REPORT_CLAIM_SECONDS = 3600  # a report claim older than this (its worker on another machine) can be taken over
+
+
+_SWALLOWED = threading.Event()  # a Ctrl-C that Python could only report, not raise (it landed in a finalizer)
+
+
+def _keep_interrupts(previous: Callable) -> Callable:
+    """An unraisable-exception hook that keeps a KeyboardInterrupt raised inside a finalizer or weakref callback
+    (where Python prints it and carries on) for the worker to raise at its next slot; others go to `previous`."""
+    if getattr(previous, "keeps_interrupts", False):
+        return previous
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _SWALLOWED.set()
+        else:
+            previous(unraisable)
+
+    hook.keeps_interrupts = True
+    return hook
+
+
+def _unless_interrupted(take: Callable):
+    if _SWALLOWED.is_set():
+        _SWALLOWED.clear()
+        raise KeyboardInterrupt
+    return take()
 
 
 @dataclass
@@ -62,8 +89,9 @@ class Worker:
                 return self.interrupted_publishing()
         heartbeat = queue.Heartbeat(self.parent.beat)
         idle, job = 0, None
+        sys.unraisablehook = _keep_interrupts(sys.unraisablehook)
         try:
-            while (job := self.next_job()) is not None or not self.work.done:
+            while (job := _unless_interrupted(self.next_job)) is not None or not self.work.done:
                 if job is None:  # others hold the rest: wait for the batch they finish, or to take it over
                     time.sleep(min(POLL_SECONDS, FIRST_POLL_SECONDS * 2 ** idle))
                     idle += 1
