@@ -120,29 +120,49 @@ def assert_study_done_exactly_once(tiny: Tiny) -> None:
     assert (tiny.reports / tiny.name / "README.md").is_file() or tiny.stores.tracking_uri
 
 
-def kill_mid_trial(tiny: Tiny, procs: list[subprocess.Popen], timeout: float = 240) -> subprocess.Popen:
+def _kill_first_seen(procs: list[subprocess.Popen], busy, what: str, timeout: float = 240) -> subprocess.Popen:
+    """SIGKILL the first of `procs` still alive whose pid is in a worker tag that `busy()` yields; returns it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = {str(p.pid): p for p in procs if p.poll() is None}
+        assert alive, f"every worker finished before one was seen {what}"
+        try:
+            for worker in busy():
+                pid = worker.split(":")[1:2]
+                if pid and pid[0] in alive:
+                    alive[pid[0]].send_signal(signal.SIGKILL)
+                    alive[pid[0]].wait()
+                    return alive[pid[0]]
+        except Exception as error:  # noqa: BLE001 - the stores are being created: look again
+            print(f"stores not ready: {error}")
+        time.sleep(0.05)
+    raise AssertionError(f"no worker was seen {what}")
+
+
+def kill_mid_trial(tiny: Tiny, procs: list[subprocess.Popen]) -> subprocess.Popen:
     """SIGKILL whichever of `procs` is first seen running a trial (search or confirmation); returns it. A
     worker that finished (it found no slot left) is no longer a candidate."""
     from harness.stores import open_storage
 
-    deadline, storage = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        alive = {str(p.pid): p for p in procs if p.poll() is None}
-        assert alive, "every worker finished before one could be killed"
-        try:
-            storage = storage or open_storage(tiny.stores)  # one connection pool, not one per look
-            for summary in optuna.get_all_study_summaries(storage):
-                study = optuna.load_study(study_name=summary.study_name, storage=storage)
-                for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                    pid = trial.user_attrs.get("worker", "").split(":")[1:2]
-                    if pid and pid[0] in alive and trial.user_attrs.get("mlflow_run_id"):
-                        alive[pid[0]].send_signal(signal.SIGKILL)
-                        alive[pid[0]].wait()
-                        return alive[pid[0]]
-        except Exception as error:  # noqa: BLE001 - the stores are being created: look again
-            print(f"stores not ready: {error}")
-        time.sleep(0.05)
-    raise AssertionError("no running trial to kill")
+    storage = []  # one connection pool, opened once the stores exist, not one per look
+
+    def running_trials():
+        storage[:] = storage or [open_storage(tiny.stores)]
+        for summary in optuna.get_all_study_summaries(storage[0]):
+            study = optuna.load_study(study_name=summary.study_name, storage=storage[0])
+            for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                if trial.user_attrs.get("mlflow_run_id"):
+                    yield trial.user_attrs.get("worker", "")
+
+    return _kill_first_seen(procs, running_trials, "running a trial")
+
+
+def kill_during_pretraining(tiny: Tiny, procs: list[subprocess.Popen]) -> subprocess.Popen:
+    """SIGKILL whichever of `procs` is pretraining a source checkpoint (its pretraining run RUNNING on the
+    tracking server); returns it."""
+    return _kill_first_seen(procs, lambda: (r.data.tags.get("worker", "") for r in tiny.runs()
+                                            if r.data.tags.get("phase") == "pretrain" and r.info.status == "RUNNING"),
+                            "pretraining")
 
 
 # --- local stores ------------------------------------------------------------------------------------
@@ -227,25 +247,6 @@ def _fresh_database(pg: str) -> str:
         conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
     engine.dispose()
     return f"{pg}/{name}"
-
-
-def kill_during_pretraining(tiny: Tiny, procs: list[subprocess.Popen], timeout: float = 240) -> subprocess.Popen:
-    """SIGKILL whichever of `procs` is pretraining a source checkpoint (its pretraining run RUNNING on the
-    tracking server); returns it."""
-    deadline, pids = time.monotonic() + timeout, {str(p.pid): p for p in procs}
-    while time.monotonic() < deadline:
-        try:
-            for run in tiny.runs():
-                pid = run.data.tags.get("worker", "").split(":")[1:2]
-                if run.data.tags.get("phase") == "pretrain" and run.info.status == "RUNNING" and pid and \
-                        pid[0] in pids:
-                    pids[pid[0]].send_signal(signal.SIGKILL)
-                    pids[pid[0]].wait()
-                    return pids[pid[0]]
-        except Exception as error:  # noqa: BLE001 - the experiment is being created: look again
-            print(f"stores not ready: {error}")
-        time.sleep(0.05)
-    raise AssertionError("no worker was seen pretraining")
 
 
 def _outage(variable: str, seconds: int) -> None:
