@@ -18,7 +18,7 @@ examples:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from harness.reporting.markdown import LOCAL_UI
+    from harness.browse import LOCAL_UI
 
     parser = argparse.ArgumentParser(
         prog="python -m harness.report", epilog=EPILOG, formatter_class=HelpFormatter,

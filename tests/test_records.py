@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis.records import _counted, budget_value
-from harness.reporting.markdown import browse
+from harness.browse import browse
 from harness.stores import Stores
 
 LR = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
@@ -53,7 +53,7 @@ def test_a_finished_rerun_of_a_seed_wins_over_its_diverged_attempt():
     (None, "http://127.0.0.1:5050", "http://127.0.0.1:5050"),  # told
 ])
 def test_mlflow_links_follow_the_tracking_store_in_use(tmp_path, uri, ui_url, url):
-    b = browse(Stores(root=tmp_path, tracking_uri=uri), ui_url)
+    b = browse(Stores(root=tmp_path, tracking_uri=uri).mlflow_uri, ui_url)
     assert b.url == url
     if uri is None and ui_url is None:
-        assert b.command == f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db"
+        assert b.command == f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db --port 5000"

@@ -254,7 +254,8 @@ def test_setup_lists_task_command_commit_versions_and_how_to_browse(built):
     for fact in ("digits, source classes (0, 1, 2, 3, 4) -> target classes (5, 6, 7, 8, 9)", "lenet5",
                  "`python -m harness.study clear --seeds 5`", "`abc1234`", "mlflow 3.17.2", "sampler qmc",
                  "6 trials per arm", "found: 1, 2, 3, 4, 5", "epochs 4",
-                 "mlflow ui --backend-store-uri sqlite:///", "http://127.0.0.1:5000/#/experiments/"):
+                 "mlflow ui --backend-store-uri sqlite:///", "http://127.0.0.1:5000/#/experiments/",
+                 "runs?workflowType=machine_learning&orderByKey="):
         assert fact in setup
 
 

@@ -5,7 +5,6 @@ writes reports/<study>/README.md with its figures, and the index reports/README.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +26,13 @@ from harness.analysis.records import (
     trial_frame,
     varied_text,
 )
+from harness.browse import Browse, browse
 from harness.reporting import figures
 from harness.reporting.method import method_text, selection_seeds, verdict_seeds
 from harness.reporting.tables import arm_table, pct, plan_table
+from harness.schema import Phase
 from harness.spec import StudySpec
-from harness.stores import Stores, parse_url
-
-LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
-ML_VIEW = "workflowType=machine_learning"  # MLflow 3's query for the model-training (runs) view
-
-
-@dataclass(frozen=True)
-class Browse:
-    """How a reader opens the runs: a UI base URL (None: no links) and the command that serves it."""
-
-    url: str | None
-    command: str
-
-
-def browse(stores: Stores, ui_url: str | None = None) -> Browse:
-    """Links follow the tracking store in use: an MLflow server's own URL; a local SQLite store through
-    `mlflow ui` on its default port; any other store (a database) only with an explicit --ui-url."""
-    uri = stores.mlflow_uri
-    if ui_url:
-        return Browse(ui_url.rstrip("/"), f"open {ui_url}")
-    kind = parse_url(uri).kind
-    if kind == "http":
-        return Browse(uri.rstrip("/"), f"open {uri}")
-    command = f"mlflow ui --backend-store-uri {uri}"
-    return Browse(LOCAL_UI if kind in ("sqlite", "file") or "://" not in uri else None, command)
-
-
-# --- figures ---------------------------------------------------------------------------------------
+from harness.stores import Stores
 
 
 def _best_confirm(record: StudyRecord) -> pd.Series | None:
@@ -202,10 +176,9 @@ def _run_line(run: pd.Series, counted: set[str]) -> str:
 
 def _runs_md(record: StudyRecord, ui: Browse) -> str:
     eid = record.experiment_id
-    experiment = f"{ui.url}/#/experiments/{eid}" if ui.url else None
 
     def parent(r: Any) -> str:
-        run = f"[`{r.run_id}`]({experiment}/runs/{r.run_id})" if experiment else f"`{r.run_id}`"
+        run = f"[`{r.run_id}`]({ui.run(eid, r.run_id)})" if ui.url else f"`{r.run_id}`"
         return f"  - {run}, {r.start_time:%Y-%m-%d %H:%M}"
 
     parents = "\n".join(parent(r) for r in record.parents.itertuples())
@@ -214,8 +187,11 @@ def _runs_md(record: StudyRecord, ui: Browse) -> str:
         runs, counted = record.children(name).sort_values("start_time"), set(arm.confirm["run_id"])
         lines = "\n".join(_run_line(run, counted) for _, run in runs.iterrows())
         details.append(f"<details><summary>{name}: {len(runs)} child runs</summary>\n\n{lines}\n\n</details>")
-    # MLflow 3.17 opens an experiment in its GenAI overview unless the link asks for the runs view
-    opened = f"`{ui.command}`, then open {experiment}?{ML_VIEW}" if experiment else f"`{ui.command}`"
+    opened = f"`{ui.command}`"
+    if ui.url:  # the runs listed flat (harness.browse says why): all of them, or one phase ranked
+        opened += (f", then open [every run by name]({ui.runs(eid)}), [the search trials by validation accuracy]"
+                   f"({ui.runs(eid, Phase.SEARCH, 'best_val_acc')}) or [the confirmation seeds by test accuracy]"
+                   f"({ui.runs(eid, Phase.CONFIRM, 'test_acc')})")
     return (f"- **MLflow**: experiment `{record.spec.name}` (id {eid}), tracking store `{record.stores.mlflow_uri}`; "
             f"parent runs:\n{parents}\n- **Browse**: {opened}\n\n" + "\n".join(details))
 
@@ -262,7 +238,7 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
         stale.unlink()
     found = findings(record)
     shown = figures.draw_all(figure_data(record), out)
-    ui = browse(stores, ui_url)
+    ui = browse(stores.mlflow_uri, ui_url)
     sections = [_header(record, found), arm_table(record, found), _six_steps(record, out),
                 _figures_md(shown), _setup(record, ui)]
     readme = out / "README.md"

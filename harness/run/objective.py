@@ -19,6 +19,7 @@ import optuna
 import torch
 from sklearn.metrics import confusion_matrix
 
+from harness.browse import LOCAL_UI, Browse, browse
 from harness.learn.data import Task, make_task, target_preprocessing
 from harness.learn.models import build_model
 from harness.learn.train import Diverged, device, evaluate, fit, seed_everything
@@ -28,8 +29,16 @@ from harness.run.outage import disk_full, is_outage
 from harness.run.tracking import MetricBuffer, start_child_run
 from harness.run.work import Job
 from harness.schema import Attr, Outcome, Phase, Tag
-from harness.spec import Arm, StudySpec, TrialConfig, confirmation_config, digest, weights_kind
-from harness.stores import optuna_study_name, parse_url
+from harness.spec import (
+    SELECTION_SEED_BASE,
+    Arm,
+    StudySpec,
+    TrialConfig,
+    confirmation_config,
+    digest,
+    weights_kind,
+)
+from harness.stores import optuna_study_name
 
 
 def outcome_for(error: BaseException | None) -> tuple[Outcome, str]:
@@ -150,12 +159,26 @@ def initial_model(cfg: TrialConfig, task: Task, weights: str) -> torch.nn.Module
 
 
 def link_run(trial: optuna.Trial, run_id: str) -> None:
-    """The trial's MLflow run, by id and as a link optuna-dashboard shows (`mlflow ui` serves port 5000)."""
-    uri = mlflow.get_tracking_uri()
-    ui = uri.rstrip("/") if parse_url(uri).kind == "http" else "http://127.0.0.1:5000"
-    experiment = mlflow.active_run().info.experiment_id
+    """The trial's MLflow run, by id and as a link optuna-dashboard shows (a database tracking store's too, as
+    `mlflow ui` serves it on port 5000)."""
+    ui = browse(mlflow.get_tracking_uri())
+    ui = ui if ui.url else Browse(LOCAL_UI, ui.command)
     trial.set_user_attr(Attr.MLFLOW_RUN_ID, run_id)
-    trial.set_user_attr(Attr.MLFLOW_RUN_URL, f"{ui}/#/experiments/{experiment}/runs/{run_id}")
+    trial.set_user_attr(Attr.MLFLOW_RUN_URL, ui.run(mlflow.active_run().info.experiment_id, run_id))
+
+
+def run_name(arm: str, trial: int, seed: int | None = None) -> str:
+    """A child run's name, short enough for MLflow's run-name column (about 25 characters shown), with the
+    parts that tell runs apart first: arm, trial, then the seed (sN a verdict seed, selN the N-th selection seed).
+
+    >>> run_name("adam-unfrozen", 5), run_name("adam-unfrozen", 5, 3), run_name("sgd-frozen", 12, 1_000_002)
+    ('adam-unfrozen #5', 'adam-unfrozen #5 s3', 'sgd-frozen #12 sel2')
+    """
+    if seed is None:
+        return f"{arm} #{trial}"
+    if seed >= SELECTION_SEED_BASE:
+        return f"{arm} #{trial} sel{seed - SELECTION_SEED_BASE + 1}"
+    return f"{arm} #{trial} s{seed}"
 
 
 def trial_config(spec: StudySpec, arm: Arm, trial: optuna.Trial | optuna.trial.FixedTrial) -> TrialConfig:
@@ -200,7 +223,7 @@ def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optu
 
         tags = {Tag.PHASE: Phase.SEARCH.value, Tag.OPTUNA_STUDY: trial.study.study_name,
                 Tag.OPTUNA_TRIAL: str(trial.number)}
-        return tracked_run(cfg, ctx, f"{arm.name} trial {trial.number}", tags, report,
+        return tracked_run(cfg, ctx, run_name(arm.name, trial.number), tags, report,
                            on_start=lambda run_id: link_run(trial, run_id))
 
     return objective
@@ -218,7 +241,7 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
         keep = None if ctx.kept is None else \
             (lambda value, state: kept.offer(ctx.kept, arm.name, number, seed, value, state))
         # the test accuracy in Optuna too: the sequential rule decides from the queue's own records
-        return tracked_run(cfg, ctx, f"{arm.name} trial {number}, seed {seed}", tags, test=True,
+        return tracked_run(cfg, ctx, run_name(arm.name, number, seed), tags, test=True,
                            on_start=lambda run_id: link_run(trial, run_id), keep=keep,
                            on_test=lambda acc, classes: trial.set_user_attr(Attr.TEST, {"acc": acc,
                                                                                           "classes": classes}))

@@ -35,8 +35,8 @@ class ParentRun:
         if self.run_id is not None:
             return
         tags = {**run_tags(self.command), Tag.WORKER: queue.worker_id(), Tag.HEARTBEAT: str(int(time.time()))}
-        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=f"{self.spec.name} worker "
-                               f"{queue.worker_id().split(':')[1]}", tags=tags)
+        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=f"worker {queue.worker_id().split(':')[1]} "
+                               f"{self.spec.name}", tags=tags)
         self.run_id = run.info.run_id
         spec = self.spec
         mlflow.log_params({"n_trials": spec.n_trials, "seeds": spec.seeds, "confirm_top": spec.confirm_top,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.browse import browse
 from harness.run import queue
+from harness.run.parent import ParentRun
 from harness.run.work import Job, Work
 from harness.schema import Outcome, StudyAttr
 from harness.stores import Stores
@@ -25,7 +27,7 @@ def nothing_to_do(name: str, root: Path, report: Path, state: str) -> None:
           f"{report}")
 
 
-def summary(work: Work, report: Path, parent_run_id: str | None, stores: Stores, jobs: int) -> None:
+def summary(work: Work, report: Path, parent: ParentRun, stores: Stores, jobs: int) -> None:
     """Each arm's search and its chosen trial, then the verdicts the report wrote (printed by the worker that
     wrote it: another may see an older one, from a checkout or another machine)."""
     print(f"\n{'arm':18s} {'complete':>8s} {'pruned':>6s} {'failed':>6s}  chosen trial (mean val acc over seeds)")
@@ -38,7 +40,7 @@ def summary(work: Work, report: Path, parent_run_id: str | None, stores: Stores,
     summary_file = report.with_name("summary.json")
     if summary_file.exists():
         print("\n" + "\n".join(json.loads(summary_file.read_text())["verdicts"]))
-    where = f"MLflow parent run: {parent_run_id} " if parent_run_id else ""
-    browse = f"open {stores.mlflow_uri}" if stores.remote_tracking else \
-        f"mlflow ui --backend-store-uri {stores.mlflow_uri}"
-    print(f"\nthis worker ran {jobs} runs; report: {report}\n{where}(browse: {browse})")
+    where = f"MLflow parent run: {parent.run_id} " if parent.run_id else ""
+    ui = browse(stores.mlflow_uri)
+    opened = f"{ui.command}, then open {ui.runs(parent.experiment_id)}" if ui.url else ui.command
+    print(f"\nthis worker ran {jobs} runs; report: {report}\n{where}(browse: {opened})")

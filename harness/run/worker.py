@@ -173,7 +173,7 @@ class Worker:
             self.publish_now()
         self.parent.end("FINISHED")
         if write:  # the summary once, from the worker that publishes: the others' lines would repeat it
-            progress.summary(self.work, self.report_path, self.parent.run_id, self.stores, self.jobs_run)
+            progress.summary(self.work, self.report_path, self.parent, self.stores, self.jobs_run)
         else:
             print(f"this worker ran {self.jobs_run} runs; another worker publishes the report for these records")
 
