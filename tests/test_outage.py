@@ -95,3 +95,27 @@ def test_a_run_that_meets_a_full_disk_is_interrupted_not_failed_and_the_worker_s
     trial = study.trials[0]
     assert not counts(trial) and trial.user_attrs["outcome"] == "interrupted"  # it runs again after a rerun
     assert "the disk is full" in trial.user_attrs["state_reason"]
+
+
+def test_a_tracking_server_away_is_said_on_stderr_while_mlflows_client_retries_and_is_an_outage(monkeypatch, capsys):
+    """MLflow's own client retries a tracking server that does not answer; each retry is a line on stderr, and
+    once its retries are spent the error is an outage (the run is interrupted and runs again), not a failure."""
+    import socket
+
+    import mlflow
+
+    from harness.run.objective import outcome_for
+    from harness.run.outage import announce_tracking_retries
+
+    with socket.socket() as s:  # a port nothing listens on: connection refused, as while a server restarts
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    announce_tracking_retries(url)
+    with pytest.raises(Exception) as raised:
+        mlflow.MlflowClient(url).get_experiment_by_name("anything")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tracking server")]
+    assert lines and all(url in line and "MLflow's client retries" in line for line in lines), lines
+    assert is_outage(raised.value)
+    assert outcome_for(raised.value)[0] is Outcome.INTERRUPTED

@@ -5,6 +5,7 @@ one worker while the others wait for it."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import mlflow
 from harness.learn import pretrain
 from harness.learn.pretrain import Checkpoint, checkpoint_key, find_checkpoint, pretrain_config, write_meta
 from harness.run import queue
+from harness.run.outage import PATIENCE_SECONDS
 from harness.run.tracking import MetricBuffer, start_child_run
 from harness.schema import Phase, Tag
 from harness.spec import TrialConfig, weights_kind
-from harness.stores import Stores
+from harness.stores import GRACE_SECONDS, Stores
 
 
 class _MlflowRecord:
@@ -73,11 +75,44 @@ def fetch_checkpoint(cfg: TrialConfig, stores: Stores, eid: str) -> Path | None:
     return stores.checkpoints / f"{key}.pt"
 
 
-def ensure_source(cfg: TrialConfig, stores: Stores, eid: str) -> None:
+def pretraining_elsewhere(key: str, eid: str, remote: bool) -> str | None:
+    """The worker of a live pretraining of `key` under way in another process, if any. A PostgreSQL restart
+    drops the advisory lock its pretrainer held without telling it, so the lock alone would let a second worker
+    pretrain the same checkpoint; its RUNNING MLflow run still tells. Alive: its pid is here (one machine), or
+    its parent run beats (a tracking server: another machine's pid cannot be asked)."""
+    client = mlflow.MlflowClient()
+    for run in client.search_runs([eid], f"attributes.status = 'RUNNING' and tags.{Tag.PHASE} = "
+                                  f"'{Phase.PRETRAIN}' and tags.{Tag.CHECKPOINT} = '{key}'"):
+        worker = run.data.tags.get(Tag.WORKER, "")
+        if worker == queue.worker_id() or queue.worker_dead(worker):
+            continue  # our own, cut off earlier in this process; or a dead worker's, closed by the next recovery
+        if remote:
+            parent = client.get_run(run.data.tags["mlflow.parentRunId"]) if "mlflow.parentRunId" in run.data.tags \
+                else None
+            beat = float(parent.data.tags.get(Tag.HEARTBEAT, "0")) if parent else 0.0
+            if parent is None or parent.info.status != "RUNNING" or time.time() - beat > GRACE_SECONDS:
+                continue
+        return worker
+    return None
+
+
+def ensure_source(cfg: TrialConfig, stores: Stores, eid: str, poll: float = 1.0) -> None:
     """The source checkpoint a run needs, pretrained by one worker while the others wait for it (under the
-    checkpoint's own lock, so two different sources pretrain side by side)."""
+    checkpoint's own lock, so two different sources pretrain side by side; a pretraining whose lock a database
+    restart took away is still waited for, by its run)."""
     if weights_kind(cfg.weights) != "source" or find_checkpoint(cfg, stores.checkpoints) is not None:
         return
-    with queue.store_lock(stores.optuna_url, stores.root, f"pretrain-{checkpoint_key(cfg)}"):
-        if fetch_checkpoint(cfg, stores, eid) is None:
-            source_checkpoint(cfg, stores.checkpoints)
+    key, told, since = checkpoint_key(cfg), False, time.monotonic()
+    while True:
+        with queue.store_lock(stores.optuna_url, stores.root, f"pretrain-{key}"):
+            if fetch_checkpoint(cfg, stores, eid) is not None:
+                return
+            other = pretraining_elsewhere(key, eid, stores.remote_tracking)
+            if other is None or time.monotonic() - since > PATIENCE_SECONDS:  # a run its live worker left behind
+                source_checkpoint(cfg, stores.checkpoints)
+                return
+        if not told:
+            print(f"waiting for worker {other} to finish pretraining {key} (its lock went with a database restart)",
+                  flush=True)
+            told = True
+        time.sleep(poll)

@@ -34,6 +34,9 @@ def _outage_types() -> tuple[type[BaseException], ...]:
         types.append(psycopg.OperationalError)  # AdminShutdown, connection refused: subclasses of it
     except ImportError:
         pass
+    import requests.exceptions  # an MLflow tracking server away past its client's own retries (MLflow wraps it)
+
+    types += [requests.exceptions.ConnectionError, requests.exceptions.RetryError, requests.exceptions.Timeout]
     return tuple(types)
 
 
@@ -77,6 +80,32 @@ def is_outage(error: BaseException | None) -> bool:
             return True
         error, seen = error.__cause__ or error.__context__, seen + 1
     return False
+
+
+class TrackingRetries(logging.Handler):
+    """MLflow's client waits out a tracking server that is away by itself (urllib3 retries with backoff, about
+    four minutes in all) and only logs each retry: say so on stderr as the harness says its own waits. Told by
+    the record's retry state (a `Retry`), not by its text."""
+
+    def __init__(self, uri: str):
+        super().__init__(logging.WARNING)
+        self.uri = uri
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from urllib3.util import Retry
+
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) >= 2 and isinstance(args[0], Retry):
+            left = args[0].total
+            print(f"tracking server {self.uri} unreachable ({type(args[1]).__name__}); MLflow's client retries"
+                  + (f", {left} tries left" if isinstance(left, int) else ""), file=sys.stderr, flush=True)
+
+
+def announce_tracking_retries(uri: str) -> None:
+    """Install `TrackingRetries` once for a tracking server `uri` (HTTP requests go through urllib3's pool)."""
+    pool = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(h, TrackingRetries) for h in pool.handlers):
+        pool.addHandler(TrackingRetries(uri))
 
 
 class StorageGone(RuntimeError):

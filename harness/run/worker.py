@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.run import checkpoints, objective, progress, queue
-from harness.run.outage import DiskFull, StorageGone, retrying
+from harness.run.outage import DiskFull, StorageGone, announce_tracking_retries, retrying
 from harness.run.pairing import pair
 from harness.run.parent import ParentRun
 from harness.run.slot import record, run_slot
@@ -144,6 +144,8 @@ class Worker:
         return retrying(lambda: self.work.next_job(self.parent.close_stale), "taking the next slot")
 
     def open(self) -> None:
+        if self.stores.remote_tracking:
+            announce_tracking_retries(self.stores.mlflow_uri)
         with queue.store_lock(self.stores.optuna_url, self.stores.root):
             use_wal(self.stores.mlflow_uri)
             eid = experiment_id(self.stores, self.spec.name)
