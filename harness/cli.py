@@ -79,3 +79,24 @@ def reports_folder(args: argparse.Namespace) -> Path:
             raise ValueError(f"--reports {folder}: {existing} is not writable; give another --reports")
         break
     return folder
+
+
+def check_environment() -> None:
+    """torch and torchvision load, as a matching pair: a broken install is the environment's to repair, said so
+    with the versions and the fix (a study file that imports nothing of them would otherwise be blamed, or the
+    checks end in a traceback)."""
+    from importlib import metadata
+
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401 - registers its C++ operators: where a mismatched pair fails
+    except (ImportError, RuntimeError, OSError) as error:
+        versions = []
+        for package in ("torch", "torchvision"):
+            try:
+                versions.append(f"{package} {metadata.version(package)}")
+            except metadata.PackageNotFoundError:
+                versions.append(f"{package} not installed")
+        raise ValueError(f"the Python environment is broken, not the study: {' and '.join(versions)} do not load "
+                         f"({type(error).__name__}: {error}). Install a matching pair, e.g. `pip install "
+                         "torch==2.14.1 torchvision==0.29.1` (pytorch.org lists the pairs), then rerun") from None

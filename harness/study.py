@@ -15,7 +15,14 @@ import shlex
 import sys
 from typing import Any
 
-from harness.cli import HelpFormatter, add_store_flags, at_most, positive_int, reports_folder
+from harness.cli import (
+    HelpFormatter,
+    add_store_flags,
+    at_most,
+    check_environment,
+    positive_int,
+    reports_folder,
+)
 from harness.run.launch import launch_workers, wait_for
 from harness.spec import LIMITS, VARIANT_SETTINGS, StudySpec, list_studies, load_study
 from harness.stores import Stores
@@ -246,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             from harness.run.resources import plan_workers
 
             plan_workers(args.workers)  # refused here, before anything is written, if memory cannot hold them
+            check_environment()
             check(spec)
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -277,6 +285,7 @@ def run_suite(suite: Any, stores: Stores, args: argparse.Namespace) -> int:
 
     specs = workload_specs(suite, args.studies)
     check_stores(stores)
+    check_environment()
     for spec in specs:  # every workload checked before the first runs: a dataset missing fails now, not in an hour
         if check_resume(spec, stores, say=False) != "current":  # (each says what it resumes when it runs)
             check(spec)  # one done and reported runs nothing: no data to check

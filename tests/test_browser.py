@@ -71,7 +71,7 @@ def ui(finished):
 def _chromium(url: str, *how: str) -> str:
     with tempfile.TemporaryDirectory() as profile:  # a fresh browser: no state from an earlier visit
         done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *how, url],
-                              capture_output=True, text=True, timeout=120)
+                              check=False, capture_output=True, text=True, timeout=120)
     return done.stdout
 
 

@@ -65,6 +65,23 @@ def test_a_broken_install_is_blamed_on_the_package_not_the_study_file(tmp_path, 
     assert "the study file is not at fault" in err and "fix the study file" not in err and nothing_written(tmp_path)
 
 
+def test_torch_and_torchvision_that_do_not_match_are_the_environments_problem(tmp_path, capsys, monkeypatch):
+    """The default study file imports no torchvision: a mismatched pair surfaced in the checks, as a traceback.
+    Now: exit 2 before anything is written, the versions named and the fix given, the study not blamed."""
+    import sys
+
+    fake = tmp_path / "site-packages" / "torchvision"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site-packages"))
+    monkeypatch.delitem(sys.modules, "torchvision")  # put back after the test
+    assert run_cli(tmp_path, "sgd_vs_adam") == 2
+    err = capsys.readouterr().err
+    assert "the Python environment is broken, not the study: torch 2." in err and "torchvision 0." in err
+    assert "operator torchvision::nms does not exist" in err and "pip install torch==" in err
+    assert "Traceback" not in err and "study file" not in err and nothing_written(tmp_path)
+
+
 STUDY_FILE = """from harness.spec import Arm, StudySpec, TrialConfig
 STUDY = StudySpec(question="?", search_space=lambda trial, arm: {{}}, {fields})
 """

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from harness.analysis.findings import edge_notes, findings, momentum_notes
+from harness.analysis.findings import edge_notes, findings, momentum_notes, split_notes
 from harness.plan import Difference, NonInferior, Trend
 from harness.spec import Arm, StudySpec
 
@@ -109,3 +109,21 @@ def test_a_chosen_value_at_the_edge_of_its_range_is_warned():
     (note,) = edge_notes(r)
     assert note.startswith("edge: its chosen lr = 1.41e-05 lies at the low edge of the searched range")
     assert np.isfinite(best.params["lr"])
+
+
+def test_splits_too_small_to_rank_trials_or_resolve_the_margin_are_reported():
+    spec = StudySpec(name="s", question="?", arms=(Arm("a", "sgd"),), search_space=None)
+    small = SimpleNamespace(overview={"sizes": {"train": 12, "val": 4, "test": 30}}, n_classes=3, spec=spec)
+    val, test = split_notes(small)
+    assert val.startswith("the validation split holds 4 images for 3 classes, so validation accuracy moves in "
+                          "steps of 25 points") and "val_fraction" in val
+    assert test.startswith("the test split holds 30 images, so one run's test accuracy moves in steps of 3.3 points")
+    ample = SimpleNamespace(overview={"sizes": {"train": 150, "val": 150, "test": 180}}, n_classes=5, spec=spec)
+    assert split_notes(ample) == []
+
+
+def test_one_seed_and_hopeless_power_are_said_plainly():
+    one = findings(record({"a": [0.9], "b": [0.8]}, plan=[Difference("a", "b")])).sentences[0]
+    assert "1 seed" in one and "1 seeds" not in one and "unpaired" not in one
+    wild = findings(record({"a": [0.5, 0.95], "b": [0.9, 0.45]}, plan=[Difference("a", "b")])).sentences[0]
+    assert "no 80% power at any possible difference" in wild and "MDE 2" not in wild.split("(MDE")[0]

@@ -18,6 +18,7 @@ from harness.inference.failures import Rate, RateComparison, compare_rates, fail
 from harness.inference.sequential import Sequential
 from harness.plan import Equivalent, Interaction, NonInferior, Trend
 from harness.run.plan import sequential_state
+from harness.spec import SMALL_VALIDATION
 
 
 def _pts(x: float, sign: bool = False) -> str:
@@ -104,6 +105,8 @@ def interval(d: Decision) -> str:
 
 def _seeds(d: Decision) -> str:
     e = d.estimate
+    if e.n == 1:
+        return "1 seed"
     return f"{e.n} seeds{' paired' if e.paired else ' (unpaired, Welch)'}"
 
 
@@ -123,6 +126,9 @@ def power_text(d: Decision, margin: float) -> str:
     c, m = d.declared, d.mde
     if not np.isfinite(m) or d.estimate.df < 1:
         return "MDE: no variance estimate (fewer than 2 seeds)"
+    if not isinstance(c, Equivalent) and abs(m) > 1:  # accuracies differ by at most 100 points
+        return (f"no 80% power at any possible difference (MDE {_pts(m)} points): far too few seeds"
+                + ("" if d.decided else _needed(d, margin)))
     if isinstance(c, NonInferior):
         text = f"80% power to show it when a - b >= {_pts(m, True)} points"
     elif isinstance(c, Equivalent):
@@ -292,5 +298,21 @@ def source_notes(record: StudyRecord) -> list[str]:
     return notes
 
 
+def split_notes(record: StudyRecord) -> list[str]:
+    """Splits too small for what the study asks of them: a validation split that cannot rank trials (the search
+    and the selection seeds rank by it), a test split scoring in steps coarser than the study's margin."""
+    sizes, k, notes = record.overview.get("sizes", {}), record.n_classes, []
+    val, test = sizes.get("val"), sizes.get("test")
+    if val and k and val < SMALL_VALIDATION * k:
+        notes.append(f"the validation split holds {val} images for {k} classes, so validation accuracy moves in "
+                     f"steps of {100 / val:.0f} points: the search and the choice among its best trials cannot rank "
+                     "trials closer than that (add images, or raise val_fraction)")
+    if test and 100 / test > 100 * record.spec.margin:
+        notes.append(f"the test split holds {test} images, so one run's test accuracy moves in steps of "
+                     f"{100 / test:.1f} points, coarser than the {100 * record.spec.margin:.1f}-point margin: only "
+                     "the mean over many seeds can resolve differences that small")
+    return notes
+
+
 def protocol_notes(record: StudyRecord) -> list[str]:
-    return source_notes(record) + momentum_notes(record) + edge_notes(record)
+    return split_notes(record) + source_notes(record) + momentum_notes(record) + edge_notes(record)

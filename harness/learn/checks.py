@@ -14,7 +14,7 @@ from harness.learn.models import STRATEGIES, build_model, check_weights_file, mo
 from harness.learn.optim import OPTIMIZERS, params_problem
 from harness.learn.train import LR_SCHEDULES
 from harness.learn.weights import WeightsUnavailable
-from harness.spec import TrialConfig, weights_kind
+from harness.spec import SMALL_VALIDATION, TrialConfig, weights_kind
 
 COLOURS = ("keep", "grey")  # TrialConfig.colour: widen a 1-channel model's input for colour images, or turn them grey
 
@@ -79,7 +79,6 @@ def colour_warning(cfg: TrialConfig) -> str | None:
             "(the first convolution is widened to take colour) or use a model that takes colour")
 
 
-SMALL_VALIDATION = 5  # validation images per class below which trials cannot be ranked
 
 
 def validation_warning(cfg: TrialConfig) -> str | None:

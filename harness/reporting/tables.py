@@ -51,6 +51,8 @@ def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, found: Findings) ->
     if trained:
         s = summarize(list(trained.values()))
         ci = f"{pct(s.ci_low)} to {pct(s.ci_high)}" if np.isfinite(s.ci_low) else "too few seeds"
+        if np.isfinite(s.ci_low) and s.ci_low <= 0 and s.ci_high >= 1:  # cut to every accuracy there is
+            ci += " (too few seeds to mean anything)"
         test = f"{pct(s.mean)} ± {pct(s.sd)} (n={s.n})"
     r = found.rates[name]
     failures = "-" if not r.n else f"{r.failed}/{r.n} ({pct(r.low)} to {pct(r.high)})"
