@@ -293,7 +293,8 @@ def test_workers_on_postgres_and_a_tracking_server_survive_kills_and_both_server
     outage = bool(os.environ.get("HARNESS_TEST_PG_OUTAGE"))
     if outage:  # .ci/run's servers go away while the three survivors work
         held = _hold_queue_lock(tiny.stores.storage)  # each finishes the slot it holds, then waits for the queue
-        assert all(p.poll() is None for p in survivors), "a survivor stopped before the outage"
+        stopped = [p.communicate()[0][-3000:] for p in survivors if p.poll() is not None]
+        assert not stopped, f"a survivor stopped before the outage: {stopped}"
         time.sleep(2)  # under way: at the lock, or mid-slot
         _outage("HARNESS_TEST_PG_OUTAGE", 4)  # which ends the lock's session too
         with contextlib.suppress(Exception):  # its server went away under it
