@@ -45,6 +45,11 @@ def test_retrying_waits_out_an_outage_with_backoff_and_gives_up_clearly():
         retrying(lambda: (_ for _ in ()).throw(_outage()), "recording", patience=0, sleep=waits.append)
     with pytest.raises(ValueError):  # anything else is raised at once
         retrying(lambda: (_ for _ in ()).throw(ValueError("bad")), "x", sleep=waits.append)
+    import requests.exceptions  # the tracking server past MLflow's own retries: named as such
+
+    with pytest.raises(StorageGone, match="the MLflow tracking server stayed unreachable for 0 s while publishing"):
+        retrying(lambda: (_ for _ in ()).throw(requests.exceptions.ConnectionError("refused")), "publishing",
+                 patience=0, sleep=waits.append)
 
 
 def test_a_slot_cut_off_by_an_outage_is_interrupted_and_runs_again_while_the_worker_goes_on():

@@ -72,6 +72,15 @@ class DiskFull(RuntimeError):
                          "same command (what was cut off runs again)")
 
 
+def store_of(error: BaseException | None) -> str:
+    """Which store went away, by the error's type: MLflow's tracking server (HTTP) or a database."""
+    import requests.exceptions
+
+    if any(isinstance(e, requests.exceptions.RequestException) for e in _chain(error)):
+        return "the MLflow tracking server"
+    return "the storage"
+
+
 def is_outage(error: BaseException | None) -> bool:
     """Whether `error`, or what caused it (Optuna wraps the database's errors), is the storage being away."""
     kinds, seen = _outage_types(), 0
@@ -122,12 +131,12 @@ def retrying(action: Callable[[], T], what: str, patience: float = PATIENCE_SECO
         except Exception as error:
             if not is_outage(error):
                 raise
-            waited, full = time.monotonic() - start, disk_full(error)
-            problem = f"the disk is full ({full})" if full else "the storage stayed unreachable"
+            waited, full, store = time.monotonic() - start, disk_full(error), store_of(error)
+            problem = f"the disk is full ({full})" if full else f"{store} stayed unreachable"
             if waited >= patience:
                 raise StorageGone(f"{problem} for {waited:.0f} s while {what} ({type(error).__name__}); finished "
                                   "work is kept: rerun the same command once it is back") from error
-            now = f"the disk is full ({full}): free some space" if full else "storage unreachable"
+            now = f"the disk is full ({full}): free some space" if full else f"{store.removeprefix('the ')} unreachable"
             print(f"{now} while {what} ({type(error).__name__}); retrying in {wait:.0f} s", file=sys.stderr,
                   flush=True)
             logging.getLogger("harness").debug("outage: %s", error)
