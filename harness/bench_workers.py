@@ -30,14 +30,20 @@ def _run(i: int) -> None:
     _trials[i]()
 
 
+def _ready(_: int) -> None:
+    time.sleep(0.05)  # long enough that every worker takes one: all forked and set up before the clock starts
+
+
 def side_by_side(trials: Sequence[Callable[[], None]], plan: WorkerPlan | None = None) -> tuple[float, WorkerPlan]:
     """Run every one of `trials` once across `plan`'s workers (default: what `--workers auto` picks here), each
-    worker taking the next; the wall time for all of them, worker start included."""
+    worker taking the next; the wall time for all of them. The workers start before the clock does: a study
+    starts them once (that is in the default study's wall time), not once per trial."""
     global _trials
     plan = plan or plan_workers("auto")
     _trials = trials
     _close_connections(close=True)  # SQLite must not see a connection cross a fork
-    start = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(plan.workers, initializer=_start, initargs=(plan.threads,)) as pool:
+        pool.map(_ready, range(plan.workers), chunksize=1)
+        start = time.perf_counter()
         pool.map(_run, range(len(trials)), chunksize=1)
-    return time.perf_counter() - start, plan
+        return time.perf_counter() - start, plan

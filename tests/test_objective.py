@@ -19,9 +19,9 @@ def space(trial, arm):
 SPEC = StudySpec(name="unit", question="?", arms=(ARM,), search_space=space, base=TrialConfig(epochs=3, pretrain_epochs=2))
 
 
-def run_one(stores, lr, pruner=None):
+def run_one(stores, lr, pruner=None, storage=None):
     """One search slot, run the way a worker runs it."""
-    study = optuna.create_study(study_name="unit/sgd-unfrozen", direction="maximize", pruner=pruner)
+    study = optuna.create_study(study_name="unit/sgd-unfrozen", direction="maximize", pruner=pruner, storage=storage)
     study.enqueue_trial({"lr": lr})
     job = Job("search", ARM, study, study.ask())
     run_slot(job, lambda: None, make_objective(SPEC, ARM, RunContext(stores.checkpoints)))
@@ -59,6 +59,22 @@ def test_a_pruned_trial_is_tagged_pruned(stores, tracking):
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert run.data.tags["outcome"] == "pruned" and run.info.status == "FINISHED"
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")) == 1
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+def test_the_curve_reaches_optunas_database_whole_when_the_trial_ends(stores, tracking, pruned):
+    """Written in one transaction at the end, not one per epoch: every epoch's validation accuracy is there, as
+    MLflow has it, before Optuna is told the outcome (a pruned trial's value is its curve's last point)."""
+    from harness.stores import open_storage
+
+    pruner, storage = optuna.pruners.ThresholdPruner(lower=2.0) if pruned else None, open_storage(stores)
+    assert isinstance(getattr(storage, "_backend", storage), optuna.storages.RDBStorage)  # the one-write path
+    trial, run = run_one(stores, 0.05, pruner=pruner, storage=storage)
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")
+    assert trial.intermediate_values == {m.step: pytest.approx(m.value) for m in history}
+    assert len(history) == (1 if pruned else 3)
+    assert trial.state.name == ("PRUNED" if pruned else "COMPLETE")
+    assert trial.value == pytest.approx(history[-1].value if pruned else max(m.value for m in history))
 
 
 def test_confirmation_reruns_the_best_config_with_a_new_seed_and_tests_once(stores, tracking):

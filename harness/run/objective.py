@@ -186,6 +186,24 @@ def trial_config(spec: StudySpec, arm: Arm, trial: optuna.Trial | optuna.trial.F
     return arm.config(spec.base, **spec.search_space(trial, arm))
 
 
+def write_curve(trial: optuna.Trial, curve: dict[int, float]) -> None:
+    """A trial's validation curve as Optuna's intermediate values, written when the trial ends: one transaction
+    on a database instead of one per epoch (a tenth of a search trial's time on the default study). Nothing reads
+    them earlier: pruning decides from `PruningView`, and Optuna's pruners read only complete trials' curves, so
+    every decision is the same; a trial cut off before the end runs again, curve and all."""
+    storage = trial.study._storage
+    backend = getattr(storage, "_backend", storage)  # Optuna's cache in front of a database
+    if not isinstance(backend, optuna.storages.RDBStorage):  # a journal file: each value an appended line
+        for step, value in curve.items():
+            trial.report(value, step)
+        return
+    from optuna.storages._rdb.storage import _create_scoped_session  # Optuna's own one-transaction helper
+
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for step, value in curve.items():
+            backend._set_trial_intermediate_value_without_commit(session, trial._trial_id, step, value)
+
+
 class PruningView:
     """The study as its pruner sees it, read once when a trial starts, so each epoch's pruning decision costs no
     read of the storage (`trial.should_prune` reads every trial of the study twice per epoch: a seventh of a
@@ -214,17 +232,20 @@ def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optu
     def objective(trial: optuna.Trial) -> float:
         cfg = trial_config(spec, arm, trial)
         trial.set_user_attr(Attr.CONFIG_HASH, config_hash(cfg))
-        judge = PruningView(trial.study) if spec.prune else None
+        judge, curve = PruningView(trial.study) if spec.prune else None, {}
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
-            trial.report(metrics["val_acc"], epoch)  # the curve in Optuna, as it trains
+            curve[epoch] = metrics["val_acc"]
             if judge is not None and judge.should_prune(epoch, metrics["val_acc"]):
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         tags = {Tag.PHASE: Phase.SEARCH.value, Tag.OPTUNA_STUDY: trial.study.study_name,
                 Tag.OPTUNA_TRIAL: str(trial.number)}
-        return tracked_run(cfg, ctx, run_name(arm.name, trial.number), tags, report,
-                           on_start=lambda run_id: link_run(trial, run_id))
+        try:
+            return tracked_run(cfg, ctx, run_name(arm.name, trial.number), tags, report,
+                               on_start=lambda run_id: link_run(trial, run_id))
+        finally:  # however it ended, before Optuna is told: the curve, in one write
+            write_curve(trial, curve)
 
     return objective
 
