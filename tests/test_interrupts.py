@@ -65,3 +65,21 @@ def test_ctrl_c_while_the_models_and_the_report_are_published_exits_130_and_the_
     monkeypatch.undo()
     assert main(argv) == 0  # publishes what the interruption cut off
     assert (reports / NAME / "README.md").is_file() and "report rebuilt" in capsys.readouterr().out
+
+
+def test_a_ctrl_c_that_compiled_code_prints_and_swallows_is_kept_for_the_next_slot(monkeypatch, capsys):
+    """Cython (scipy's Sobol set-up) prints a KeyboardInterrupt through sys.excepthook, then reports it as
+    unraisable and carries on: a worker ran a whole study after such a Ctrl-C. Both hooks keep it, silently."""
+    import sys
+
+    from harness.run import worker
+
+    monkeypatch.setattr(sys, "excepthook", worker._keep_printed_interrupts(sys.excepthook))
+    monkeypatch.setattr(sys, "unraisablehook", worker._keep_interrupts(sys.unraisablehook))
+    worker._SWALLOWED.clear()
+    sys.excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)  # what Cython's full traceback does first
+    assert worker._SWALLOWED.is_set() and capsys.readouterr().err == ""
+    with pytest.raises(KeyboardInterrupt):  # raised where the worker takes its next slot
+        worker._unless_interrupted(lambda: None)
+    sys.excepthook(ValueError, ValueError("other"), None)  # anything else is printed as before
+    assert "ValueError: other" in capsys.readouterr().err and not worker._SWALLOWED.is_set()

@@ -102,7 +102,7 @@ def test_the_pruning_view_decides_as_optunas_should_prune_on_the_trials_complete
     """The view reads the study once; its decisions are should_prune's, epoch by epoch, pruned or not."""
     import random
 
-    from harness.run.objective import PruningView
+    from harness.run.pruning import PruningView
 
     rng = random.Random(seed)
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=5,

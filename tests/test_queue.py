@@ -57,6 +57,22 @@ def test_an_interrupted_slot_is_planned_again_with_the_same_parameters(study):
     assert redo.user_attrs["slot"] == "0" and redo.system_attrs["fixed_params"] == {"lr": 1.0}
 
 
+def test_after_ctrl_c_a_worker_releases_its_claims_and_one_cut_off_before_it_named_its_worker(study):
+    """A Ctrl-C inside a claim, after `ask` but before the claim names its worker, left that slot RUNNING; the
+    worker's release sweeps it (under the lock no other claim can be half done), and its own, not another's."""
+    queue.plan(study, SLOTS)
+    own, _ = queue.claim(study)
+    half = study.ask()  # the claim the Ctrl-C cut off: RUNNING, no worker named yet
+    other, _ = queue.claim(study)
+    other.set_user_attr("worker", "elsewhere:1:2:3")  # another live worker's
+    assert queue.release_own(study, "interrupted (Ctrl-C)") == 2
+    states = {t.number: (t.state, t.user_attrs.get("outcome")) for t in study.get_trials()}
+    assert states[own.number] == states[half.number] == (TrialState.FAIL, "interrupted")
+    assert states[other.number][0] == TrialState.RUNNING
+    assert queue.slot_status(study)[own.user_attrs["slot"]] == "lost"  # so it is planned and run again
+    assert queue.plan(study, SLOTS) == 2
+
+
 def test_a_diverged_or_erroring_trial_counts_and_is_not_rerun(study):
     queue.plan(study, SLOTS)
     for outcome in ("diverged", "failed"):

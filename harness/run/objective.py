@@ -26,6 +26,7 @@ from harness.learn.train import Diverged, device, evaluate, fit, seed_everything
 from harness.run import kept
 from harness.run.checkpoints import source_checkpoint
 from harness.run.outage import disk_full, is_outage
+from harness.run.pruning import PruningView, write_curve
 from harness.run.tracking import MetricBuffer, start_child_run
 from harness.run.work import Job
 from harness.schema import Attr, Outcome, Phase, Tag
@@ -184,48 +185,6 @@ def run_name(arm: str, trial: int, seed: int | None = None) -> str:
 def trial_config(spec: StudySpec, arm: Arm, trial: optuna.Trial | optuna.trial.FixedTrial) -> TrialConfig:
     """The arm's config with the study's search space applied; a FixedTrial replays a finished trial."""
     return arm.config(spec.base, **spec.search_space(trial, arm))
-
-
-def write_curve(trial: optuna.Trial, curve: dict[int, float]) -> None:
-    """A trial's validation curve as Optuna's intermediate values, written when the trial ends: one transaction
-    on a database instead of one per epoch (a tenth of a search trial's time on the default study). Nothing reads
-    them earlier: pruning decides from `PruningView`, and Optuna's pruners read only complete trials' curves, so
-    every decision is the same; a trial cut off before the end runs again, curve and all."""
-    storage = trial.study._storage
-    backend = getattr(storage, "_backend", storage)  # Optuna's cache in front of a database
-    if not isinstance(backend, optuna.storages.RDBStorage):  # a journal file: each value an appended line
-        for step, value in curve.items():
-            trial.report(value, step)
-        return
-    from optuna.storages._rdb.storage import _create_scoped_session  # Optuna's own one-transaction helper
-
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        for step, value in curve.items():
-            backend._set_trial_intermediate_value_without_commit(session, trial._trial_id, step, value)
-
-
-class PruningView:
-    """The study as its pruner sees it, read once when a trial starts, so each epoch's pruning decision costs no
-    read of the storage (`trial.should_prune` reads every trial of the study twice per epoch: a seventh of a
-    search's time on the default study). Optuna's own pruner decides, on the trials complete when this one
-    began: with one worker no trial completes meanwhile, so every decision is the one `should_prune` makes;
-    with many, the decision no longer depends on how far the others got while this trial ran."""
-
-    def __init__(self, study: optuna.Study):
-        self.pruner, self.direction = study.pruner, study.direction
-        self._complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        self.intermediate_values: dict[int, float] = {}
-
-    def get_trials(self, deepcopy: bool = False, states=None) -> list[optuna.trial.FrozenTrial]:
-        return [t for t in self._complete if states is None or t.state in states]
-
-    @property
-    def last_step(self) -> int | None:
-        return max(self.intermediate_values, default=None)
-
-    def should_prune(self, step: int, value: float) -> bool:
-        self.intermediate_values[step] = value
-        return self.pruner.prune(self, self)  # the view stands for the study and for this trial's curve
 
 
 def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optuna.Trial], float]:

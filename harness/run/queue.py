@@ -164,6 +164,22 @@ def claim(study: optuna.Study) -> tuple[optuna.Trial, int] | None:
     return trial, place
 
 
+def release_own(study: optuna.Study, reason: str) -> int:
+    """After a Ctrl-C: every slot of `study` this worker holds RUNNING, and any claim cut off before it named its
+    worker, told interrupted (they run again), so the interrupt leaves nothing RUNNING. Call under `store_lock`:
+    claims name their worker under it, so a RUNNING trial with none then is a claim that never finished."""
+    released = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(Attr.WORKER) not in (None, worker_id()):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, Attr.OUTCOME, Outcome.INTERRUPTED.value)
+        study._storage.set_trial_user_attr(trial._trial_id, Attr.REASON, reason)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            study.tell(trial.number, state=TrialState[Outcome.INTERRUPTED.trial_state], skip_if_finished=True)
+        released += 1
+    return released
+
+
 def fail_stale(study: optuna.Study, on_stale: Callable[[FrozenTrial], None]) -> int:
     """Mark RUNNING trials whose worker is gone FAIL (reason stale) and call `on_stale` for each; their slots
     are then lost and planned again. RDB storages judge by Optuna's heartbeat, local ones by the pid."""

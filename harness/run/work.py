@@ -73,6 +73,12 @@ class Work:
     def studies(self) -> list[optuna.Study]:
         return [*self.search.values(), *self.confirm.values()]
 
+    def release_own(self, reason: str) -> None:
+        """After a Ctrl-C, under the lock: nothing this worker claimed (or was claiming) is left RUNNING."""
+        with self.lock():
+            for study in self.studies():
+                queue.release_own(study, reason)
+
     def plan(self, on_stale: Callable[[FrozenTrial], None]) -> None:
         """Under the lock: recover stale work, enqueue what is missing, record selections; sets `done`."""
         done = True

@@ -50,6 +50,22 @@ def _keep_interrupts(previous: Callable) -> Callable:
     return hook
 
 
+def _keep_printed_interrupts(previous: Callable) -> Callable:
+    """The same for a KeyboardInterrupt that compiled code prints through `sys.excepthook` before reporting it
+    as unraisable (Cython does, in scipy's Sobol set-up): kept, not printed as a traceback."""
+    if getattr(previous, "keeps_interrupts", False):
+        return previous
+
+    def hook(kind, value, tb) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            _SWALLOWED.set()
+        else:
+            previous(kind, value, tb)
+
+    hook.keeps_interrupts = True
+    return hook
+
+
 def _unless_interrupted(take: Callable):
     if _SWALLOWED.is_set():
         _SWALLOWED.clear()
@@ -72,6 +88,9 @@ class Worker:
 
     def run(self) -> int:
         """Take slots until the study is done; return 0, or 130 after Ctrl-C."""
+        # from the start: a Ctrl-C swallowed while opening (in scipy's Sobol set-up, say) is raised at the first slot
+        sys.unraisablehook = _keep_interrupts(sys.unraisablehook)
+        sys.excepthook = _keep_printed_interrupts(sys.excepthook)
         try:  # opening is idempotent (every study and experiment is created if missing): after an outage, again
             retrying(self.open, "opening the study's stores")
         except StorageGone as error:
@@ -89,7 +108,6 @@ class Worker:
                 return self.interrupted_publishing()
         heartbeat = queue.Heartbeat(self.parent.beat)
         idle, job = 0, None
-        sys.unraisablehook = _keep_interrupts(sys.unraisablehook)
         try:
             while (job := _unless_interrupted(self.next_job)) is not None or not self.work.done:
                 if job is None:  # others hold the rest: wait for the batch they finish, or to take it over
@@ -105,6 +123,8 @@ class Worker:
         except KeyboardInterrupt:
             if job is not None:  # claimed as the Ctrl-C came, perhaps not yet run: never left RUNNING (else a no-op)
                 record(job, Outcome.INTERRUPTED, "interrupted (Ctrl-C)")
+            with contextlib.suppress(Exception):  # a claim the Ctrl-C cut off before it returned a job
+                self.work.release_own("interrupted (Ctrl-C)")
             self.parent.end("KILLED")
             self.parent.close_own_runs(Outcome.INTERRUPTED, "interrupted (Ctrl-C)")
             print(f"\ninterrupted: finished trials are kept in {self.stores.root}; rerun the same command to "
