@@ -64,7 +64,7 @@ def ui(finished):
                 time.sleep(0.25)
         yield base
     finally:
-        os.killpg(server.pid, 15)
+        os.killpg(server.pid, 9)  # its store is read-only here: nothing to shut down gracefully
         server.wait(30)
 
 
