@@ -25,7 +25,7 @@ from harness.learn.models import build_model
 from harness.learn.train import Diverged, device, evaluate, fit, seed_everything
 from harness.run import kept
 from harness.run.checkpoints import source_checkpoint
-from harness.run.outage import disk_full, is_outage
+from harness.run.outage import disk_full, is_outage, retrying
 from harness.run.pruning import PruningView, write_curve
 from harness.run.tracking import MetricBuffer, start_child_run
 from harness.run.work import Job
@@ -203,8 +203,9 @@ def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optu
         try:
             return tracked_run(cfg, ctx, run_name(arm.name, trial.number), tags, report,
                                on_start=lambda run_id: link_run(trial, run_id))
-        finally:  # however it ended, before Optuna is told: the curve, in one write
-            write_curve(trial, curve)
+        finally:  # however it ended, before Optuna is told: the curve, in one write (an outage waited out, so a
+            # run MLflow has as complete is never told to Optuna as cut off)
+            retrying(lambda: write_curve(trial, curve), f"recording trial {trial.number}'s curve")
 
     return objective
 
