@@ -45,11 +45,21 @@ def test_retrying_waits_out_an_outage_with_backoff_and_gives_up_clearly():
         retrying(lambda: (_ for _ in ()).throw(_outage()), "recording", patience=0, sleep=waits.append)
     with pytest.raises(ValueError):  # anything else is raised at once
         retrying(lambda: (_ for _ in ()).throw(ValueError("bad")), "x", sleep=waits.append)
-    import requests.exceptions  # the tracking server past MLflow's own retries: named as such
+    import mlflow
+    import requests
 
-    with pytest.raises(StorageGone, match="the MLflow tracking server stayed unreachable for 0 s while publishing"):
-        retrying(lambda: (_ for _ in ()).throw(requests.exceptions.ConnectionError("refused")), "publishing",
-                 patience=0, sleep=waits.append)
+    def refused(url: str) -> requests.exceptions.ConnectionError:
+        return requests.exceptions.ConnectionError("refused", request=requests.Request("GET", url).prepare())
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri("http://127.0.0.1:9")
+    try:  # the tracking server in use, past MLflow's own retries: an outage, named as such
+        with pytest.raises(StorageGone, match="the MLflow tracking server stayed unreachable for 0 s while publ"):
+            retrying(lambda: (_ for _ in ()).throw(refused("http://127.0.0.1:9/api/2.0/mlflow/runs/get")),
+                     "publishing", patience=0, sleep=waits.append)
+        assert not is_outage(refused("https://huggingface.co/timm/resnet18/model.safetensors"))  # not a store
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def test_a_slot_cut_off_by_an_outage_is_interrupted_and_runs_again_while_the_worker_goes_on():
@@ -116,6 +126,7 @@ def test_a_tracking_server_away_is_said_on_stderr_while_mlflows_client_retries_a
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: url)  # the store a worker uses (it sets it so)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     announce_tracking_retries(url)
     with pytest.raises(Exception) as raised:

@@ -34,10 +34,21 @@ def _outage_types() -> tuple[type[BaseException], ...]:
         types.append(psycopg.OperationalError)  # AdminShutdown, connection refused: subclasses of it
     except ImportError:
         pass
-    import requests.exceptions  # an MLflow tracking server away past its client's own retries (MLflow wraps it)
-
-    types += [requests.exceptions.ConnectionError, requests.exceptions.RetryError, requests.exceptions.Timeout]
     return tuple(types)
+
+
+def _tracking_server_away(error: BaseException) -> bool:
+    """The MLflow tracking server in use away past its client's own retries (MLflow wraps the HTTP error). Only
+    its address counts: another download failing (a weights hub) says nothing about the stores."""
+    import mlflow
+    import requests.exceptions
+
+    if not isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.RetryError,
+                              requests.exceptions.Timeout)):
+        return False
+    url = getattr(getattr(error, "request", None), "url", None) or ""
+    server = mlflow.get_tracking_uri().rstrip("/")
+    return server.startswith("http") and url.startswith(server)
 
 
 def _chain(error: BaseException | None):
@@ -85,7 +96,7 @@ def is_outage(error: BaseException | None) -> bool:
     """Whether `error`, or what caused it (Optuna wraps the database's errors), is the storage being away."""
     kinds, seen = _outage_types(), 0
     while error is not None and seen < 10:
-        if isinstance(error, kinds):
+        if isinstance(error, kinds) or _tracking_server_away(error):
             return True
         error, seen = error.__cause__ or error.__context__, seen + 1
     return False
