@@ -9,20 +9,17 @@ import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 
-from harness.run.launch import _close_connections
+from harness.run.launch import close_connections, forked_child
 from harness.run.resources import WorkerPlan, plan_workers
 
 _trials: Sequence[Callable[[], None]] = ()  # set before the fork: the workers inherit them
 
 
 def _start(threads: int) -> None:
-    """A forked worker: its own id and database connections (as `harness.run.launch` makes them), its threads."""
+    """A forked worker, as `harness.run.launch` makes them (its own id and connections), with its threads."""
     import torch
 
-    from harness.run.queue import worker_id
-
-    worker_id.cache_clear()
-    _close_connections(close=False)
+    forked_child()
     torch.set_num_threads(threads)
 
 
@@ -41,7 +38,7 @@ def side_by_side(trials: Sequence[Callable[[], None]], plan: WorkerPlan | None =
     global _trials
     plan = plan or plan_workers("auto")
     _trials = trials
-    _close_connections(close=True)  # SQLite must not see a connection cross a fork
+    close_connections(close=True)  # SQLite must not see a connection cross a fork
     with multiprocessing.get_context("fork").Pool(plan.workers, initializer=_start, initargs=(plan.threads,)) as pool:
         pool.map(_ready, range(plan.workers), chunksize=1)
         start = time.perf_counter()

@@ -275,7 +275,6 @@ def _setting(value: Any) -> Any:
     return None if value == "all" else tuple(value) if isinstance(value, list) else value
 
 
-SMALL_VALIDATION = 5  # validation images per class below which trials cannot be ranked (warned, and reported)
 SELECTION_SEED_BASE = 1_000_001  # selection seeds are 1_000_001.., verdict seeds 1..seeds: never the same
 
 

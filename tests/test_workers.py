@@ -259,20 +259,6 @@ def _outage(variable: str, seconds: int) -> None:
         subprocess.run([*shlex.split(command), str(seconds)], check=True, timeout=180)
 
 
-def _hold_queue_lock(storage: str):
-    """Take the queue's PostgreSQL advisory lock (as `harness.run.queue.store_lock` does) and keep it: workers
-    wait at their next plan or claim. Returns the connection that holds it (the lock goes with it)."""
-    import zlib
-
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
-    engine = sqlalchemy.create_engine(storage, poolclass=NullPool)
-    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": zlib.crc32(b"harness-queue")})
-    return conn
-
-
 @pytest.mark.slow
 def test_workers_on_postgres_and_a_tracking_server_survive_kills_and_both_servers_restarting(tmp_path):
     """Five workers, each on its own disk: one killed while it pretrains the source, one killed mid-trial (its
@@ -292,7 +278,10 @@ def test_workers_on_postgres_and_a_tracking_server_survive_kills_and_both_server
     survivors.remove(victim)
     outage = bool(os.environ.get("HARNESS_TEST_PG_OUTAGE"))
     if outage:  # .ci/run's servers go away while the three survivors work
-        held = _hold_queue_lock(tiny.stores.storage)  # each finishes the slot it holds, then waits for the queue
+        from harness.run.queue import store_lock
+
+        held = contextlib.ExitStack()  # the queue's own lock: each finishes the slot it holds, then waits for it
+        held.enter_context(store_lock(tiny.stores.storage, tmp_path))
         stopped = [p.communicate()[0][-3000:] for p in survivors if p.poll() is not None]
         assert not stopped, f"a survivor stopped before the outage: {stopped}"
         time.sleep(2)  # under way: at the lock, or mid-slot

@@ -16,9 +16,9 @@ from harness.analysis.records import StudyRecord
 from harness.inference.decide import Decision, decide_all
 from harness.inference.failures import Rate, RateComparison, compare_rates, failed, rate
 from harness.inference.sequential import Sequential
+from harness.inference.stats import small_validation
 from harness.plan import Equivalent, Interaction, NonInferior, Trend
 from harness.run.plan import sequential_state
-from harness.spec import SMALL_VALIDATION
 
 
 def _pts(x: float, sign: bool = False) -> str:
@@ -303,10 +303,8 @@ def split_notes(record: StudyRecord) -> list[str]:
     and the selection seeds rank by it), a test split scoring in steps coarser than the study's margin."""
     sizes, k, notes = record.overview.get("sizes", {}), record.n_classes, []
     val, test = sizes.get("val"), sizes.get("test")
-    if val and k and val < SMALL_VALIDATION * k:
-        notes.append(f"the validation split holds {val} images for {k} classes, so validation accuracy moves in "
-                     f"steps of {100 / val:.0f} points: the search and the choice among its best trials cannot rank "
-                     "trials closer than that (add images, or raise val_fraction)")
+    if val and k and (problem := small_validation(val, k)):
+        notes.append(f"{problem} (add images, or raise val_fraction)")
     if test and 100 / test > 100 * record.spec.margin:
         notes.append(f"the test split holds {test} images, so one run's test accuracy moves in steps of "
                      f"{100 / test:.1f} points, coarser than the {100 * record.spec.margin:.1f}-point margin: only "

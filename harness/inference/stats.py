@@ -125,3 +125,20 @@ def expected_max(values: Sequence[float], n_max: int | None = None) -> np.ndarra
     return _expected_max_weights(len(v), n_max) @ v
 
 
+SMALL_VALIDATION = 5  # validation images per class below which trials cannot be ranked (warned, and reported)
+
+
+def small_validation(images: int, classes: int) -> str | None:
+    """What a validation split too small to rank trials means (the search and the selection seeds rank by it), or
+    None; said by the command line before a run and by the report after it.
+
+    >>> small_validation(4, 3)[:70]
+    'the validation split holds 4 images for 3 classes, so validation accur'
+    >>> small_validation(150, 5) is None
+    True
+    """
+    if images >= SMALL_VALIDATION * classes:
+        return None
+    return (f"the validation split holds {images} images for {classes} classes, so validation accuracy moves in "
+            f"steps of {100 / max(images, 1):.0f} points: the search and the choice among its best trials cannot "
+            "rank trials closer than that")

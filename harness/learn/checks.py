@@ -8,13 +8,14 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from harness.inference.stats import small_validation
 from harness.learn.colour import dataset_in_colour
 from harness.learn.datasets import check_data
 from harness.learn.models import STRATEGIES, build_model, check_weights_file, model_spec, require_imagenet
 from harness.learn.optim import OPTIMIZERS, params_problem
 from harness.learn.train import LR_SCHEDULES
 from harness.learn.weights import WeightsUnavailable
-from harness.spec import SMALL_VALIDATION, TrialConfig, weights_kind
+from harness.spec import TrialConfig, weights_kind
 
 COLOURS = ("keep", "grey")  # TrialConfig.colour: widen a 1-channel model's input for colour images, or turn them grey
 
@@ -78,9 +79,6 @@ def colour_warning(cfg: TrialConfig) -> str | None:
             "which takes one channel: classes that differ by colour will look alike. Leave colour at 'keep' "
             "(the first convolution is widened to take colour) or use a model that takes colour")
 
-
-
-
 def validation_warning(cfg: TrialConfig) -> str | None:
     """A validation split so small that accuracy moves in large steps: the search and the selection seeds rank
     trials by it, and cannot tell apart those closer than a step."""
@@ -89,12 +87,8 @@ def validation_warning(cfg: TrialConfig) -> str | None:
 
     raw = load_raw(cfg.dataset, cfg.data_root)
     wanted, _, val, _ = split_indices(cfg, raw)
-    if len(val) >= SMALL_VALIDATION * len(wanted):
-        return None
-    step = 100 / max(len(val), 1)
-    return (f"the validation split holds {len(val)} images for {len(wanted)} classes, so validation accuracy moves "
-            f"in steps of {step:.0f} points: the search and the choice among its best trials cannot rank trials "
-            f"closer than that. Add images, or raise val_fraction (now {cfg.val_fraction})")
+    problem = small_validation(len(val), len(wanted))
+    return problem and f"{problem}. Add images, or raise val_fraction (now {cfg.val_fraction})"
 
 
 def check_config(cfg: TrialConfig) -> None:

@@ -15,10 +15,10 @@ from harness.learn import pretrain
 from harness.learn.pretrain import Checkpoint, checkpoint_key, find_checkpoint, pretrain_config, write_meta
 from harness.run import queue
 from harness.run.outage import PATIENCE_SECONDS
-from harness.run.tracking import MetricBuffer, start_child_run
+from harness.run.tracking import MetricBuffer, start_child_run, worker_gone
 from harness.schema import Phase, Tag
 from harness.spec import TrialConfig, weights_kind
-from harness.stores import GRACE_SECONDS, Stores
+from harness.stores import Stores
 
 
 class _MlflowRecord:
@@ -84,14 +84,12 @@ def pretraining_elsewhere(key: str, eid: str, remote: bool) -> str | None:
     for run in client.search_runs([eid], f"attributes.status = 'RUNNING' and tags.{Tag.PHASE} = "
                                   f"'{Phase.PRETRAIN}' and tags.{Tag.CHECKPOINT} = '{key}'"):
         worker = run.data.tags.get(Tag.WORKER, "")
-        if worker == queue.worker_id() or queue.worker_dead(worker):
+        if worker == queue.worker_id() or worker_gone(run, remote):
             continue  # our own, cut off earlier in this process; or a dead worker's, closed by the next recovery
-        if remote:
-            parent = client.get_run(run.data.tags["mlflow.parentRunId"]) if "mlflow.parentRunId" in run.data.tags \
-                else None
-            beat = float(parent.data.tags.get(Tag.HEARTBEAT, "0")) if parent else 0.0
-            if parent is None or parent.info.status != "RUNNING" or time.time() - beat > GRACE_SECONDS:
-                continue
+        parent_id = run.data.tags.get("mlflow.parentRunId")
+        parent = client.get_run(parent_id) if remote and parent_id else None
+        if remote and (parent is None or parent.info.status != "RUNNING" or worker_gone(parent, remote)):
+            continue
         return worker
     return None
 

@@ -27,7 +27,7 @@ def launch_workers(argv: list[str], plan: WorkerPlan, main: Callable[[list[str]]
     worker_argv = [*rest, "--workers", "1", "--threads", threads]
     fork = not plan.gpus and "fork" in multiprocessing.get_all_start_methods()
     if fork:
-        _close_connections(close=True)  # SQLite must not see a connection cross a fork, even one left unused
+        close_connections(close=True)  # SQLite must not see a connection cross a fork, even one left unused
     procs: list[Any] = []
     for i in range(plan.workers):
         if fork:
@@ -43,7 +43,7 @@ def launch_workers(argv: list[str], plan: WorkerPlan, main: Callable[[list[str]]
     return procs
 
 
-def _close_connections(close: bool) -> None:
+def close_connections(close: bool) -> None:
     """Every SQLAlchemy engine's pooled connections dropped: closed (`close`, in the process that opened them),
     or forgotten (in a forked child: SQLAlchemy's recipe, the parent's own left alone)."""
     import gc
@@ -59,12 +59,16 @@ def _close_connections(close: bool) -> None:
         engine.dispose(close=close)
 
 
-def _forked_worker(main: Callable[[list[str]], int], argv: list[str]) -> None:
-    """A forked worker: nothing of the parent's connections or identity carries over, then the worker's main."""
+def forked_child() -> None:
+    """In a forked child: nothing of the parent's connections or identity carries over."""
     from harness.run.queue import worker_id
 
     worker_id.cache_clear()  # the worker's id holds its own pid
-    _close_connections(close=False)
+    close_connections(close=False)
+
+
+def _forked_worker(main: Callable[[list[str]], int], argv: list[str]) -> None:
+    forked_child()
     sys.exit(main(argv))
 
 

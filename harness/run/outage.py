@@ -85,21 +85,13 @@ class DiskFull(RuntimeError):
 
 def store_of(error: BaseException | None) -> str:
     """Which store went away, by the error's type: MLflow's tracking server (HTTP) or a database."""
-    import requests.exceptions
-
-    if any(isinstance(e, requests.exceptions.RequestException) for e in _chain(error)):
-        return "the MLflow tracking server"
-    return "the storage"
+    return "the MLflow tracking server" if any(_tracking_server_away(e) for e in _chain(error)) else "the storage"
 
 
 def is_outage(error: BaseException | None) -> bool:
     """Whether `error`, or what caused it (Optuna wraps the database's errors), is the storage being away."""
-    kinds, seen = _outage_types(), 0
-    while error is not None and seen < 10:
-        if isinstance(error, kinds) or _tracking_server_away(error):
-            return True
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return False
+    kinds = _outage_types()
+    return any(isinstance(e, kinds) or _tracking_server_away(e) for e in _chain(error))
 
 
 class TrackingRetries(logging.Handler):

@@ -11,10 +11,10 @@ import mlflow
 from optuna.trial import FrozenTrial
 
 from harness.run import queue
-from harness.run.tracking import end_run, log_data_overview, run_tags
-from harness.schema import STUDY_SOURCE, STUDY_VARIANT, Attr, Outcome, Phase, Tag
+from harness.run.tracking import end_run, log_data_overview, run_tags, worker_gone
+from harness.schema import STUDY_SOURCE, STUDY_VARIANT, Attr, Outcome, Tag
 from harness.spec import StudySpec
-from harness.stores import GRACE_SECONDS, Stores
+from harness.stores import Stores
 
 
 def variant_record(spec: StudySpec) -> dict:
@@ -89,10 +89,7 @@ class ParentRun:
         for run in running:  # parents first: on another machine only a parent's heartbeat tells
             tags = run.data.tags
             worker = tags.get(Tag.RESUMED_BY) or tags.get(Tag.WORKER, "")
-            beat = float(tags.get(Tag.HEARTBEAT, "0"))
-            stale_beat = (tags.get(Tag.PHASE) == Phase.STUDY and self.stores.remote_tracking
-                          and time.time() - beat > GRACE_SECONDS)
-            if run.info.run_id != self.run_id and (queue.worker_dead(worker) or stale_beat):
+            if run.info.run_id != self.run_id and worker_gone(run, self.stores.remote_tracking):
                 end_run(client, run.info.run_id, Outcome.STALE, f"worker {worker} stopped without finishing")
                 dead.add(run.info.run_id)
         alive = {r.info.run_id for r in running} - dead

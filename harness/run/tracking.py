@@ -37,6 +37,19 @@ def start_child_run(run_name: str, tags: dict[str, str]) -> mlflow.ActiveRun:
     return mlflow.start_run(run_name=run_name, nested=parent is not None, experiment_id=experiment, tags=tags)
 
 
+def worker_gone(run: Any, remote: bool) -> bool:
+    """Whether the worker of MLflow `run` is gone: its pid on this machine is, or (on a tracking server, where
+    another machine's pid cannot be asked) the run is a worker's parent run whose heartbeat stopped."""
+    from harness.run.queue import worker_dead
+    from harness.stores import GRACE_SECONDS
+
+    tags = run.data.tags
+    if worker_dead(tags.get(Tag.RESUMED_BY) or tags.get(Tag.WORKER, "")):
+        return True
+    beats = remote and tags.get(Tag.PHASE) == Phase.STUDY  # only parent runs beat
+    return beats and time.time() - float(tags.get(Tag.HEARTBEAT, "0")) > GRACE_SECONDS
+
+
 def end_run(client: MlflowClient, run_id: str, outcome: Outcome, reason: str) -> None:
     """End a run with its outcome and the reason, as every run ends, whoever closes it."""
     client.set_tag(run_id, Tag.OUTCOME, outcome.value)
