@@ -261,3 +261,16 @@ def test_random_weights_use_the_model_s_own_input_size_and_channels():
     assert preprocessing("lenet5", "none").size == 32
     assert preprocessing("lenet5", "none").channels == 1
     assert preprocessing("alexnet", "source").size == 64
+
+
+@pytest.mark.parametrize("size", [(28, 28), (10, 10), (7, 9)])
+def test_lenet_pooling_gives_max_pool2d_s_output_with_or_without_a_gradient(size):
+    from harness.learn.nets import MaxPool2x2
+
+    x = torch.randn(3, 6, *size)
+    expected = torch.nn.functional.max_pool2d(x, 2)
+    with torch.no_grad():  # the fast path: pairwise maxima
+        assert torch.equal(MaxPool2x2()(x), expected)
+    leaf = x.clone().requires_grad_()
+    out = MaxPool2x2()(leaf)  # training: max_pool2d itself, for its gradient
+    assert torch.equal(out, expected) and out.grad_fn is not None

@@ -50,8 +50,10 @@ def _varies_in_training(node: torch.fx.Node, modules: dict[str, nn.Module]) -> b
             return True
         if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.RReLU)):
             return m.training
-        # a module of our own or of another library may read `self.training` (torchvision's StochasticDepth)
-        return m.training and (not type(m).__module__.startswith("torch.nn") or hasattr(m, "dropout"))
+        # a module of our own or of another library may read `self.training` (torchvision's StochasticDepth),
+        # unless it says it does not (harness.learn.nets.MaxPool2x2)
+        own = not type(m).__module__.startswith("torch.nn") and not getattr(m, "same_in_training", False)
+        return m.training and (own or hasattr(m, "dropout"))
     if node.op == "get_attr":
         owner, _, name = node.target.rpartition(".")
         value = getattr(modules[owner], name)

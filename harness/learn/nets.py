@@ -7,13 +7,31 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
 
+class MaxPool2x2(nn.MaxPool2d):
+    """`nn.MaxPool2d(2)`; where no gradient is needed (evaluation, a frozen stage) the same maxima come from two
+    pairwise `torch.maximum`s: on a CPU max_pool2d also computes the indices backward needs, and LeNet-5's
+    evaluation ran 2.5x slower for them (5.3 ms against 2.1 ms for 108 digits, one thread)."""
+
+    same_in_training = True  # the same output in both modes: a frozen prefix that ends here is cached
+
+    def __init__(self):
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            return super().forward(x)
+        x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]  # floor mode: an odd last row or column is dropped
+        x = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return torch.maximum(x[..., 0::2], x[..., 1::2])
+
+
 class LeNet5(nn.Module):
     """LeNet-5 (LeCun et al. 1998) on 32x32 grey images; ReLU and max-pooling, as it is trained today."""
 
     def __init__(self, num_classes: int = 10):
         super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2))
-        self.conv2 = nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
+        self.conv1 = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), MaxPool2x2())
+        self.conv2 = nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), MaxPool2x2())
         self.fc1 = nn.Sequential(nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU())
         self.fc2 = nn.Sequential(nn.Linear(120, 84), nn.ReLU())
         self.head = nn.Linear(84, num_classes)

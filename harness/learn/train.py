@@ -86,19 +86,18 @@ def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
-def _snapshot(model: torch.nn.Module, previous: dict[str, torch.Tensor] | None,
-              versions: dict[str, int]) -> dict[str, torch.Tensor]:
-    """A copy of the model's state; tensors not modified since `previous` (a frozen backbone) reuse its copy.
+def _snapshot(model: torch.nn.Module, previous: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """A copy of the model's state; tensors equal to their copy in `previous` (a frozen backbone) reuse it.
 
-    A tensor's `_version` counts its in-place updates (optimizer steps, BatchNorm statistics).
+    Compared by value: a tensor's `_version` misses in-place updates made inside a kernel (BatchNorm's running
+    statistics, a fused optimizer's step), which once left a best state with the first epoch's statistics.
     """
     state = {}
     for name, tensor in model.state_dict().items():
-        if previous is not None and versions.get(name) == tensor._version:
+        if previous is not None and torch.equal(previous[name], tensor):
             state[name] = previous[name]
         else:
             state[name] = tensor.detach().clone()
-            versions[name] = tensor._version
     return state
 
 
@@ -123,7 +122,6 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
     scheduler = LR_SCHEDULES[cfg.lr_schedule](optimizer, cfg.epochs)
     result = FitResult()
     n = len(task.train)
-    versions: dict[str, int] = {}  # of the tensors in best_state, to copy only those that changed since
     runs: dict[int, CachedRun | None] = {}  # per number of frozen stages: the frozen weights do not change
     for epoch in range(cfg.epochs):
         start = time.perf_counter()
@@ -168,7 +166,7 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
         result.history.append(metrics)
         if val.acc > result.best_val_acc:
             result.best_epoch, result.best_val_acc = epoch, val.acc
-            result.best_state = _snapshot(model, result.best_state, versions)
+            result.best_state = _snapshot(model, result.best_state)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return result
