@@ -4,6 +4,9 @@ defaults stated, registry names listed from the registries)."""
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
 from pathlib import Path
 
 from harness import spec
@@ -100,3 +103,14 @@ def check_environment() -> None:
         raise ValueError(f"the Python environment is broken, not the study: {' and '.join(versions)} do not load "
                          f"({type(error).__name__}: {error}). Install a matching pair, e.g. `pip install "
                          "torch==2.14.1 torchvision==0.29.1` (pytorch.org lists the pairs), then rerun") from None
+
+
+def exit_now(code: int) -> None:
+    """End a finished command without the interpreter's teardown. Everything is recorded and closed by then
+    (each worker ends its runs, the stores commit as they go); the teardown took 1.3 s here, collecting
+    PyTorch's, MLflow's and SQLAlchemy's objects, and after Ctrl-C a library thread cut off mid-call can abort
+    it ("terminate called ...") instead of exiting."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

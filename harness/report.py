@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli import HelpFormatter, add_store_flags, reports_folder
+from harness.cli import HelpFormatter, add_store_flags, exit_now, reports_folder
 from harness.stores import Stores
 
 EPILOG = """\
@@ -109,4 +109,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

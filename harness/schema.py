@@ -90,7 +90,8 @@ class Tag:
     OUTCOME = "outcome"
     REASON = "state_reason"
     WORKER = "worker"  # host:pid:start:pid-space of the process that runs it
-    RESUMED_BY = "resumed_by"  # a worker that reopened the run to add to it (a logged model)
+    RESUMED_BY = "resumed_by"  # a worker that reopened the run to add to it (records older than MODEL)
+    MODEL = "model"  # the run's logged MLflow model, by name: each arm's chosen trial at verdict seed MODEL_SEED
     HEARTBEAT = "heartbeat"  # parent runs on a tracking server: seconds since the epoch of the last beat
     COMMAND = "command"
     GIT_COMMIT = "git_commit"

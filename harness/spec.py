@@ -276,6 +276,7 @@ def _setting(value: Any) -> Any:
 
 
 SELECTION_SEED_BASE = 1_000_001  # selection seeds are 1_000_001.., verdict seeds 1..seeds: never the same
+MODEL_SEED = 1  # the verdict seed whose run logs the chosen model: declared beforehand, not picked by a score
 
 
 def selection_seeds(spec: StudySpec) -> list[int]:

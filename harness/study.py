@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shlex
 import sys
 from typing import Any
@@ -20,6 +19,7 @@ from harness.cli import (
     add_store_flags,
     at_most,
     check_environment,
+    exit_now,
     positive_int,
     reports_folder,
 )
@@ -250,11 +250,20 @@ def main(argv: list[str] | None = None) -> int:
 
                 nothing_to_do(spec.name, stores.root, report, "up to date")
                 return 0
+            from harness.run import prepare
             from harness.run.resources import plan_workers
 
-            plan_workers(args.workers)  # refused here, before anything is written, if memory cannot hold them
-            check_environment()
-            check(spec)
+            preparation = prepare.start(spec, stores)  # fresh stores, made beside the checks below
+            try:
+                plan_workers(args.workers)  # refused here, before anything is written, if memory cannot hold them
+                check_environment()
+                check(spec)
+            except BaseException:
+                if preparation is not None:
+                    preparation.finish(ok=False)
+                raise
+            if preparation is not None:
+                preparation.finish(ok=True)
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -347,9 +356,4 @@ def run_worker(spec: StudySpec, stores: Stores, args: argparse.Namespace, comman
 
 
 if __name__ == "__main__":
-    code = main()
-    if code == 130:  # after Ctrl-C everything is recorded: skip the interpreter's teardown, where a library thread
-        sys.stdout.flush()  # cut off mid-call can abort the process (SIGABRT, "terminate called ...") instead
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    exit_now(main())

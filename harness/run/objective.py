@@ -6,6 +6,7 @@ a run can end is named by `outcome_for`, the one mapping from what was raised to
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,6 @@ from harness.browse import LOCAL_UI, Browse, browse
 from harness.learn.data import Task, make_task, target_preprocessing
 from harness.learn.models import build_model
 from harness.learn.train import Diverged, device, evaluate, fit, seed_everything
-from harness.run import kept
 from harness.run.checkpoints import source_checkpoint
 from harness.run.outage import disk_full, is_outage, retrying
 from harness.run.pruning import PruningView, write_curve
@@ -31,6 +31,7 @@ from harness.run.tracking import MetricBuffer, start_child_run
 from harness.run.work import Job
 from harness.schema import Attr, Outcome, Phase, Tag
 from harness.spec import (
+    MODEL_SEED,
     SELECTION_SEED_BASE,
     Arm,
     StudySpec,
@@ -74,7 +75,6 @@ class RunContext:
     """What every run of one invocation shares: where checkpoints live, and the tasks already built."""
 
     checkpoints: Path
-    kept: Path | None = None  # where confirmation runs keep candidate weights (`harness.run.kept`); None: nowhere
     tasks: dict[tuple, Task] = field(default_factory=dict)
 
     def task(self, cfg: TrialConfig) -> Task:
@@ -88,14 +88,13 @@ class RunContext:
 
 def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str, str],
                 report: Callable[[int, dict[str, float]], None] | None = None, test: bool = False,
-                on_start: Callable[[str], None] | None = None,
-                keep: Callable[[float, dict], None] | None = None,
+                on_start: Callable[[str], None] | None = None, log_model: bool = False,
                 on_test: Callable[[float, int], None] | None = None) -> float:
     """Train `cfg` in a nested MLflow run and return its best validation accuracy.
 
     `report(epoch, metrics)` may raise `optuna.TrialPruned`; the run then ends FINISHED with outcome pruned.
-    With `test`, the best-validation weights are evaluated once on the test split; `keep(value, weights)`
-    is offered them, and `on_test(test accuracy, classes)` told the result.
+    With `test`, the best-validation weights are evaluated once on the test split, `on_test(test accuracy,
+    classes)` is told the result, and with `log_model` they are logged as the run's MLflow model.
     """
     task = ctx.task(cfg)
     weights, ckpt_tags = starting_weights(cfg, ctx)
@@ -128,8 +127,9 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
             mlflow.log_dict({"classes": task.classes, "matrix": matrix.tolist()}, "confusion.json")
             if on_test is not None:
                 on_test(ev.acc, len(task.classes))
-        if keep is not None:
-            keep(result.best_val_acc, result.best_state)
+            if log_model:
+                log_run_model(model, task)
+                log.set_tags({Tag.MODEL: MODEL_NAME})
         return result.best_val_acc
     except BaseException as error:
         raised = error
@@ -219,11 +219,9 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
         cfg = confirmation_trial_config(spec, arm, trial)
         tags = {Tag.PHASE: Phase.CONFIRM.value, Tag.OPTUNA_STUDY: search_study, Tag.OPTUNA_TRIAL: str(number),
                 Tag.CONFIRM_STUDY: trial.study.study_name, Tag.CONFIRM_TRIAL: str(trial.number)}
-        keep = None if ctx.kept is None else \
-            (lambda value, state: kept.offer(ctx.kept, arm.name, number, seed, value, state))
         # the test accuracy in Optuna too: the sequential rule decides from the queue's own records
         return tracked_run(cfg, ctx, run_name(arm.name, number, seed), tags, test=True,
-                           on_start=lambda run_id: link_run(trial, run_id), keep=keep,
+                           on_start=lambda run_id: link_run(trial, run_id), log_model=seed == MODEL_SEED,
                            on_test=lambda acc, classes: trial.set_user_attr(Attr.TEST, {"acc": acc,
                                                                                           "classes": classes}))
 
@@ -271,53 +269,26 @@ def _no_requirement_check() -> Iterator[None]:
         environment.warn_dependency_requirement_mismatches = check
 
 
-def log_chosen_model(spec: StudySpec, arm: Arm, confirm: optuna.trial.FrozenTrial, ctx: RunContext) -> float:
-    """Log the arm's chosen model the MLflow way (`mlflow.pytorch.log_model`, with an input example and its
-    signature) on the confirmation run that trained it, so it shows under that run's Models and loads back
-    with `mlflow.pytorch.load_model`. The weights are the ones that run kept (`harness.run.kept`), or, where
-    it ran on another machine, retrained from its configuration and seed (deterministic on a CPU); returns
-    the logged model's test accuracy, logged beside as a check."""
+MODEL_NAME = "model"  # the logged model's name in its run
+
+
+def log_run_model(model: torch.nn.Module, task: Task) -> None:
+    """Log `model` (its best-validation weights) the MLflow way on the active run: `mlflow.pytorch.log_model`,
+    with an input example and its signature, so it shows under the run's Models and loads back with
+    `mlflow.pytorch.load_model`. Written by the run that trained it, while it is open: nothing is kept on disk
+    or trained again to publish it, and a run cut off while it writes is rerun, model and all."""
     from importlib.metadata import version
 
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
-    from harness.run.queue import worker_id
-
-    cfg = confirmation_trial_config(spec, arm, confirm)
-    task = ctx.task(cfg)
-    state = None if ctx.kept is None else \
-        kept.take(ctx.kept, arm.name, confirm.user_attrs[Attr.SEARCH_TRIAL], confirm.user_attrs[Attr.SEED])
-    if state is None:  # trained elsewhere: train it again here
-        model = initial_model(cfg, task, starting_weights(cfg, ctx)[0])
-        state = fit(model, task, cfg).best_state
-    else:
-        model = build_model(cfg.model, len(task.classes), "none", cfg.bn_frozen_eval, cfg.transfer_stages,
-                            in_channels=task.pre.channels)
-        model = model.to(device())
-    model.load_state_dict(state)
     model.eval()
-    acc = evaluate(model, task.test).acc
     x = next(task.test.batches(4))[0]
     with torch.no_grad():
         signature = infer_signature(x.cpu().numpy(), model(x).cpu().numpy())
-    model = model.cpu()
-    run_id, client = confirm.user_attrs[Attr.MLFLOW_RUN_ID], mlflow.MlflowClient()
-    ended = client.get_run(run_id).info.end_time
-    try:
-        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-            mlflow.set_tag(Tag.RESUMED_BY, worker_id())  # alive while it writes: no other worker closes it
-            with _no_requirement_check():
-                # no slow inference of requirements; no reload to serve the example (1.1 s a model here): the
-                # signature comes from this model's own output, and the tests load logged models back
-                mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=x.cpu().numpy(),
-                                         pip_requirements=[f"torch=={version('torch')}"],
-                                         validate_serving_input=False)
-            mlflow.log_metric("logged_model_test_acc", acc)
-    finally:  # a Ctrl-C while the model is written must not leave a finished confirmation run KILLED
-        # reopening ended the run anew: its duration goes back to its training's, and the tag that kept it alive
-        # while the model was written goes (the UI showed minutes for seconds of training, and a resume that never was)
-        client.set_terminated(run_id, "FINISHED", end_time=ended)
-        if Tag.RESUMED_BY in client.get_run(run_id).data.tags:  # a Ctrl-C may have come before it was set
-            client.delete_tag(run_id, Tag.RESUMED_BY)
-    return acc
+    with _no_requirement_check():
+        # no slow inference of requirements; no reload to serve the example (1.1 s a model here): the signature
+        # comes from this model's own output, and the tests load logged models back
+        mlflow.pytorch.log_model(copy.deepcopy(model).cpu(), name=MODEL_NAME, signature=signature,
+                                 input_example=x.cpu().numpy(), pip_requirements=[f"torch=={version('torch')}"],
+                                 validate_serving_input=False)

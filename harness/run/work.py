@@ -167,9 +167,9 @@ def records_digest(studies: list[optuna.Study]) -> str:
     return digest({"records": sorted(finished)})
 
 
-def open_work(spec: StudySpec, stores: Stores, on_stale: Callable[[FrozenTrial], None]) -> Work:
-    """Create or open every study of `spec` and plan the slots. Under the lock: several workers starting at
-    once on fresh stores must not create a schema twice."""
+def open_work(spec: StudySpec, stores: Stores, on_stale: Callable[[FrozenTrial], None] | None) -> Work:
+    """Create or open every study of `spec` and plan the slots (not without `on_stale`: the studies only).
+    Under the lock: several workers starting at once on fresh stores must not create a schema twice."""
     with queue.store_lock(stores.optuna_url, stores.root):
         use_wal(stores.optuna_url)
         storage = open_storage(stores, heartbeat=True)
@@ -179,7 +179,8 @@ def open_work(spec: StudySpec, stores: Stores, on_stale: Callable[[FrozenTrial],
         confirm = {a.name: _study(storage, confirm_study_name(spec.name, a.name), pruner(spec, "confirm"), spec, a)
                    for a in spec.arms}
         work = Work(spec, stores, storage, home, search, confirm)
-        work.plan(on_stale)
+        if on_stale is not None:
+            work.plan(on_stale)
     return work
 
 

@@ -3,7 +3,7 @@ until none is left; the worker that sees the last one done publishes.
 
 Any number of workers run this on one study, on one machine or many: everything they share is in the stores
 (see `harness.run.queue`), so a worker may die at any moment and the others, or a restart, finish its work.
-Publishing (the chosen models, the report) is the caller's: the worker only decides when, and who.
+Publishing (the report) is the caller's: the worker only decides when, and who.
 """
 
 from __future__ import annotations
@@ -170,8 +170,7 @@ class Worker:
             use_wal(self.stores.mlflow_uri)
             eid = experiment_id(self.stores, self.spec.name)
         self.parent = ParentRun(self.spec, self.stores, eid, self.command)
-        self.ctx = objective.RunContext(checkpoints=self.stores.checkpoints,
-                                        kept=self.stores.root / "kept" / self.spec.name)
+        self.ctx = objective.RunContext(checkpoints=self.stores.checkpoints)
         self.work = open_work(self.spec, self.stores, self.parent.close_stale)
         with self.work.lock():
             pair(self.work.home, self.stores, eid)  # the same two stores as every other worker, or a clear error
