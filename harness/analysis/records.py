@@ -7,6 +7,7 @@ markdown and `harness.analysis.findings` draws the conclusions.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import tempfile
@@ -84,8 +85,8 @@ class StudyRecord:
     overview: dict[str, Any]
     samples: dict[str, np.ndarray]
 
-    @property
-    def parents(self) -> pd.DataFrame:
+    @functools.cached_property
+    def parents(self) -> pd.DataFrame:  # read for every parent-run tag a report shows: filtered once
         return self.runs[self.runs["tags.phase"] == Phase.STUDY]
 
     def setting(self, key: str) -> str:
