@@ -125,6 +125,7 @@ class StudyAttr:
     REPORT_CLAIM = "report_claim"  # ... and which worker is writing it
     PAIRING = "pairing"  # on the study's own Optuna study: the token its MLflow experiment holds too
     ANNOUNCED = "announced_batch"  # ... and the sequential rule's last batch a worker printed (printed once)
+    PLANNED = "planned"  # ... and how many plans have added slots: each worker asks its drained studies again
 
 
 PAIRING_TAG = "harness.pairing"  # MLflow experiment tag: the token the study's own Optuna study holds too

@@ -65,6 +65,7 @@ class Work:
     # studies found without a waiting slot since this worker last planned: only planning adds slots, so they are
     # not asked again until then (each ask reads every trial of a study)
     drained: set[str] = field(default_factory=set)
+    planned: int | None = None  # StudyAttr.PLANNED when `drained` was last emptied
     budgets: dict[str, int] = field(default_factory=dict)  # per arm, its confirmation slots as the rule stands
 
     def lock(self, name: str = ""):
@@ -81,7 +82,7 @@ class Work:
 
     def plan(self, on_stale: Callable[[FrozenTrial], None]) -> None:
         """Under the lock: recover stale work, enqueue what is missing, record selections; sets `done`."""
-        done = True
+        done, added = True, 0
         for study in self.studies():
             queue.fail_stale(study, on_stale)
         rule = sequential_state(self.spec, lambda arm: self.confirm[arm].get_trials(deepcopy=False))
@@ -93,26 +94,28 @@ class Work:
             search, confirm = self.search[arm.name], self.confirm[arm.name]
             if arm.name not in self.points:
                 self.points[arm.name] = search_points(self.spec, arm, self.spec.n_trials)
-            queue.plan(search, {str(i): (p, {}) for i, p in enumerate(self.points[arm.name])})
+            added += queue.plan(search, {str(i): (p, {}) for i, p in enumerate(self.points[arm.name])})
             status = queue.slot_status(search)
             self.budgets[arm.name] = confirm_budget(self.spec, verdict[arm.name])
             if any(s != "done" for s in status.values()):
                 done = False
                 continue
             wanted = confirm_slots(self.spec, search, verdict[arm.name])
-            queue.plan(confirm, wanted)
+            added += queue.plan(confirm, wanted)
             status = queue.slot_status(confirm)
             if all(status.get(slot) == "done" for slot in wanted):
                 if wanted and StudyAttr.SELECTED_TRIAL not in search.user_attrs:
                     selecting = len({v[1][Attr.SEARCH_TRIAL] for v in wanted.values()}) > 1
                     select(search, confirm, selecting)
                     if selecting:  # chosen: now the verdict seeds of the chosen trial
-                        queue.plan(confirm, confirm_slots(self.spec, search, verdict[arm.name]))
+                        added += queue.plan(confirm, confirm_slots(self.spec, search, verdict[arm.name]))
                         done = False
             else:
                 done = False
         self.done = done
-        self.drained = set()
+        if added:  # the other workers' drained studies may hold slots now: they ask them again at their next claim
+            self.home.set_user_attr(StudyAttr.PLANNED, (self.home.user_attrs.get(StudyAttr.PLANNED) or 0) + 1)
+        self.drained, self.planned = set(), self.home.user_attrs.get(StudyAttr.PLANNED)
 
     def _announce(self, rule: Sequential) -> None:
         """A line when the first worker sees a new batch (under the lock): which arms run to how many seeds, why."""
@@ -135,6 +138,10 @@ class Work:
         """Claim a waiting slot; only when none waits, plan and look again. Planning reads every trial of every
         study: once per empty queue, not once per claim."""
         with self.lock():
+            planned = self.home.user_attrs.get(StudyAttr.PLANNED)
+            if planned != self.planned:  # another worker planned a batch: a study this one found drained may have
+                self.drained, self.planned = set(), planned  # slots again (left stale, two workers walked two
+                # arms in step, seed by seed, each new seed's pretraining making the other wait: 4 s a study)
             job = self._claim()
             if job is None:
                 self.plan(on_stale)

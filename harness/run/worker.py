@@ -27,7 +27,8 @@ from harness.spec import StudySpec
 from harness.stores import Stores, experiment_id, use_wal
 
 POLL_SECONDS = 2.0  # an idle worker looks again at least this often for work a dead worker left
-FIRST_POLL_SECONDS = 0.2  # and sooner at first: the other workers' last slots of a batch end within a second
+FIRST_POLL_SECONDS = 0.1  # and sooner at first, 1.5x longer each time: the other workers' last slots of a batch
+# end within a second, and a worker that slept through it left its core idle
 REPORT_CLAIM_SECONDS = 3600  # a report claim older than this (its worker on another machine) can be taken over
 
 
@@ -111,7 +112,7 @@ class Worker:
         try:
             while (job := _unless_interrupted(self.next_job)) is not None or not self.work.done:
                 if job is None:  # others hold the rest: wait for the batch they finish, or to take it over
-                    time.sleep(min(POLL_SECONDS, FIRST_POLL_SECONDS * 2 ** idle))
+                    time.sleep(min(POLL_SECONDS, FIRST_POLL_SECONDS * 1.5**idle))
                     idle += 1
                     continue
                 idle = 0
