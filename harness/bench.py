@@ -50,7 +50,7 @@ class Plan:
 
     trials: int = 5  # per arm of sgd_vs_adam, for harness vs bare vs plain script
     epochs: int = 12
-    pretrain_epochs: int = 15  # the source checkpoint every trial starts from (trained once, untimed)
+    pretrain_epochs: int | None = None  # the source checkpoint every trial starts from (once, untimed); None: the study's
     lp_trials: int = 3
     lp_epochs: int = 12
     lp_model: str = "resnet18"
@@ -92,9 +92,8 @@ def compare_loops(plan: Plan, root: Path) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # QMCSampler's notice
     spec = load_study("sgd_vs_adam")
-    spec = dataclasses.replace(spec, n_trials=plan.trials, prune=False,  # every trial runs all its epochs
-                               base=dataclasses.replace(spec.base, epochs=plan.epochs,
-                                                        pretrain_epochs=plan.pretrain_epochs))
+    base = dataclasses.replace(spec.base, epochs=plan.epochs, pretrain_epochs=plan.pretrain_epochs or spec.base.pretrain_epochs)
+    spec = dataclasses.replace(spec, n_trials=plan.trials, prune=False, base=base)  # every trial runs all its epochs
     stores = Stores(root=root / "mlruns")
     eid = experiment_id(stores, "bench")
     ctx = RunContext(stores.checkpoints)

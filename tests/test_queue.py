@@ -130,3 +130,26 @@ def test_the_lock_file_lies_beside_the_storage_file(tmp_path):
     assert lock_file(f"journal:{tmp_path}/j.log", tmp_path) == tmp_path / ".j.log.lock"
     with queue.store_lock(f"sqlite:///{tmp_path}/a/optuna.db", tmp_path):
         assert (tmp_path / "a" / ".optuna.db.lock").exists()
+
+
+def test_a_worker_asks_its_drained_studies_again_once_another_has_planned(tmp_path):
+    """Two workers on one store. B has drained sgd-frozen's search and moved on to adam-frozen's; A then plans
+    sgd-frozen's lost slot again. B's next claim is that slot, in arm order, not adam-frozen's next: a stale
+    view had two workers walk two arms in step, seed by seed, each waiting on the other's pretraining."""
+    import dataclasses
+
+    from harness.run.work import open_work
+    from harness.spec import load_study
+    from harness.stores import Stores
+
+    spec = dataclasses.replace(load_study("sgd_vs_adam"), n_trials=2)
+    stores = Stores(tmp_path / "mlruns")
+    a, b = (open_work(spec, stores, lambda trial: None) for _ in range(2))
+    first, second, third = (b.next_job(lambda trial: None) for _ in range(3))
+    assert [j.arm.name for j in (first, second, third)] == ["sgd-frozen", "sgd-frozen", "adam-frozen"]
+    first.trial.set_user_attr("outcome", "interrupted")  # cut off: its slot is lost, to plan again
+    first.study.tell(first.trial, state=TrialState.FAIL)
+    with a.lock():
+        a.plan(lambda trial: None)
+    again = b.next_job(lambda trial: None)
+    assert (again.arm.name, again.trial.user_attrs["slot"]) == ("sgd-frozen", first.trial.user_attrs["slot"])
