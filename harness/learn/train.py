@@ -112,7 +112,7 @@ def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = No
     Raises `Diverged` when the training loss is not finite.
     """
     seed_everything(cfg.seed)
-    if next(model.parameters()).is_cuda:  # convolutions run faster channels_last on a GPU; the CPU keeps NCHW
+    if next(model.parameters()).is_cuda or model.cpu_channels_last:  # on a CPU, as the model's spec measured
         model.to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(cfg.seed)
     n_stages = len(model.stage_names)

@@ -149,15 +149,17 @@ def plan(study: optuna.Study, slots: dict[str, tuple[dict[str, Any], dict[str, A
 
 def claim(study: optuna.Study) -> tuple[optuna.Trial, int] | None:
     """Pop one waiting trial of `study` for this worker, with its place among the study's slots (the slots done
-    or running, this one included: the same count whichever worker asks), or None. Call under `store_lock`:
-    `ask` creates a new trial when none waits, and the lock makes "one waits" still true when ask runs."""
+    or running, this one included: the same count whichever worker asks), or None; never a new trial, as
+    `study.ask` makes when none waits. Call under `store_lock`: no other worker claims between read and write."""
     trials = study.get_trials(deepcopy=False)  # one read: the waiting ones and the place
-    if not any(t.state == TrialState.WAITING for t in trials):
+    waiting = next((t for t in trials if t.state == TrialState.WAITING), None)
+    if waiting is None:
         return None
     place = 1 + sum(slot_of(t) is not None and (counts(t) or t.state == TrialState.RUNNING) for t in trials)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize": we beat ourselves
-        trial = study.ask()
+    # what study.ask() does with a waiting trial (the first, as it would pop), without reading every trial again
+    if not study._storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
+        return None  # taken meanwhile (only a worker that ignores the lock could): the next claim looks again
+    trial = optuna.Trial(study, waiting._trial_id)
     trial.set_user_attr(Attr.WORKER, worker_id())
     if is_heartbeat_enabled(study._storage):
         study._storage.record_heartbeat(trial._trial_id)  # from the first moment: no beat is never stale
