@@ -146,6 +146,9 @@ def test_each_arms_chosen_model_is_logged_by_its_first_verdict_seed_s_run_and_lo
                     if r.data.tags["arm"] == run.data.tags["arm"] and int(r.data.tags["seed"]) < 1_000_001}
         assert verdicts == {run.data.tags["optuna_trial"]}  # the chosen trial: the one the verdict seeds ran
         assert "resumed_by" not in run.data.tags  # written while the run was open, never reopened
+    line = next(x for x in (finished / "reports" / NAME / "README.md").read_text().splitlines()
+                if "**Chosen models**" in x)  # the report names each, where to load it from
+    assert all(f"`runs:/{run.info.run_id}/model` (seed 1)" in line for run in logged)
     model = mlflow.pytorch.load_model(f"runs:/{logged[0].info.run_id}/model")
     x = torch.from_numpy(np.random.default_rng(0).random((2, 1, 32, 32), dtype=np.float32))
     assert tuple(model(x).shape) == (2, 5)

@@ -217,11 +217,23 @@ def _setup(record: StudyRecord, ui: Browse) -> str:
         (f"**Confirmation**: the {record.setting('confirm_top')} best trials of each arm"
          + (f" on selection seeds {', '.join(map(str, selection))}, the chosen one" if selection else "")
          + f" on {verdict_seeds(record)} (found: {seeds or 'none'}); {epochs}; {varied_text(record)}."),
+        f"**Chosen models**: {_models(record)}.",
         f"**Packages**: {_versions(tags)}.",
         f"**Git commit**: `{tags.get('git_commit', 'not recorded')}`.",
         f"**Reproduce**: `{tags.get('command', 'not recorded')}`",
     ]
     return "## Setup\n\n" + "\n".join(f"- {i}" for i in items) + "\n" + _runs_md(record, ui)
+
+
+def _models(record: StudyRecord) -> str:
+    """Each arm's chosen model, logged by its first verdict seed's run (MLflow tag `model`)."""
+    runs = record.children()
+    if "tags.model" not in runs:
+        return "none logged"
+    logged = runs[runs["tags.model"].notna()]
+    found = [f"{r['tags.arm']} `runs:/{r['run_id']}/{r['tags.model']}` (seed {r['tags.seed']})"
+             for _, r in logged.sort_values("tags.arm").iterrows()]
+    return ("; ".join(found) + ", each loads with `mlflow.pytorch.load_model`") if found else "none logged"
 
 
 # --- building, indexing ---------------------------------------------------------------------------
