@@ -71,3 +71,12 @@ def test_a_store_another_command_made_meanwhile_is_kept(tmp_path, temp):
     preparation.finish(ok=True)
     assert (stores.root / "mlflow.db").read_bytes() == b"theirs"
     assert (stores.root / "optuna.db").stat().st_size > 0 and len(list(stores.root.iterdir())) == 2
+
+
+def test_a_child_that_fails_says_nothing_and_hands_over_nothing(tmp_path, temp, monkeypatch, capfd):
+    monkeypatch.setattr(prepare, "experiment_id", lambda *args: (_ for _ in ()).throw(OSError("disk full")))
+    stores = Stores(tmp_path / "mlruns")
+    preparation = prepare.start(SPEC, stores)
+    preparation.finish(ok=True)
+    assert preparation.process.exitcode == 1 and not stores.root.exists() and not list(temp.iterdir())
+    assert "Traceback" not in capfd.readouterr().err  # the workers make the stores themselves

@@ -68,16 +68,19 @@ def _prepare(spec: StudySpec, stores: Stores, folder: Path) -> None:
     from harness.run.pairing import pair
     from harness.run.work import open_work
 
-    with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):  # MLflow's "creating tables" lines
-        there = dataclasses.replace(stores, tracking_uri=f"sqlite:///{folder / FILES[0]}",
-                                    storage=f"sqlite:///{folder / FILES[1]}")
-        use_wal(there.mlflow_uri)
-        eid = experiment_id(there, spec.name)
-        work = open_work(spec, there, None)  # the studies; each worker plans (that needs scipy: 1 s to import)
-        with work.lock():
-            pair(work.home, there, eid)
-        work.storage.remove_session()
-        close_connections(close=True)
+    try:
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):  # MLflow's "creating tables" lines
+            there = dataclasses.replace(stores, tracking_uri=f"sqlite:///{folder / FILES[0]}",
+                                        storage=f"sqlite:///{folder / FILES[1]}")
+            use_wal(there.mlflow_uri)
+            eid = experiment_id(there, spec.name)
+            work = open_work(spec, there, None)  # the studies; each worker plans (that needs scipy: 1 s to import)
+            with work.lock():
+                pair(work.home, there, eid)
+            work.storage.remove_session()
+            close_connections(close=True)
+    except BaseException:  # noqa: BLE001 - a Ctrl-C during the checks, a full temporary disk: no traceback,
+        os._exit(1)  # no files; the workers make the stores themselves, and say so if something is really wrong
     sys.stdout.flush()
 
 
