@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # while checking (mostly importing PyTorch): nothing written yet, nothing to keep
+        print("\ninterrupted while the study was being checked; nothing was written", file=sys.stderr)
+        return 130
     except Exception as error:
         from harness.run.outage import is_outage
 

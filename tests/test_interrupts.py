@@ -80,3 +80,14 @@ def test_a_ctrl_c_that_compiled_code_prints_and_swallows_is_kept_for_the_next_sl
         worker._unless_interrupted(lambda: None)
     sys.excepthook(ValueError, ValueError("other"), None)  # anything else is printed as before
     assert "ValueError: other" in capsys.readouterr().err and not worker._SWALLOWED.is_set()
+
+
+def test_ctrl_c_while_the_study_is_checked_exits_130_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import harness.study
+
+    def interrupt(spec):  # as PyTorch is imported for the checks, say
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.study, "check", interrupt)
+    assert main(["sgd_vs_adam", *TINY, "--root", str(tmp_path / "mlruns")]) == 130
+    assert "nothing was written" in capsys.readouterr().err and not (tmp_path / "mlruns").exists()
