@@ -253,17 +253,10 @@ def main(argv: list[str] | None = None) -> int:
             from harness.run import prepare
             from harness.run.resources import plan_workers
 
-            preparation = prepare.start(spec, stores)  # fresh stores, made beside the checks below
-            try:
+            with prepare.beside(spec, stores):  # fresh stores, made while these checks run
                 plan_workers(args.workers)  # refused here, before anything is written, if memory cannot hold them
                 check_environment()
                 check(spec)
-            except BaseException:
-                if preparation is not None:
-                    preparation.finish(ok=False)
-                raise
-            if preparation is not None:
-                preparation.finish(ok=True)
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

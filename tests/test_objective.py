@@ -127,3 +127,31 @@ def test_the_pruning_view_decides_as_optunas_should_prune_on_the_trials_complete
                 break
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # pruned or abandoned: the complete set stays
     assert any(decided) and not all(decided)  # both decisions were exercised
+
+
+def test_seed_1_logs_the_model_and_a_model_that_cannot_be_written_leaves_the_result_standing(
+        stores, tracking, monkeypatch, capsys):
+    from harness.run import objective
+
+    eid, _ = tracking
+    trial, _ = run_one(stores, 0.05)
+    slots = optuna.create_study(study_name="unit/sgd-unfrozen/confirm", direction="maximize")
+    for seed in (1, 2):
+        slots.enqueue_trial(trial.params, user_attrs={"search_trial": trial.number, "seed": seed})
+    slots.optimize(make_confirmation(SPEC, ARM, RunContext(stores.checkpoints), "unit/sgd-unfrozen"), n_trials=2)
+    runs = {r.data.tags["seed"]: r for r in
+            mlflow.search_runs([eid], filter_string="tags.phase = 'confirm'", output_format="list")}
+    assert runs["1"].data.tags["model"] == "model" and "model" not in runs["2"].data.tags  # the declared seed only
+
+    def broken(model, task):
+        raise RuntimeError("this layer does not export")
+
+    monkeypatch.setattr(objective, "log_run_model", broken)
+    again = optuna.create_study(study_name="unit/sgd-unfrozen/confirm2", direction="maximize")
+    again.enqueue_trial(trial.params, user_attrs={"search_trial": trial.number, "seed": 1})
+    again.optimize(make_confirmation(SPEC, ARM, RunContext(stores.checkpoints), "unit/sgd-unfrozen"), n_trials=1)
+    assert again.trials[0].state == optuna.trial.TrialState.COMPLETE  # the verdict's data does not depend on it
+    (run,) = [r for r in mlflow.search_runs([eid], filter_string="tags.phase = 'confirm'", output_format="list")
+              if r.info.run_id == again.trials[0].user_attrs["mlflow_run_id"]]
+    assert run.data.tags["model_error"] == "RuntimeError: this layer does not export" and "model" not in run.data.tags
+    assert "could not be logged" in capsys.readouterr().err

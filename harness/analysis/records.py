@@ -34,7 +34,7 @@ from harness.stores import Stores, confirm_study_name, experiment_id, open_stora
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # RUNNING trials are ignored
 COLUMNS = [  # the parts of the schema the report reads; absent ones become empty columns
     "tags.phase", "tags.arm", "tags.seed", "tags.optuna_trial", "tags.outcome", "tags.state_reason",
-    "tags.checkpoint", "tags.checkpoint_run_id", "params.dataset", "params.epochs", "params.lr",
+    "tags.checkpoint", "tags.checkpoint_run_id", "tags.model", "params.dataset", "params.epochs", "params.lr",
     "params.opt.momentum", "params.seed", "params.partition_seed", "params.pretrain_seed", "params.target_classes",
     "metrics.best_val_acc", "metrics.test_acc", "metrics.wall_seconds",
 ]

@@ -31,7 +31,7 @@ from harness.reporting import figures
 from harness.reporting.method import method_text, selection_seeds, verdict_seeds
 from harness.reporting.tables import arm_table, pct, plan_table
 from harness.schema import Phase
-from harness.spec import StudySpec
+from harness.spec import MODEL_SEED, StudySpec
 from harness.stores import Stores
 
 
@@ -226,14 +226,18 @@ def _setup(record: StudyRecord, ui: Browse) -> str:
 
 
 def _models(record: StudyRecord) -> str:
-    """Each arm's chosen model, logged by its first verdict seed's run (MLflow tag `model`)."""
-    runs = record.children()
-    if "tags.model" not in runs:
-        return "none logged"
-    logged = runs[runs["tags.model"].notna()]
-    found = [f"{r['tags.arm']} `runs:/{r['run_id']}/{r['tags.model']}` (seed {r['tags.seed']})"
-             for _, r in logged.sort_values("tags.arm").iterrows()]
-    return ("; ".join(found) + ", each loads with `mlflow.pytorch.load_model`") if found else "none logged"
+    """Each arm's chosen model, logged by the counted run of its first verdict seed (MLflow tag `model`)."""
+    found = []
+    for name, arm in record.arms.items():
+        mine = arm.confirm  # counted runs, one a seed: a rerun's model, never the cut-off run's as well
+        logged = mine[mine["tags.model"].notna()] if "tags.model" in mine else mine.iloc[0:0]
+        if len(logged):
+            run = logged.iloc[0]
+            found.append(f"{name} `runs:/{run['run_id']}/{run['tags.model']}` (seed {run['tags.seed']})")
+        elif len(mine):
+            found.append(f"{name}: none (seed {MODEL_SEED}'s run logged no model: it failed to train, or the "
+                         "model could not be written, as its tags say)")
+    return "; ".join(found) + ("; each loads with `mlflow.pytorch.load_model`" if found else "none logged yet")
 
 
 # --- building, indexing ---------------------------------------------------------------------------

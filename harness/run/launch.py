@@ -30,7 +30,9 @@ def launch_workers(argv: list[str], plan: WorkerPlan, main: Callable[[list[str]]
     if fork:
         close_connections(close=True)  # SQLite must not see a connection cross a fork, even one left unused
         # what this process imported stays out of the children's collections: a full one walked its 600k
-        # objects (0.3 s each) and copied every page it touched (Python's advice for forked workers)
+        # objects (0.3 s each) and copied every page it touched (Python's advice for forked workers). Frozen
+        # objects are also out of gc.get_objects(): a child's close_connections finds none of these engines,
+        # which is why they are disposed here, closed, first
         gc.freeze()
     procs: list[Any] = []
     for i in range(plan.workers):

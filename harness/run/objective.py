@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -128,8 +129,7 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
             if on_test is not None:
                 on_test(ev.acc, len(task.classes))
             if log_model:
-                log_run_model(model, task)
-                log.set_tags({Tag.MODEL: MODEL_NAME})
+                log.set_tags(_logged_model(model, task, run_name))
         return result.best_val_acc
     except BaseException as error:
         raised = error
@@ -270,6 +270,20 @@ def _no_requirement_check() -> Iterator[None]:
 
 
 MODEL_NAME = "model"  # the logged model's name in its run
+
+
+def _logged_model(model: torch.nn.Module, task: Task, run_name: str) -> dict[str, str]:
+    """Log the run's model; the tags that say so, or why not. A model that cannot be written (a layer that
+    does not export, say) leaves the run's result standing: the verdict never depends on saving a file."""
+    try:
+        log_run_model(model, task)
+        return {Tag.MODEL: MODEL_NAME}
+    except Exception as error:
+        if is_outage(error) or disk_full(error):  # the run is cut off and runs again, model and all
+            raise
+        print(f"warning: {run_name}'s model could not be logged ({type(error).__name__}: {error}); its result "
+              "stands", file=sys.stderr, flush=True)
+        return {Tag.MODEL_ERROR: f"{type(error).__name__}: {error}"[:500]}
 
 
 def log_run_model(model: torch.nn.Module, task: Task) -> None:

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,18 +35,31 @@ class Preparation:
     stores: Stores  # the real ones
 
     def finish(self, ok: bool) -> None:
-        """`ok`: the checks passed; wait for the child and move its files into place (never over a file that
-        appeared meanwhile: another command on the same --root got there first, and its files are used).
+        """`ok`: the checks passed; wait for the child and hand its two files over together, or neither (under
+        the queue's lock, where another command on the same --root may be making its own: then its are used).
         Otherwise stop the child. The temporary folder is removed either way."""
         try:
             if not ok:
                 self.process.terminate()
             self.process.join()
             if ok and self.process.exitcode == 0:
-                for name in FILES:
-                    _move_no_clobber(self.folder / name, self.stores.root / name)
+                _hand_over(self.folder, self.stores)
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def beside(spec: StudySpec, stores: Stores) -> Iterator[None]:
+    """Prepare `stores` while the block runs (the checks); hand them over if it ends well, else drop them."""
+    preparation = start(spec, stores)
+    try:
+        yield
+    except BaseException:
+        if preparation is not None:
+            preparation.finish(ok=False)
+        raise
+    if preparation is not None:
+        preparation.finish(ok=True)
 
 
 def start(spec: StudySpec, stores: Stores) -> Preparation | None:
@@ -56,12 +70,13 @@ def start(spec: StudySpec, stores: Stores) -> Preparation | None:
     if not (fresh and default) or "fork" not in multiprocessing.get_all_start_methods():
         return None
     folder = Path(tempfile.mkdtemp(prefix="harness-stores-"))
-    process = multiprocessing.get_context("fork").Process(target=_prepare, args=(spec, stores, folder), daemon=True)
+    process = multiprocessing.get_context("fork").Process(target=_prepare, args=(spec, stores, folder, os.getpid()),
+                                                          daemon=True)
     process.start()
     return Preparation(process, folder, stores)
 
 
-def _prepare(spec: StudySpec, stores: Stores, folder: Path) -> None:
+def _prepare(spec: StudySpec, stores: Stores, folder: Path, parent: int) -> None:
     """In the child: the same calls a worker makes on fresh stores (its experiment's artifacts under the real
     --root), into `folder`; every connection closed after, so each file is whole without its write-ahead log."""
     from harness.run.launch import close_connections
@@ -81,18 +96,31 @@ def _prepare(spec: StudySpec, stores: Stores, folder: Path) -> None:
             close_connections(close=True)
     except BaseException:  # noqa: BLE001 - a Ctrl-C during the checks, a full temporary disk: no traceback,
         os._exit(1)  # no files; the workers make the stores themselves, and say so if something is really wrong
+    if os.getppid() != parent:  # the command was killed during its checks: nobody will take these
+        shutil.rmtree(folder, ignore_errors=True)
     sys.stdout.flush()
 
 
-def _move_no_clobber(source: Path, target: Path) -> None:
-    if not source.is_file():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, staged)  # the temporary folder may be on another file system
+def _hand_over(folder: Path, stores: Stores) -> None:
+    """Both files into --root, or neither: one without the other reads as a store that lost its partner."""
+    from harness.run.queue import store_lock
+
+    stores.root.mkdir(parents=True, exist_ok=True)
+    staged = {name: stores.root / f".{name}.{os.getpid()}.tmp" for name in FILES}
+    placed: list[Path] = []
     try:
-        os.link(staged, target)  # fails where the file exists: never replaces another command's store
-    except FileExistsError:
-        pass
+        for name, path in staged.items():
+            shutil.copyfile(folder / name, path)  # the temporary folder may be on another file system
+        with store_lock(stores.optuna_url, stores.root):
+            if any((stores.root / name).exists() for name in FILES):
+                return  # another command got there first: its stores are used
+            for name, path in staged.items():
+                os.link(path, stores.root / name)  # fails where the file exists: never replaces another's
+                placed.append(stores.root / name)
+    except BaseException:
+        for path in placed:  # half a pair is worse than none: the workers make both
+            path.unlink(missing_ok=True)
+        raise
     finally:
-        staged.unlink()
+        for path in staged.values():
+            path.unlink(missing_ok=True)

@@ -159,6 +159,7 @@ def claim(study: optuna.Study) -> tuple[optuna.Trial, int] | None:
     # what study.ask() does with a waiting trial (the first, as it would pop), without reading every trial again
     if not study._storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
         return None  # taken meanwhile (only a worker that ignores the lock could): the next claim looks again
+    study._thread_local.cached_all_trials = None  # as ask() does: a sampler reads the trials afresh
     trial = optuna.Trial(study, waiting._trial_id)
     trial.set_user_attr(Attr.WORKER, worker_id())
     if is_heartbeat_enabled(study._storage):
