@@ -90,7 +90,6 @@ class Tag:
     OUTCOME = "outcome"
     REASON = "state_reason"
     WORKER = "worker"  # host:pid:start:pid-space of the process that runs it
-    RESUMED_BY = "resumed_by"  # a worker that reopened the run to add to it (records older than MODEL)
     MODEL = "model"  # the run's logged MLflow model, by name: each arm's chosen trial at verdict seed MODEL_SEED
     MODEL_ERROR = "model_error"  # ... or why it could not be logged (the run's result stands)
     HEARTBEAT = "heartbeat"  # parent runs on a tracking server: seconds since the epoch of the last beat

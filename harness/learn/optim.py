@@ -107,7 +107,7 @@ def _fused(cls: type[torch.optim.Optimizer], groups: list[dict]) -> dict[str, bo
     except ImportError:
         return {}
 
-    params = [p for group in groups for p in group["params"]]
+    params, devices = [p for group in groups for p in group["params"]], _get_fused_kernels_supported_devices()
     usable = "fused" in inspect.signature(cls).parameters and params and all(
-        p.device.type in _get_fused_kernels_supported_devices() and torch.is_floating_point(p) for p in params)
+        p.device.type in devices and torch.is_floating_point(p) for p in params)
     return {"fused": True} if usable else {}

@@ -6,7 +6,6 @@ a run can end is named by `outcome_for`, the one mapping from what was raised to
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import sys
 import time
@@ -289,8 +288,9 @@ def _logged_model(model: torch.nn.Module, task: Task, run_name: str) -> dict[str
 def log_run_model(model: torch.nn.Module, task: Task) -> None:
     """Log `model` (its best-validation weights) the MLflow way on the active run: `mlflow.pytorch.log_model`,
     with an input example and its signature, so it shows under the run's Models and loads back with
-    `mlflow.pytorch.load_model`. Written by the run that trained it, while it is open: nothing is kept on disk
-    or trained again to publish it, and a run cut off while it writes is rerun, model and all."""
+    `mlflow.pytorch.load_model`. Written by the run that trained it, while it is open, as its last use of the
+    model (moved to the CPU): nothing is kept on disk or trained again to publish it, and a run cut off while it
+    writes is rerun, model and all."""
     from importlib.metadata import version
 
     import mlflow.pytorch
@@ -303,6 +303,6 @@ def log_run_model(model: torch.nn.Module, task: Task) -> None:
     with _no_requirement_check():
         # no slow inference of requirements; no reload to serve the example (1.1 s a model here): the signature
         # comes from this model's own output, and the tests load logged models back
-        mlflow.pytorch.log_model(copy.deepcopy(model).cpu(), name=MODEL_NAME, signature=signature,
+        mlflow.pytorch.log_model(model.cpu(), name=MODEL_NAME, signature=signature,
                                  input_example=x.cpu().numpy(), pip_requirements=[f"torch=={version('torch')}"],
                                  validate_serving_input=False)

@@ -81,21 +81,21 @@ class ParentRun:
                 end_run(client, run_id, Outcome.STALE, trial.user_attrs.get(Attr.REASON, "stale"))
 
     def close_dead_runs(self) -> None:
-        """Runs of workers that died (between slots, during pretraining, while logging a model) end KILLED:
+        """Runs of workers that died (between slots, during pretraining) end KILLED:
         a parent run whose worker's pid is gone or whose heartbeat stopped, any run whose worker's pid is gone."""
         client = mlflow.MlflowClient()
         running = client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'")
         dead = set()
         for run in running:  # parents first: on another machine only a parent's heartbeat tells
             tags = run.data.tags
-            worker = tags.get(Tag.RESUMED_BY) or tags.get(Tag.WORKER, "")
+            worker = tags.get(Tag.WORKER, "")
             if run.info.run_id != self.run_id and worker_gone(run, self.stores.remote_tracking):
                 end_run(client, run.info.run_id, Outcome.STALE, f"worker {worker} stopped without finishing")
                 dead.add(run.info.run_id)
         alive = {r.info.run_id for r in running} - dead
         for run in running:  # then runs whose parent is over (a pretraining its worker died in): no slot owns them
             parent = run.data.tags.get("mlflow.parentRunId")
-            if run.info.run_id in alive and parent and parent not in alive and Tag.RESUMED_BY not in run.data.tags:
+            if run.info.run_id in alive and parent and parent not in alive:
                 worker = run.data.tags.get(Tag.WORKER, "?")
                 end_run(client, run.info.run_id, Outcome.STALE, f"worker {worker} stopped without finishing "
                         "(its parent run is over)")

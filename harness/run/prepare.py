@@ -15,7 +15,6 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,7 +97,6 @@ def _prepare(spec: StudySpec, stores: Stores, folder: Path, parent: int) -> None
         os._exit(1)  # no files; the workers make the stores themselves, and say so if something is really wrong
     if os.getppid() != parent:  # the command was killed during its checks: nobody will take these
         shutil.rmtree(folder, ignore_errors=True)
-    sys.stdout.flush()
 
 
 def _hand_over(folder: Path, stores: Stores) -> None:

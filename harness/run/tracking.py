@@ -44,7 +44,7 @@ def worker_gone(run: Any, remote: bool) -> bool:
     from harness.stores import GRACE_SECONDS
 
     tags = run.data.tags
-    if worker_dead(tags.get(Tag.RESUMED_BY) or tags.get(Tag.WORKER, "")):
+    if worker_dead(tags.get(Tag.WORKER, "")):
         return True
     beats = remote and tags.get(Tag.PHASE) == Phase.STUDY  # only parent runs beat
     return beats and time.time() - float(tags.get(Tag.HEARTBEAT, "0")) > GRACE_SECONDS

@@ -113,9 +113,11 @@ class Work:
             else:
                 done = False
         self.done = done
+        planned = self.home.user_attrs.get(StudyAttr.PLANNED)
         if added:  # the other workers' drained studies may hold slots now: they ask them again at their next claim
-            self.home.set_user_attr(StudyAttr.PLANNED, (self.home.user_attrs.get(StudyAttr.PLANNED) or 0) + 1)
-        self.drained, self.planned = set(), self.home.user_attrs.get(StudyAttr.PLANNED)
+            planned = (planned or 0) + 1
+            self.home.set_user_attr(StudyAttr.PLANNED, planned)
+        self.drained, self.planned = set(), planned
 
     def _announce(self, rule: Sequential) -> None:
         """A line when the first worker sees a new batch (under the lock): which arms run to how many seeds, why."""
