@@ -26,12 +26,16 @@ class MaxPool2x2(nn.MaxPool2d):
 
 
 class LeNet5(nn.Module):
-    """LeNet-5 (LeCun et al. 1998) on 32x32 grey images; ReLU and max-pooling, as it is trained today."""
+    """LeNet-5 (LeCun et al. 1998) on 32x32 grey images; ReLU and max-pooling, as it is trained today.
+
+    Each convolution pools before its ReLU: max and ReLU commute (both orders give the same outputs, and the same
+    gradients, bit for bit: the test checks a run of steps), and the ReLU then sees a quarter of the values. One
+    training step of the default study's source model: 6% faster."""
 
     def __init__(self, num_classes: int = 10):
         super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), MaxPool2x2())
-        self.conv2 = nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), MaxPool2x2())
+        self.conv1 = nn.Sequential(nn.Conv2d(1, 6, 5), MaxPool2x2(), nn.ReLU())
+        self.conv2 = nn.Sequential(nn.Conv2d(6, 16, 5), MaxPool2x2(), nn.ReLU())
         self.fc1 = nn.Sequential(nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU())
         self.fc2 = nn.Sequential(nn.Linear(120, 84), nn.ReLU())
         self.head = nn.Linear(84, num_classes)
