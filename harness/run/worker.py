@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from harness.run import checkpoints, objective, progress, queue
 from harness.run.outage import DiskFull, StorageGone, announce_tracking_retries, retrying
@@ -74,12 +75,20 @@ def _unless_interrupted(take: Callable):
     return take()
 
 
+class Publisher(Protocol):
+    """Writes the report of the worker's study and returns its path (harness.reporting.publish.Publisher)."""
+
+    def __call__(self, worker: Worker) -> Path: ...
+
+    def warm(self) -> None: ...  # prepare to publish (its imports) while this worker waits: it may be the one
+
+
 @dataclass
 class Worker:
     spec: StudySpec
     stores: Stores
     command: str
-    publish: Callable[[Worker], Path]  # writes the models and the report; returns the report's path
+    publish: Publisher  # writes the report; returns its path
     report_path: Path
     work: Work | None = None
     parent: ParentRun | None = None
@@ -112,6 +121,7 @@ class Worker:
         try:
             while (job := _unless_interrupted(self.next_job)) is not None or not self.work.done:
                 if job is None:  # others hold the rest: wait for the batch they finish, or to take it over
+                    self.publish.warm()  # this core is free: the report's imports, in case this one publishes
                     time.sleep(min(POLL_SECONDS, FIRST_POLL_SECONDS * 1.5**idle))
                     idle += 1
                     continue
