@@ -72,3 +72,63 @@ def test_a_live_workers_pretraining_is_waited_for_even_without_its_lock(stores, 
     checkpoints.ensure_source(cfg, stores, eid, 0.05)
     assert len(pretrained) == 1
     client.set_terminated(run.info.run_id, "KILLED")
+
+
+def test_a_worker_that_finds_its_source_being_pretrained_pretrains_one_the_study_needs_meanwhile(stores, tracking):
+    """While another worker holds seed 0's pretraining, this one pretrains the next seed the confirmations will
+    surely use that nobody has or holds (selection seeds first), then takes seed 0's checkpoint once it lands."""
+    import threading
+
+    from filelock import FileLock
+
+    from harness.run import checkpoints, queue
+    from harness.spec import StudySpec, confirmation_config, selection_seeds
+
+    eid, _ = tracking
+    spec = StudySpec.__new__(StudySpec)  # only what sure_sources reads
+    object.__setattr__(spec, "seeds", 2)
+    object.__setattr__(spec, "vary", ("seed", "partition", "pretrain"))
+    object.__setattr__(spec, "confirm_top", 3)
+    object.__setattr__(spec, "select_seeds", 2)
+    sources = checkpoints.sure_sources(spec, CFG)
+    assert [c.pretrain_seed for c in sources] == [*selection_seeds(spec), 1, 2]
+    assert sources[0] == confirmation_config(spec, CFG, selection_seeds(spec)[0])
+
+    def lock(cfg):
+        return FileLock(queue.lock_file(stores.optuna_url, stores.root, f"pretrain-{checkpoint_key(cfg)}"))
+
+    source_checkpoint(sources[0], stores.checkpoints)  # the first selection seed's is there already
+    queue.lock_file(stores.optuna_url, stores.root, "x").parent.mkdir(parents=True, exist_ok=True)
+    holding, done = threading.Event(), threading.Event()
+
+    def other_worker():  # another worker pretrains seed 0, a third one seed 1
+        with lock(CFG), lock(sources[2]):
+            holding.set()
+            done.wait(30)
+            source_checkpoint(CFG, stores.checkpoints)  # seed 0's lands, then the lock goes
+
+    other = threading.Thread(target=other_worker)
+    other.start()
+    try:
+        assert holding.wait(30)
+        seen = []
+
+        def meanwhile():
+            checkpoints.pretrain_ahead(sources, stores, eid)
+            seen.append([c.pretrain_seed for c in sources if find(c)])
+            done.set()
+
+        def find(cfg):
+            from harness.learn.pretrain import find_checkpoint
+
+            return find_checkpoint(cfg, stores.checkpoints) is not None
+
+        checkpoints.ensure_source(CFG, stores, eid, poll=0.05, meanwhile=meanwhile)
+    finally:
+        done.set()
+        other.join()
+    assert seen == [[sources[0].pretrain_seed, sources[1].pretrain_seed]]  # the free one, not the held seed 1
+    assert find(CFG) and not find(sources[2]) and not find(sources[3])  # one ahead, no more
+    runs = mlflow.search_runs(filter_string="tags.phase = 'pretrain'", output_format="list",
+                              search_all_experiments=True)  # the other thread has no parent run: another experiment
+    assert sorted(r.data.params["seed"] for r in runs) == sorted(str(c.pretrain_seed) for c in (CFG, *sources[:2]))

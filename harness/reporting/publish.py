@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def _import_report_modules() -> None:
     # pandas, matplotlib, seaborn and scipy.stats: 0.9 s of imports that only the publishing worker needs
-    import harness.reporting.html  # noqa: F401
+    import harness.reporting.html
     import harness.reporting.markdown  # noqa: F401
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -17,7 +17,7 @@ from harness.run import queue
 from harness.run.outage import PATIENCE_SECONDS
 from harness.run.tracking import MetricBuffer, start_child_run, worker_gone
 from harness.schema import Phase, Tag
-from harness.spec import TrialConfig, weights_kind
+from harness.spec import StudySpec, TrialConfig, confirmation_config, selection_seeds, weights_kind
 from harness.stores import Stores
 
 
@@ -94,23 +94,52 @@ def pretraining_elsewhere(key: str, eid: str, remote: bool) -> str | None:
     return None
 
 
-def ensure_source(cfg: TrialConfig, stores: Stores, eid: str, poll: float = 1.0) -> None:
+def ensure_source(cfg: TrialConfig, stores: Stores, eid: str, poll: float = 1.0,
+                  meanwhile: Callable[[], None] | None = None) -> None:
     """The source checkpoint a run needs, pretrained by one worker while the others wait for it (under the
     checkpoint's own lock, so two different sources pretrain side by side; a pretraining whose lock a database
-    restart took away is still waited for, by its run)."""
+    restart took away is still waited for, by its run). Found being pretrained by another worker, `meanwhile`
+    runs first, once: this core's wait put to use (`pretrain_ahead`)."""
     if weights_kind(cfg.weights) != "source" or find_checkpoint(cfg, stores.checkpoints) is not None:
         return
     key, told, since = checkpoint_key(cfg), False, time.monotonic()
     while True:
-        with queue.store_lock(stores.optuna_url, stores.root, f"pretrain-{key}"):
-            if fetch_checkpoint(cfg, stores, eid) is not None:
-                return
-            other = pretraining_elsewhere(key, eid, stores.remote_tracking)
-            if other is None or time.monotonic() - since > PATIENCE_SECONDS:  # a run its live worker left behind
-                source_checkpoint(cfg, stores.checkpoints)
-                return
+        with queue.store_lock(stores.optuna_url, stores.root, f"pretrain-{key}", wait=meanwhile is None) as held:
+            if held:
+                if fetch_checkpoint(cfg, stores, eid) is not None:
+                    return
+                other = pretraining_elsewhere(key, eid, stores.remote_tracking)
+                if other is None or time.monotonic() - since > PATIENCE_SECONDS:  # a run its live worker left
+                    source_checkpoint(cfg, stores.checkpoints)
+                    return
+        if not held:
+            meanwhile, now = None, meanwhile
+            now()
+            continue
         if not told:
             print(f"waiting for worker {other} to finish pretraining {key} (its lock went with a database restart)",
                   flush=True)
             told = True
         time.sleep(poll)
+
+
+def pretrain_ahead(cfgs: Iterable[TrialConfig], stores: Stores, eid: str) -> None:
+    """Pretrain the first of `cfgs`' source checkpoints that is neither there nor under way: what a worker does
+    while another pretrains the one it needs now. At a study's start both workers need seed 0's checkpoint, and
+    the second waited 0.7 s doing nothing; now it pretrains a seed the confirmations will need."""
+    for cfg in cfgs:
+        if weights_kind(cfg.weights) != "source" or find_checkpoint(cfg, stores.checkpoints) is not None:
+            continue
+        key = checkpoint_key(cfg)
+        with queue.store_lock(stores.optuna_url, stores.root, f"pretrain-{key}", wait=False) as held:
+            if (held and fetch_checkpoint(cfg, stores, eid) is None
+                    and pretraining_elsewhere(key, eid, stores.remote_tracking) is None):
+                source_checkpoint(cfg, stores.checkpoints)
+                return
+
+
+def sure_sources(spec: StudySpec, cfg: TrialConfig) -> list[TrialConfig]:
+    """The configs of the source checkpoints an arm of `cfg` will surely need beyond `cfg`'s own: its selection
+    seeds' and its first batch of verdict seeds' (later batches are the sequential rule's to ask for)."""
+    seeds = [*selection_seeds(spec), *range(1, spec.seeds + 1)]
+    return [confirmation_config(spec, cfg, seed) for seed in seeds]

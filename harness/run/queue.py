@@ -23,7 +23,7 @@ from typing import Any
 
 import optuna
 import psutil
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported; stable since Optuna 2.9
 from optuna.trial import FrozenTrial, TrialState
 
@@ -76,26 +76,37 @@ def worker_dead(worker: str) -> bool:
 
 
 @contextlib.contextmanager
-def store_lock(url: str, root: Path, name: str = "") -> Iterator[None]:
+def store_lock(url: str, root: Path, name: str = "", wait: bool = True) -> Iterator[bool]:
     """Serialise planning and claiming among all workers of a storage, on one machine or many; `name` gives
-    another lock of the same storage (one per source checkpoint, so two models pretrain side by side)."""
+    another lock of the same storage (one per source checkpoint, so two models pretrain side by side). Yields
+    whether it is held: always, unless `wait` is False and another worker holds it."""
     if parse_url(url).kind == "postgresql":
         import sqlalchemy
 
         key = zlib.crc32(f"harness-queue{name}".encode())  # the queue's sections are short: one lock for all
         # autocommit: no transaction idles open while the lock is held (servers may kill such sessions)
         with _pg_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            take = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
+            held = conn.execute(sqlalchemy.text(f"SELECT {take}(:k)"), {"k": key}).scalar() is not False
             try:
-                yield
+                yield held
             finally:
-                with contextlib.suppress(Exception):  # a lost session has released the lock already
-                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                if held:
+                    with contextlib.suppress(Exception):  # a lost session has released the lock already
+                        conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
         return
     path = lock_file(url, root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path):  # an OS lock (flock): released by the OS if this process dies
-        yield
+    lock = FileLock(path, timeout=-1 if wait else 0)  # an OS lock (flock): released by the OS if this process dies
+    try:
+        lock.acquire()
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 @functools.cache

@@ -190,7 +190,12 @@ class Worker:
         """What a slot needs before its run: this worker's parent run, the source checkpoint."""
         self.parent.start(self.ctx.task)
         job.trial.set_user_attr(Attr.MLFLOW_PARENT_RUN_ID, self.parent.run_id)
-        checkpoints.ensure_source(objective.job_config(self.spec, job), self.stores, self.parent.experiment_id)
+        cfg, eid = objective.job_config(self.spec, job), self.parent.experiment_id
+
+        def meanwhile() -> None:  # another worker pretrains cfg's source: one this study will need, in the meantime
+            checkpoints.pretrain_ahead(checkpoints.sure_sources(self.spec, cfg), self.stores, eid)
+
+        checkpoints.ensure_source(cfg, self.stores, eid, meanwhile=meanwhile)
 
     def run_job(self, job: Job) -> None:
         start = time.perf_counter()
