@@ -105,8 +105,11 @@ def lock_file(url: str, root: Path, name: str = "") -> Path:
 
 
 def use_tracking(stores: Stores) -> None:
+    """Point MLflow at the study's tracking store; every harness command passes here before MLflow reads."""
     import mlflow
 
+    # the records' artifacts are a few small files: no tqdm bar on stderr for each (a user's setting wins)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if stores.tracking_uri is None:
         stores.root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(stores.mlflow_uri)

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import mlflow
 import numpy as np
@@ -39,7 +38,6 @@ COLUMNS = [  # the parts of the schema the report reads; absent ones become empt
     "metrics.best_val_acc", "metrics.test_acc", "metrics.wall_seconds",
 ]
 CHILD_PHASES = [Phase.SEARCH.value, Phase.CONFIRM.value]
-QUIET_DOWNLOADS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no progress bar per small artifact
 VARIED_BY = {"seed": "params.seed", "partition": "params.partition_seed", "pretrain": "params.pretrain_seed"}
 
 
@@ -133,7 +131,7 @@ class StudyRecord:
 def artifact(client: MlflowClient, run_ids: Iterable[str], path: str) -> Any:
     """The artifact at `path` of the first run that has it: a dict (.json), arrays (.npz), else None."""
     for run_id in run_ids:
-        with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, QUIET_DOWNLOADS):
+        with tempfile.TemporaryDirectory() as tmp:  # quiet: stores.use_tracking
             try:
                 local = Path(client.download_artifacts(run_id, path, tmp))
             except (MlflowException, OSError):  # not logged by this run: the next one may have it
