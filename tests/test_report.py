@@ -391,3 +391,20 @@ def test_a_study_that_varies_the_model_names_every_model():
 
     runs = pd.DataFrame({"params.model": ["resnet50", "lenet5", "resnet50", None]})
     assert _distinct(SimpleNamespace(children=lambda: runs), "model") == "resnet50, lenet5"
+
+
+def test_the_test_accuracy_strip_plot_is_the_same_file_on_every_rebuild_and_leaves_numpy_s_generator_alone(tmp_path):
+    """seaborn jitters strip-plot dots with numpy's global generator: seeded for the figure, then put back."""
+    import pandas as pd
+
+    from harness.reporting.figures_base import arm_palette
+    from harness.reporting.figures_confirm import test_accuracy as draw_test_accuracy
+
+    rng = np.random.default_rng(1)
+    confirm = pd.DataFrame({"arm": ["a"] * 8 + ["b"] * 8, "test_acc": rng.uniform(0.6, 0.9, 16)})
+    np.random.seed(123)
+    expected_next = np.random.random()
+    np.random.seed(123)
+    files = [draw_test_accuracy(confirm, arm_palette(["a", "b"]), tmp_path / f"{i}.png").read_bytes() for i in range(2)]
+    assert files[0] == files[1]
+    assert np.random.random() == expected_next  # the caller's stream goes on as if nothing had drawn

@@ -79,6 +79,18 @@ def _figure(path: Path, width: float = 6.5, height: float = 4.0, **subplots) -> 
             plt.close(fig)
 
 
+@contextmanager
+def seeded_jitter(seed: int = 0) -> Iterator[None]:
+    """seaborn's strip plots jitter their dots with numpy's global generator: seeded here and put back after,
+    so a figure is the same file on every rebuild of the same records."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def log_scale(ax: plt.Axes, which: str = "x") -> None:
     """A log axis with at most five labelled decades and no minor ticks: matplotlib's default labels every
     decade and ticks eight minor values in each, and measuring those labels was half a report's drawing."""

@@ -20,6 +20,7 @@ from harness.reporting.figures_base import (
     _legend_outside,
     _present,
     _shown,
+    seeded_jitter,
 )
 
 
@@ -42,7 +43,8 @@ def test_accuracy(confirm: pd.DataFrame, palette: Palette, path: Path) -> Path:
     common = {"x": "arm", "y": "acc", "hue": "arm", "order": order, "palette": palette, "legend": False}
     with _figure(path, max(4.5, 1.3 * len(order) + 1.5), 4.0) as (_, ax):
         sns.boxplot(frame, fill=False, saturation=1, showfliers=False, width=0.5, ax=ax, **common)
-        sns.stripplot(frame, size=6, jitter=0.12, edgecolor="black", linewidth=0.5, ax=ax, **common)
+        with seeded_jitter():
+            sns.stripplot(frame, size=6, jitter=0.12, edgecolor="black", linewidth=0.5, ax=ax, **common)
         ax.set(xlabel="arm", ylabel=f"test {ACC}", title="confirmation test accuracy (one dot per seed)")
         if len(order) > 4:
             ax.tick_params(axis="x", labelrotation=30)

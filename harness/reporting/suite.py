@@ -13,7 +13,15 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.suite import TAUS, Aggregate, WorkloadResult, aggregate, profiles
-from harness.reporting.figures_base import ACC, PERCENT, _figure, _legend_outside, arm_palette, log_scale
+from harness.reporting.figures_base import (
+    ACC,
+    PERCENT,
+    _figure,
+    _legend_outside,
+    arm_palette,
+    log_scale,
+    seeded_jitter,
+)
 from harness.reporting.html import render_html
 from harness.schema import Phase, Tag
 from harness.stores import Stores, experiment_id, use_tracking
@@ -131,13 +139,9 @@ def draw_normalised(results: list[WorkloadResult], palette: dict, path: Path) ->
     frame = pd.DataFrame([{"arm": arm, "workload": w, "score": s} for arm, per in scores.items()
                           for w, values in per.items() for s in values])
     with _figure(path, width=8.0, height=0.7 * len(results) + 1.6) as (_fig, ax):
-        state = np.random.get_state()  # seaborn jitters with numpy's global generator: seeded here, and put back,
-        np.random.seed(0)  # the figure is the same on every rebuild of the same records
-        try:
+        with seeded_jitter():
             sns.stripplot(frame, x="score", y="workload", hue="arm", palette=palette, dodge=True, size=3.5, alpha=0.7,
                           ax=ax, order=[r.workload.label for r in results], hue_order=arms)
-        finally:
-            np.random.set_state(state)
         ax.axvline(1.0, color="grey", lw=0.8, ls="--")
         ax.set(xlabel=f"normalised test {ACC.split(' ')[0]}: 0 chance, 1 the best arm's mean", ylabel="")
         _legend_outside(ax, "arm")
