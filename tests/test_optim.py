@@ -156,3 +156,34 @@ def test_reading_a_study_file_needs_no_torch():
     code = "import sys; from harness.spec import load_study; load_study('sgd_vs_adam'); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
+def test_stages_sharing_lr_and_decay_are_one_group_and_train_exactly_as_one_group_per_stage(name):
+    """Without discriminative lrs LeNet-5 has 2 groups (weight decay or none), not 2 per stage: fewer optimizer
+    calls, and every parameter's update the same, bit for bit."""
+    import copy
+
+    model = lenet()
+    per_stage = copy.deepcopy(model)
+    cfg = TrialConfig(optimizer=name, lr=0.01, weight_decay=1e-3)
+    merged = build_optimizer(cfg, model)
+    assert [g["weight_decay"] for g in merged.param_groups] == [1e-3, 0.0]
+    assert merged.param_groups[0]["stage"].startswith("head+")  # the head's first: its lr is the one logged
+    split = [{**g, "params": [p]} for g in param_groups(per_stage, 0.01, 1e-3, stage_lr_decay=0.999)
+             for p in g["params"]]  # distinct lrs keep stages apart; then set back to the shared lr
+    for group in split:
+        group["lr"] = 0.01
+    assert len(split) == 10
+    reference = build_optimizer(cfg, per_stage)
+    reference.param_groups = []
+    for group in split:  # the same optimizer, one group per parameter
+        reference.add_param_group(group)
+    torch.manual_seed(0)
+    for _ in range(5):
+        x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 5, (8,))
+        for net, optimizer in ((model, merged), (per_stage, reference)):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), per_stage.parameters(), strict=True))
