@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from harness.learn.models import TransferNet
+from harness.learn.models import TransferNet, frozen_stages_at
 from harness.learn.spaces import default_space, lr_space  # noqa: F401 - where study files used to find them
 
 
@@ -74,13 +74,13 @@ def param_groups(model: TransferNet, lr: float, weight_decay: float, stage_lr_de
         for chosen, wd in ((decay, weight_decay), (no_decay, 0.0)):
             if chosen:
                 groups.append({"params": chosen, "lr": stage_lr, "weight_decay": wd, "stage": stage})
-    return _merged(groups)
+    return groups
 
 
 def _merged(groups: list[dict]) -> list[dict]:
     """Stages that share their lr and weight decay as one group (`stage` names them all, head first): one
     optimizer step per group is a kernel call and its Python, and a LeNet-5 without discriminative lrs had 10
-    groups, a sixth of its training time (2 now). Each parameter's update is the same, bit for bit."""
+    groups, a sixth of its optimizer's time (2 now). Each parameter's update is the same, bit for bit."""
     merged: dict[tuple[float, float], dict] = {}
     for group in groups:
         same = merged.setdefault((group["lr"], group["weight_decay"]), {**group, "params": []})
@@ -105,6 +105,9 @@ def build_optimizer(cfg, model: TransferNet) -> torch.optim.Optimizer:
     if problem:
         raise ValueError(problem)
     groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.stage_lr_decay)
+    n_stages = len(model.stage_names)
+    if len({frozen_stages_at(cfg, n_stages, e) for e in range(cfg.epochs)}) == 1:
+        groups = _merged(groups)  # not where stages thaw later: fused SGD cannot step half-made momentum buffers
     return spec.cls(groups, lr=cfg.lr, **spec.kwargs(dict(cfg.optimizer_params)), **_fused(spec.cls, groups))
 
 
