@@ -177,6 +177,8 @@ class Worker:
     def open(self) -> None:
         if self.stores.remote_tracking:
             announce_tracking_retries(self.stores.mlflow_uri)
+        if not self.stores.remote_tracking:  # its import (0.45 s) side by side, not one worker after another
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - under the lock: MLflow's SQL store
         with queue.store_lock(self.stores.optuna_url, self.stores.root):
             use_wal(self.stores.mlflow_uri)
             eid = experiment_id(self.stores, self.spec.name)
