@@ -336,3 +336,31 @@ def test_a_trial_that_fails_at_run_time_fails_alone_and_the_study_finishes(tmp_p
     assert counts(failed[0])  # a result: it is not rerun, and the arm's budget is spent
     assert main(tiny.args()[3:]) == 0  # nothing to do
     assert len([t for s in tiny.studies_of().values() for t in s.trials if t.state.name == "FAIL"]) == 1
+
+
+def test_a_store_lock_tried_without_waiting_says_whether_it_is_held_on_postgres_and_on_a_file(tmp_path):
+    """What pretraining ahead relies on: a lock another process holds is reported as not held, at once, on
+    PostgreSQL (pg_try_advisory_lock) as on a local store (flock); a free one is held, and let go after."""
+    from harness.run import queue
+
+    pg, _ = _servers()
+    for url in (_fresh_database(pg), f"sqlite:///{tmp_path}/optuna.db"):
+        code = ("import time\nfrom pathlib import Path\nfrom harness.run import queue\n"
+                f"with queue.store_lock({url!r}, Path({str(tmp_path)!r}), 'pretrain-x'):\n"
+                "    print('held', flush=True); time.sleep(60)")
+        holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            start = time.monotonic()
+            with queue.store_lock(url, tmp_path, "pretrain-x", wait=False) as held:
+                assert held is False
+            with queue.store_lock(url, tmp_path, "pretrain-y", wait=False) as other:
+                assert other is True  # another name, another lock
+            assert time.monotonic() - start < 5
+        finally:
+            holder.kill()
+            holder.wait()
+        with queue.store_lock(url, tmp_path, "pretrain-x", wait=False) as held:
+            assert held is True  # its holder gone, the lock went with it
+        with queue.store_lock(url, tmp_path, "pretrain-x", wait=False) as again:
+            assert again is True  # and was let go when the block ended

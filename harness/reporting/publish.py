@@ -4,6 +4,7 @@ already logged, by the confirmation run that trained it (`harness.run.objective.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,11 @@ if TYPE_CHECKING:
 
 
 def _import_report_modules() -> None:
-    # pandas, matplotlib, seaborn and scipy.stats: 0.9 s of imports that only the publishing worker needs
-    import harness.reporting.html
-    import harness.reporting.markdown  # noqa: F401
+    # pandas, matplotlib, seaborn and scipy.stats: 0.9 s of imports that only the publishing worker needs. A
+    # broken install fails here quietly: publishing imports them again, and says what is wrong where it matters
+    with contextlib.suppress(Exception):
+        import harness.reporting.html
+        import harness.reporting.markdown  # noqa: F401
 
 
 @dataclass
