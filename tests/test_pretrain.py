@@ -82,17 +82,14 @@ def test_a_worker_that_finds_its_source_being_pretrained_pretrains_one_the_study
     from filelock import FileLock
 
     from harness.run import checkpoints, queue
-    from harness.spec import StudySpec, confirmation_config, selection_seeds
+    from harness.spec import STUDIES_DIR, confirmation_config, load_study, selection_seeds
 
     eid, _ = tracking
-    spec = StudySpec.__new__(StudySpec)  # only what sure_sources reads
-    object.__setattr__(spec, "seeds", 2)
-    object.__setattr__(spec, "vary", ("seed", "partition", "pretrain"))
-    object.__setattr__(spec, "confirm_top", 3)
-    object.__setattr__(spec, "select_seeds", 2)
-    sources = checkpoints.sure_sources(spec, CFG)
+    spec = dataclasses.replace(load_study("sgd_vs_adam", STUDIES_DIR), seeds=2)
+    sources = checkpoints.sure_sources(spec, spec.arms[0], CFG)
     assert [c.pretrain_seed for c in sources] == [*selection_seeds(spec), 1, 2]
     assert sources[0] == confirmation_config(spec, CFG, selection_seeds(spec)[0])
+    assert checkpoints.sure_sources(dataclasses.replace(spec, n_trials=1), spec.arms[0], CFG)[0].pretrain_seed == 1
 
     def lock(cfg):
         return FileLock(queue.lock_file(stores.optuna_url, stores.root, f"pretrain-{checkpoint_key(cfg)}"))
@@ -132,3 +129,21 @@ def test_a_worker_that_finds_its_source_being_pretrained_pretrains_one_the_study
     runs = mlflow.search_runs(filter_string="tags.phase = 'pretrain'", output_format="list",
                               search_all_experiments=True)  # the other thread has no parent run: another experiment
     assert sorted(r.data.params["seed"] for r in runs) == sorted(str(c.pretrain_seed) for c in (CFG, *sources[:2]))
+
+
+def test_no_source_is_pretrained_ahead_for_an_arm_whose_search_sets_what_the_source_depends_on():
+    """A searched batch size changes the source checkpoint: the one the confirmations need is not known yet.
+    A searched lr, weight decay or optimizer parameter does not (the pretraining recipe sets its own)."""
+    from harness.learn.pretrain import FINE_TUNING_ONLY
+    from harness.run.checkpoints import sure_sources
+    from harness.spec import STUDIES_DIR, TrialConfig, load_study
+
+    assert FINE_TUNING_ONLY <= {f.name for f in dataclasses.fields(TrialConfig)}
+    for name in ("lr", "weight_decay", "seed", "epochs", "strategy", "optimizer"):
+        changed = {"lr": 0.3, "weight_decay": 0.1, "seed": 9, "epochs": 2, "strategy": "full", "optimizer": "adam"}
+        assert name in FINE_TUNING_ONLY
+        assert checkpoint_key(dataclasses.replace(CFG, **{name: changed[name]})) == checkpoint_key(CFG)
+    spec = load_study("sgd_vs_adam", STUDIES_DIR)
+    assert sure_sources(spec, spec.arms[0], CFG)  # lr, weight decay, momentum...: the source stays
+    batch = dataclasses.replace(spec, search_space=lambda trial, arm: {"batch_size": trial.suggest_int("b", 16, 64)})
+    assert sure_sources(batch, batch.arms[0], CFG) == []

@@ -200,7 +200,7 @@ def test_a_worker_starts_without_the_report_s_imports_and_warms_them_when_it_wai
     background once it first waits for others, not by every worker before its first run."""
     code = ("import sys, harness.study, harness.run.worker, harness.reporting.publish as p\n"
             "assert 'matplotlib' not in sys.modules and 'seaborn' not in sys.modules, 'imported at start'\n"
-            "pub = p.publisher(None); pub.warm(); pub.warm(); pub._warming.join()\n"
+            "pub = p.publisher(None); pub.warm(); pub.warm(); pub.settle()\n"
             "assert 'seaborn' in sys.modules and 'harness.reporting.markdown' in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

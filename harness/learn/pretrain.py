@@ -41,6 +41,10 @@ PRETRAIN_RECIPE = {
 }
 
 
+# what a fine-tuning config may set without changing its source checkpoint: the recipe replaces them all
+FINE_TUNING_ONLY = frozenset({*PRETRAIN_RECIPE, "lr", "seed", "epochs", "target_classes", "study", "arm"})
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     path: Path

@@ -40,9 +40,14 @@ class Publisher:
             self._warming = threading.Thread(target=_import_report_modules, name="report imports", daemon=True)
             self._warming.start()
 
-    def __call__(self, worker: Worker) -> Path:
-        if self._warming is not None:  # done before the figures fork: a fork while a thread imports can deadlock
+    def settle(self) -> None:
+        """Wait for the imports `warm` started: a fork (the figures', a data loader's) while another thread
+        imports can leave the child waiting forever on that import's lock."""
+        if self._warming is not None:
             self._warming.join()
+
+    def __call__(self, worker: Worker) -> Path:
+        self.settle()
         return write_report(worker, self.reports)
 
 

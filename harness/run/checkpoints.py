@@ -5,6 +5,7 @@ one worker while the others wait for it."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -12,12 +13,20 @@ from pathlib import Path
 import mlflow
 
 from harness.learn import pretrain
-from harness.learn.pretrain import Checkpoint, checkpoint_key, find_checkpoint, pretrain_config, write_meta
+from harness.learn.pretrain import (
+    FINE_TUNING_ONLY,
+    Checkpoint,
+    checkpoint_key,
+    find_checkpoint,
+    pretrain_config,
+    write_meta,
+)
 from harness.run import queue
-from harness.run.outage import PATIENCE_SECONDS
+from harness.run.outage import PATIENCE_SECONDS, disk_full, is_outage
+from harness.run.plan import searched_fields
 from harness.run.tracking import MetricBuffer, start_child_run, worker_gone
 from harness.schema import Phase, Tag
-from harness.spec import StudySpec, TrialConfig, confirmation_config, selection_seeds, weights_kind
+from harness.spec import Arm, StudySpec, TrialConfig, confirmation_config, selection_seeds, weights_kind
 from harness.stores import Stores
 
 
@@ -115,6 +124,7 @@ def ensure_source(cfg: TrialConfig, stores: Stores, eid: str, poll: float = 1.0,
         if not held:
             meanwhile, now = None, meanwhile
             now()
+            since = time.monotonic()  # the patience is for the other's pretraining, not for this one's
             continue
         if not told:
             print(f"waiting for worker {other} to finish pretraining {key} (its lock went with a database restart)",
@@ -134,12 +144,22 @@ def pretrain_ahead(cfgs: Iterable[TrialConfig], stores: Stores, eid: str) -> Non
         with queue.store_lock(stores.optuna_url, stores.root, f"pretrain-{key}", wait=False) as held:
             if (held and fetch_checkpoint(cfg, stores, eid) is None
                     and pretraining_elsewhere(key, eid, stores.remote_tracking) is None):
-                source_checkpoint(cfg, stores.checkpoints)
+                try:
+                    source_checkpoint(cfg, stores.checkpoints)
+                except Exception as error:  # optional work: the run that needs this source meets the error itself
+                    if is_outage(error) or disk_full(error):
+                        raise
+                    print(f"warning: pretraining {key} ahead failed ({type(error).__name__}: {error}); the run "
+                          "that needs it pretrains it", file=sys.stderr, flush=True)
                 return
 
 
-def sure_sources(spec: StudySpec, cfg: TrialConfig) -> list[TrialConfig]:
-    """The configs of the source checkpoints an arm of `cfg` will surely need beyond `cfg`'s own: its selection
-    seeds' and its first batch of verdict seeds' (later batches are the sequential rule's to ask for)."""
-    seeds = [*selection_seeds(spec), *range(1, spec.seeds + 1)]
-    return [confirmation_config(spec, cfg, seed) for seed in seeds]
+def sure_sources(spec: StudySpec, arm: Arm, cfg: TrialConfig) -> list[TrialConfig]:
+    """The configs of the source checkpoints `arm` will surely need beyond `cfg`'s own: its selection seeds'
+    (when it has two trials to choose from) and its first batch of verdict seeds' (later batches are the
+    sequential rule's to ask for). None where the arm's search sets what the source depends on (its batch size,
+    say): which configuration the confirmations use is not known yet."""
+    if {f for f in searched_fields(spec, arm) if not f.startswith("opt.")} - FINE_TUNING_ONLY:
+        return []
+    selection = selection_seeds(spec) if min(spec.n_trials, spec.confirm_top) > 1 else []
+    return [confirmation_config(spec, cfg, seed) for seed in [*selection, *range(1, spec.seeds + 1)]]

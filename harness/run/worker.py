@@ -82,6 +82,8 @@ class Publisher(Protocol):
 
     def warm(self) -> None: ...  # prepare to publish (its imports) while this worker waits: it may be the one
 
+    def settle(self) -> None: ...  # what `warm` started is done: before anything that may fork
+
 
 @dataclass
 class Worker:
@@ -126,6 +128,7 @@ class Worker:
                     idle += 1
                     continue
                 idle = 0
+                self.publish.settle()  # a run may fork (a data loader's workers): not while a thread imports
                 heartbeat.beat_for(self.work.storage, job.trial._trial_id)
                 try:
                     self.run_job(job)
@@ -195,7 +198,7 @@ class Worker:
         cfg, eid = objective.job_config(self.spec, job), self.parent.experiment_id
 
         def meanwhile() -> None:  # another worker pretrains cfg's source: one this study will need, in the meantime
-            checkpoints.pretrain_ahead(checkpoints.sure_sources(self.spec, cfg), self.stores, eid)
+            checkpoints.pretrain_ahead(checkpoints.sure_sources(self.spec, job.arm, cfg), self.stores, eid)
 
         checkpoints.ensure_source(cfg, self.stores, eid, meanwhile=meanwhile)
 
@@ -207,6 +210,7 @@ class Worker:
 
     def finish(self) -> None:
         """Publish if this worker is the first to see all work done on these records."""
+        self.publish.settle()  # whatever this process does next (a suite's next workload forks), not mid-import
         write = self.claim_report()
         if write:
             self.publish_now()
