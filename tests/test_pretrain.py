@@ -1,6 +1,7 @@
 import dataclasses
 
 import mlflow
+import pytest
 
 from harness.learn.pretrain import checkpoint_key
 from harness.run.checkpoints import source_checkpoint
@@ -147,3 +148,28 @@ def test_no_source_is_pretrained_ahead_for_an_arm_whose_search_sets_what_the_sou
     assert sure_sources(spec, spec.arms[0], CFG)  # lr, weight decay, momentum...: the source stays
     batch = dataclasses.replace(spec, search_space=lambda trial, arm: {"batch_size": trial.suggest_int("b", 16, 64)})
     assert sure_sources(batch, batch.arms[0], CFG) == []
+
+
+def test_a_failed_pretraining_ahead_warns_and_leaves_the_waiting_job_alone(stores, tracking, monkeypatch, capsys):
+    """Pretraining ahead is optional work: its error (a diverged source, say) is the run's that needs that source,
+    not the job this worker waits for; an outage still stops the worker, as everywhere."""
+    import sqlalchemy.exc
+
+    from harness.run import checkpoints
+
+    eid, _ = tracking
+
+    def diverges(*args):
+        raise RuntimeError("training loss became nan")
+
+    monkeypatch.setattr(checkpoints, "source_checkpoint", diverges)
+    checkpoints.pretrain_ahead([CFG], stores, eid)  # returns: the job this worker waits for goes on
+    err = capsys.readouterr().err
+    assert f"pretraining {checkpoint_key(CFG)} ahead failed (RuntimeError: training loss became nan)" in err
+
+    def outage(*args):
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(checkpoints, "source_checkpoint", outage)
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        checkpoints.pretrain_ahead([CFG], stores, eid)
