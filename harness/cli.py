@@ -114,3 +114,20 @@ def exit_now(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def quiet_interrupt_cleanup() -> None:
+    """SQLAlchemy logs, traceback and all, a cursor it cannot close after a Ctrl-C cut its fetch short (the
+    connection is gone with the interrupt): noise after the one line a Ctrl-C answers with, and nothing lost.
+    Dropped from its pools' loggers; any other pool error is still shown."""
+
+    def not_after_an_interrupt(record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        while error is not None:
+            if isinstance(error, KeyboardInterrupt):
+                return False
+            error = error.__context__
+        return True
+
+    for pool in ("QueuePool", "NullPool", "SingletonThreadPool", "StaticPool", "AssertionPool"):
+        logging.getLogger(f"sqlalchemy.pool.impl.{pool}").addFilter(not_after_an_interrupt)

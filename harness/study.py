@@ -21,6 +21,7 @@ from harness.cli import (
     check_environment,
     exit_now,
     positive_int,
+    quiet_interrupt_cleanup,
     reports_folder,
 )
 from harness.run.launch import launch_workers, wait_for
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    quiet_interrupt_cleanup()
     try:
         spec = load_study(args.study, args.studies, suites=True)
         args.reports = reports_folder(args)

@@ -91,3 +91,32 @@ def test_ctrl_c_while_the_study_is_checked_exits_130_and_writes_nothing(tmp_path
     monkeypatch.setattr(harness.study, "check", interrupt)
     assert main(["sgd_vs_adam", *TINY, "--root", str(tmp_path / "mlruns")]) == 130
     assert "nothing was written" in capsys.readouterr().err and not (tmp_path / "mlruns").exists()
+
+
+def test_a_cursor_sqlalchemy_cannot_close_after_a_ctrl_c_is_not_logged_and_other_pool_errors_are(caplog):
+    """A Ctrl-C that cuts a fetch short leaves SQLAlchemy unable to close the cursor (the connection went with the
+    interrupt); it logged that with a traceback under the one line a Ctrl-C answers with."""
+    import logging
+    import sqlite3
+
+    from harness.cli import quiet_interrupt_cleanup
+
+    quiet_interrupt_cleanup()
+    pool = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
+
+    def close_fails(after_interrupt: bool) -> None:
+        try:
+            try:
+                if after_interrupt:
+                    raise KeyboardInterrupt
+                raise ValueError("a fetch that failed on its own")
+            except (KeyboardInterrupt, ValueError):
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.") from None
+        except sqlite3.ProgrammingError:
+            pool.error("Error closing cursor", exc_info=True)
+
+    with caplog.at_level(logging.ERROR):
+        close_fails(after_interrupt=True)
+        assert not caplog.records
+        close_fails(after_interrupt=False)
+        assert [r.getMessage() for r in caplog.records] == ["Error closing cursor"]
