@@ -117,17 +117,23 @@ def exit_now(code: int) -> None:
 
 
 def quiet_interrupt_cleanup() -> None:
-    """SQLAlchemy logs, traceback and all, a cursor it cannot close after a Ctrl-C cut its fetch short (the
-    connection is gone with the interrupt): noise after the one line a Ctrl-C answers with, and nothing lost.
-    Dropped from its pools' loggers; any other pool error is still shown."""
+    """After a Ctrl-C, SQLAlchemy logs (traceback and all) a cursor it cannot close once the interrupt cut its
+    fetch short, and MLflow a write that met the other worker's cleanup write ("database is locked"): noise
+    under the one line a Ctrl-C answers with, and nothing lost (the worker closes its runs after, and the next
+    command closes what a dead worker left). Dropped from those loggers only when an interrupt caused them."""
 
     def not_after_an_interrupt(record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        while error is not None:
+        seen, todo = set(), [record.exc_info[1] if record.exc_info else None]
+        while todo:
+            error = todo.pop()
+            if error is None or id(error) in seen:
+                continue
             if isinstance(error, KeyboardInterrupt):
                 return False
-            error = error.__context__
+            seen.add(id(error))
+            todo += [error.__context__, error.__cause__]
         return True
 
-    for pool in ("QueuePool", "NullPool", "SingletonThreadPool", "StaticPool", "AssertionPool"):
-        logging.getLogger(f"sqlalchemy.pool.impl.{pool}").addFilter(not_after_an_interrupt)
+    pools = ("QueuePool", "NullPool", "SingletonThreadPool", "StaticPool", "AssertionPool")
+    for name in (*(f"sqlalchemy.pool.impl.{pool}" for pool in pools), "mlflow.store.db.utils"):
+        logging.getLogger(name).addFilter(not_after_an_interrupt)

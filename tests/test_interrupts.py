@@ -120,3 +120,20 @@ def test_a_cursor_sqlalchemy_cannot_close_after_a_ctrl_c_is_not_logged_and_other
         assert not caplog.records
         close_fails(after_interrupt=False)
         assert [r.getMessage() for r in caplog.records] == ["Error closing cursor"]
+    store = logging.getLogger("mlflow.store.db.utils")  # a cleanup write after the interrupt, the lock taken
+    seen: list[logging.LogRecord] = []
+    catch = logging.Handler()
+    catch.emit = seen.append  # MLflow's loggers keep to their own handler: caplog would see nothing
+    store.addHandler(catch)
+    try:
+        for cause in (KeyboardInterrupt, ValueError):
+            try:
+                try:
+                    raise cause
+                except (KeyboardInterrupt, ValueError) as first:
+                    raise sqlite3.OperationalError("database is locked") from first
+            except sqlite3.OperationalError:
+                store.exception("SQLAlchemy database error. The following exception is caught.")
+    finally:
+        store.removeHandler(catch)
+    assert [type(r.exc_info[1].__cause__) for r in seen] == [ValueError]
