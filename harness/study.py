@@ -342,10 +342,10 @@ def user_argv(argv: list[str]) -> list[str]:
 
 
 def run_worker(spec: StudySpec, stores: Stores, args: argparse.Namespace, command: str) -> int:
-    from harness.reporting.publish import publisher
+    from harness.reporting.publish import Publisher
     from harness.run.worker import Worker
 
-    worker = Worker(spec, stores, command, publisher(args.reports), args.reports / spec.name / "README.md")
+    worker = Worker(spec, stores, command, Publisher(args.reports), args.reports / spec.name / "README.md")
     try:
         return worker.run()
     except ValueError as error:

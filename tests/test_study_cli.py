@@ -102,7 +102,7 @@ def test_help_names_every_registered_dataset():
 def test_resuming_a_study_whose_file_changed_is_refused_naming_the_setting(tmp_path):
     import dataclasses
 
-    from harness.reporting.publish import publisher
+    from harness.reporting.publish import Publisher
     from harness.run.worker import Worker
     from harness.spec import load_study
     from harness.stores import Stores
@@ -110,7 +110,7 @@ def test_resuming_a_study_whose_file_changed_is_refused_naming_the_setting(tmp_p
 
     stores = Stores(root=tmp_path / "mlruns")
     spec = load_study("sgd_vs_adam")
-    Worker(spec, stores, "test", publisher(tmp_path / "reports"), tmp_path / "report.md").open()  # a first run records each arm's settings
+    Worker(spec, stores, "test", Publisher(tmp_path / "reports"), tmp_path / "report.md").open()  # a first run records each arm's settings
     check_resume(spec, stores)  # the same settings resume
     edited = dataclasses.replace(spec, base=dataclasses.replace(spec.base, epochs=3))  # the file was edited
     with pytest.raises(ValueError, match="epochs"):
@@ -200,7 +200,7 @@ def test_a_worker_starts_without_the_report_s_imports_and_warms_them_when_it_wai
     background once it first waits for others, not by every worker before its first run."""
     code = ("import sys, harness.study, harness.run.worker, harness.reporting.publish as p\n"
             "assert 'matplotlib' not in sys.modules and 'seaborn' not in sys.modules, 'imported at start'\n"
-            "pub = p.publisher(None); pub.warm(); pub.warm(); pub.settle()\n"
+            "pub = p.Publisher(None); pub.warm(); pub.warm(); pub.settle()\n"
             "assert 'seaborn' in sys.modules and 'harness.reporting.markdown' in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

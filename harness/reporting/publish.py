@@ -51,10 +51,6 @@ class Publisher:
         return write_report(worker, self.reports)
 
 
-def publisher(reports: Path) -> Publisher:
-    return Publisher(reports)
-
-
 def write_report(worker: Worker, reports: Path) -> Path:
     from harness.reporting.html import render_html
     from harness.reporting.markdown import build_index, build_report

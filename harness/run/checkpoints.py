@@ -103,13 +103,18 @@ def pretraining_elsewhere(key: str, eid: str, remote: bool) -> str | None:
     return None
 
 
+def _missing(cfg: TrialConfig, stores: Stores) -> bool:
+    """Whether `cfg` starts from a source checkpoint that is not (or no longer readably) on this disk."""
+    return weights_kind(cfg.weights) == "source" and find_checkpoint(cfg, stores.checkpoints) is None
+
+
 def ensure_source(cfg: TrialConfig, stores: Stores, eid: str, poll: float = 1.0,
                   meanwhile: Callable[[], None] | None = None) -> None:
     """The source checkpoint a run needs, pretrained by one worker while the others wait for it (under the
     checkpoint's own lock, so two different sources pretrain side by side; a pretraining whose lock a database
     restart took away is still waited for, by its run). Found being pretrained by another worker, `meanwhile`
     runs first, once: this core's wait put to use (`pretrain_ahead`)."""
-    if weights_kind(cfg.weights) != "source" or find_checkpoint(cfg, stores.checkpoints) is not None:
+    if not _missing(cfg, stores):
         return
     key, told, since = checkpoint_key(cfg), False, time.monotonic()
     while True:
@@ -137,9 +142,7 @@ def pretrain_ahead(cfgs: Iterable[TrialConfig], stores: Stores, eid: str) -> Non
     """Pretrain the first of `cfgs`' source checkpoints that is neither there nor under way: what a worker does
     while another pretrains the one it needs now. At a study's start both workers need seed 0's checkpoint, and
     the second waited 0.7 s doing nothing; now it pretrains a seed the confirmations will need."""
-    for cfg in cfgs:
-        if weights_kind(cfg.weights) != "source" or find_checkpoint(cfg, stores.checkpoints) is not None:
-            continue
+    for cfg in filter(lambda c: _missing(c, stores), cfgs):
         key = checkpoint_key(cfg)
         with queue.store_lock(stores.optuna_url, stores.root, f"pretrain-{key}", wait=False) as held:
             if (held and fetch_checkpoint(cfg, stores, eid) is None
