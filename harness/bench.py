@@ -343,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         results = run(plan, Path(tmp))
         if args.workers:
             results.update(workers_speedup(Path(tmp)))
-    command = "python -m harness.bench" + ("" if args.plan == "full" else f" --plan {args.plan}")
+    command = ("python -m harness.bench" + ("" if args.plan == "full" else f" --plan {args.plan}")
+               + (" --workers" if args.workers else ""))
     results.update(plan=args.plan, note=args.note, machine=machine(), command=command,
                    date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
