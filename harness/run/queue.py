@@ -101,8 +101,8 @@ def store_lock(url: str, root: Path, name: str = "", wait: bool = True) -> Itera
     path = lock_file(url, root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     # an OS lock (flock): released by the OS if this process dies. filelock waits by trying again every
-    # poll_interval (0.05 s by default): a worker then slept 25 ms on average past each release, 1.2 s of a
-    # default study's wall time in all; a try is one system call
+    # poll_interval (0.05 s by default): a worker then slept 25 ms on average past each release (the workers
+    # of a default study waited 1.18 s for claims in all, 0.82 s at 2 ms); a try is one system call
     lock = FileLock(path, timeout=-1 if wait else 0, poll_interval=POLL_LOCK_SECONDS)
     try:
         lock.acquire()
