@@ -126,9 +126,9 @@ def ensure_source(cfg: TrialConfig, stores: Stores, eid: str, poll: float = 1.0,
                 if other is None or time.monotonic() - since > PATIENCE_SECONDS:  # a run its live worker left
                     source_checkpoint(cfg, stores.checkpoints)
                     return
-        if not held:
-            meanwhile, now = None, meanwhile
-            now()
+        if not held:  # another worker pretrains it: this wait is put to use, once
+            put_to_use, meanwhile = meanwhile, None
+            put_to_use()
             since = time.monotonic()  # the patience is for the other's pretraining, not for this one's
             continue
         if not told:
