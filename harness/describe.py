@@ -8,7 +8,7 @@ import dataclasses
 import inspect
 import re
 
-from harness import plan
+from harness import analysis_plan as plan
 from harness.spec import TrialConfig
 
 
@@ -48,7 +48,7 @@ def describe() -> str:
     from harness.learn.models import MODELS, STRATEGIES
     from harness.learn.optim import OPTIMIZERS
     from harness.learn.train import LR_SCHEDULES
-    from harness.run.plan import SAMPLERS
+    from harness.run.slots import SAMPLERS
 
     lines = ["optimizers (Arm(name, OPTIMIZER, ...); their params go in optimizer_params):"]
     lines += [f"  {name:10s} {spec.cls.__name__}; params: {', '.join(spec.params) or '(none)'}"
@@ -69,7 +69,7 @@ def describe() -> str:
     lines.append("  folder:PATH      PATH/<class>/*.jpg, or PATH/train/<class>/ + PATH/val/<class>/")
     lines += ["", f"lr schedules (TrialConfig.lr_schedule): {', '.join(LR_SCHEDULES)}",
               f"samplers (StudySpec.sampler): {', '.join(SAMPLERS)}", "",
-              "comparisons (StudySpec.plan, harness.plan):"]
+              "comparisons (StudySpec.plan, harness.analysis_plan):"]
     for kind in (plan.Difference, plan.NonInferior, plan.Equivalent, plan.Interaction, plan.Trend):
         lines.append(f"  {kind.__name__:12s} {kind.kind}: {_first_line(kind)}")
     lines += ["", "TrialConfig fields (Arm.fixed, TrialConfig(...) as a study's base, or a search space's return):"]

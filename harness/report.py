@@ -56,7 +56,7 @@ def recorded_names(stores: Stores, studies: Path) -> list[str]:
 
 def _suite(name: str, studies: Path, stores: Stores):
     """The suite `name` names (a suite file, or a variant of one as its run recorded it), or None for a study."""
-    from harness.reporting.suite import recorded_changes
+    from harness.reporting.suite_report import recorded_changes
     from harness.spec import StudySpec, load_study
 
     base = name.split("--")[0]
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     from harness.analysis.recorded import recorded_study
     from harness.reporting.html import render_html
     from harness.reporting.markdown import build_index, build_report
-    from harness.reporting.suite import publish_suite
-    from harness.suite import workload_specs
+    from harness.reporting.suite_report import publish_suite
+    from harness.suite_spec import workload_specs
 
     stores = Stores(args.root, args.tracking_uri, args.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

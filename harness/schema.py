@@ -68,7 +68,7 @@ class Phase(StrEnum):
     PRETRAIN = "pretrain"
     SEARCH = "search"
     CONFIRM = "confirm"
-    SUITE = "suite"  # a suite's own run (harness.reporting.suite): its report over the workloads' studies
+    SUITE = "suite"  # a suite's own run (harness.reporting.suite_report): its report over the workloads' studies
 
 
 class Tag:

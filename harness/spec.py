@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.naming import digest, variant_name  # noqa: F401 - digest: the one hash, imported from here
-from harness.plan import (
+from harness.analysis_plan import (
     DEFAULT_MARGIN,
     SPENDING,
     Declared,
@@ -164,7 +164,7 @@ class StudySpec:
     spending: str = "obrien_fleming"  # how the error rate is spent over the looks: obrien_fleming | pocock
     sampler: str = "qmc"  # qmc | random (i.i.d. trials, fair comparison) | tpe (find the best config)
     prune: bool = True
-    # the declared analysis plan (harness.plan): the family of comparisons the report tests, and the margin
+    # the declared analysis plan (harness.analysis_plan): the family of comparisons the report tests, and the margin
     # (a fraction: 0.02 = 2 points) of those that declare none. Without a plan every pair is a Difference.
     plan: tuple[Declared, ...] = ()
     margin: float = DEFAULT_MARGIN
@@ -183,7 +183,7 @@ class StudySpec:
         if self.base.study != self.name:  # one home for the name: the runs' configs follow the study
             object.__setattr__(self, "base", dataclasses.replace(self.base, study=self.name))
         if self.plan and (self.comparisons or self.expected):
-            raise ValueError("declare the comparisons in `plan` alone (harness.plan); `comparisons` and "
+            raise ValueError("declare the comparisons in `plan` alone (harness.analysis_plan); `comparisons` and "
                              "`expected` are the older form of the same thing")
         check_plan(self.family, tuple(a.name for a in self.arms))
         if self.spending not in SPENDING:
@@ -313,7 +313,7 @@ def list_studies(directory: Path = STUDIES_DIR) -> list[str]:
 
 def load_study(name: str, directory: Path = STUDIES_DIR, suites: bool = False) -> StudySpec:
     """Import `studies/<name>.py` and return its `STUDY`, named after the file (with `suites`, its `SUITE` if it
-    defines one: a `harness.suite.SuiteSpec`)."""
+    defines one: a `harness.suite_spec.SuiteSpec`)."""
     path = directory / f"{name}.py"
     if not path.is_file():
         choices = ", ".join(list_studies(directory)) or "(none)"

@@ -132,7 +132,7 @@ def check(spec: StudySpec) -> None:
     """Fail before anything is written: every arm's names must be known, with the valid choices named."""
     from harness.learn.checks import check_config, colour_warning, validation_warning
     from harness.run.dryrun import check_search_spaces
-    from harness.run.plan import SAMPLERS
+    from harness.run.slots import SAMPLERS
 
     if spec.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {spec.sampler!r}; choices: {', '.join(SAMPLERS)}")
@@ -156,7 +156,7 @@ def check_resume(spec: StudySpec, stores: Stores, say: bool = True) -> str:
     import optuna
 
     from harness.run.pairing import mismatch, tokens, tracking_exists
-    from harness.run.plan import fixed_settings
+    from harness.run.slots import fixed_settings
     from harness.run.queue import store_lock
     from harness.run.work import records_digest
     from harness.schema import StudyAttr, counts
@@ -285,10 +285,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_suite(suite: Any, stores: Stores, args: argparse.Namespace) -> int:
-    """Run every workload of a suite (harness.suite) as `python -m harness.study` would run it alone, one after
+    """Run every workload of a suite (harness.suite_spec) as `python -m harness.study` would run it alone, one after
     another, each with its own workers and resume; one already done answers at once. Then the suite's report."""
     from harness.stores import check_stores
-    from harness.suite import workload_argv, workload_specs
+    from harness.suite_spec import workload_argv, workload_specs
 
     specs = workload_specs(suite, args.studies)
     check_stores(stores)
@@ -310,7 +310,7 @@ def run_suite(suite: Any, stores: Stores, args: argparse.Namespace) -> int:
             print(f"{suite.name}: workload {workload.label} ended with exit code {code}; rerun the same command to "
                   "resume (workloads that finished are kept)", file=sys.stderr)
             return code
-    from harness.reporting.suite import is_current, publish_suite
+    from harness.reporting.suite_report import is_current, publish_suite
 
     unfinished = [s.name for s in specs if check_resume(s, stores, say=False) != "current"]
     if unfinished:  # other workers (other machines, a job array) are finishing these: the last of them reports

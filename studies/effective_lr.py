@@ -15,7 +15,7 @@ than twice the horizon of 0.99. (Batches of 32 for 10 epochs gave 50, and moment
 for want of steps.) The report checks every momentum's updates against its horizon.
 """
 
-from harness.plan import Equivalent
+from harness.analysis_plan import Equivalent
 from harness.spec import Arm, StudySpec, TrialConfig
 
 MOMENTA = (0.0, 0.5, 0.9, 0.99)

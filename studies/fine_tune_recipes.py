@@ -17,7 +17,7 @@ as full fine-tuning (most clearly out of distribution). The report checks both.
 """
 
 from harness.learn.spaces import lr_space
-from harness.plan import Difference, NonInferior
+from harness.analysis_plan import Difference, NonInferior
 from harness.spec import Arm, StudySpec, TrialConfig
 
 STAGES = 4  # lenet5: conv1, conv2, fc1, fc2

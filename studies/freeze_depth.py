@@ -15,7 +15,7 @@ with momentum fixed, the lr sweeps the effective lr lr / (1 - momentum) that Li 
 matters. Every arm gets the same Sobol sequence of lrs, so arms are compared at the same lrs.
 """
 
-from harness.plan import Equivalent, NonInferior, Trend
+from harness.analysis_plan import Equivalent, NonInferior, Trend
 from harness.spec import Arm, StudySpec, TrialConfig
 
 STAGES = 4  # lenet5: conv1, conv2, fc1, fc2

@@ -8,7 +8,7 @@ Their Describable Textures (DTD) and the others torchvision lacks are not in the
 any dataset laid out as PATH/<class>/*.jpg.
 """
 
-from harness.suite import SuiteSpec, Workload
+from harness.suite_spec import SuiteSpec, Workload
 
 
 def imagenet(model: str, dataset: str, shots: int) -> dict:

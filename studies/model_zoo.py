@@ -22,7 +22,7 @@ comparison's minimum detectable effect; a run that stays at chance on validation
 with its rate beside the accuracy. Each confirmation seed reshuffles the train/val partition but keeps the source checkpoint.
 """
 
-from harness.plan import Difference
+from harness.analysis_plan import Difference
 from harness.spec import Arm, StudySpec, TrialConfig
 
 MODELS = ("lenet5", "alexnet", "vgg16", "vgg16_bn", "resnet18", "resnet50")  # harness.learn.models.MODELS

@@ -10,7 +10,7 @@ spaces can flip rankings. The same budget per arm: the wide arms search more dim
 """
 
 from harness.learn.spaces import default_space, lr_space
-from harness.plan import Difference, Interaction, NonInferior
+from harness.analysis_plan import Difference, Interaction, NonInferior
 from harness.spec import Arm, StudySpec, TrialConfig
 
 

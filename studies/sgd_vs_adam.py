@@ -5,7 +5,7 @@ Optuna study with the same budget and the same seeded quasi-random sampler.
 """
 
 from harness.learn.spaces import default_space
-from harness.plan import Difference, NonInferior
+from harness.analysis_plan import Difference, NonInferior
 from harness.spec import Arm, StudySpec, TrialConfig
 
 

@@ -8,7 +8,7 @@ ResNet-8 (He et al. 2016's CIFAR ResNet, one block a stage): ResNet-18 takes abo
 2-core CPU, and the suite is meant to run in under ten minutes there.
 """
 
-from harness.suite import SuiteSpec, Workload
+from harness.suite_spec import SuiteSpec, Workload
 
 SUITE = SuiteSpec(
     question="Over transfer tasks like these, does Adam fine-tune a pretrained CNN better than SGD, with its "

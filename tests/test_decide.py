@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from harness.inference.decide import decide_all, detectable, mde, paired_or_welch, seeds_needed, slope
-from harness.plan import Difference, Equivalent, Interaction, NonInferior, Trend
+from harness.analysis_plan import Difference, Equivalent, Interaction, NonInferior, Trend
 
 M = 0.02
 NOISE = [0.004, -0.006, 0.001, 0.005, -0.004]

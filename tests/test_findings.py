@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.findings import edge_notes, findings, momentum_notes, split_notes
-from harness.plan import Difference, NonInferior, Trend
+from harness.analysis_plan import Difference, NonInferior, Trend
 from harness.spec import Arm, StudySpec
 
 JITTER = [0.01, -0.02, 0.0, 0.015, -0.005]

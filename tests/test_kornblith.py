@@ -14,7 +14,7 @@ from harness.learn.data import make_task
 from harness.learn.models import preprocessing
 from harness.spec import load_study
 from harness.study import main
-from harness.suite import workload_specs
+from harness.suite_spec import workload_specs
 from tests.fabricate import write_cifar, write_flowers102, write_pets, write_stl10
 
 SUITE = load_study("kornblith_suite", suites=True)

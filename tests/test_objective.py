@@ -7,6 +7,7 @@ import pytest
 from harness.run.objective import RunContext, make_confirmation, make_objective
 from harness.run.slot import run_slot
 from harness.run.work import Job
+from harness.schema import Phase
 from harness.spec import Arm, StudySpec, TrialConfig
 
 ARM = Arm("sgd-unfrozen", "sgd", "full")
@@ -23,7 +24,7 @@ def run_one(stores, lr, pruner=None, storage=None):
     """One search slot, run the way a worker runs it."""
     study = optuna.create_study(study_name="unit/sgd-unfrozen", direction="maximize", pruner=pruner, storage=storage)
     study.enqueue_trial({"lr": lr})
-    job = Job("search", ARM, study, study.ask())
+    job = Job(Phase.SEARCH, ARM, study, study.ask())
     run_slot(job, lambda: None, make_objective(SPEC, ARM, RunContext(stores.checkpoints)))
     trial = study.trials[0]
     return trial, mlflow.get_run(trial.user_attrs["mlflow_run_id"])

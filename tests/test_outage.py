@@ -10,7 +10,7 @@ import sqlalchemy.exc
 from harness.run.outage import StorageGone, is_outage, retrying
 from harness.run.slot import run_slot
 from harness.run.work import Job
-from harness.schema import Outcome, counts
+from harness.schema import Outcome, Phase, counts
 from harness.spec import Arm
 
 
@@ -65,7 +65,7 @@ def test_retrying_waits_out_an_outage_with_backoff_and_gives_up_clearly():
 def test_a_slot_cut_off_by_an_outage_is_interrupted_and_runs_again_while_the_worker_goes_on():
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({}, user_attrs={"slot": "0"})
-    job = Job("search", Arm("a", "sgd"), study, study.ask())
+    job = Job(Phase.SEARCH, Arm("a", "sgd"), study, study.ask())
 
     def run(trial):
         raise _outage()
@@ -100,7 +100,7 @@ def test_a_run_that_meets_a_full_disk_is_interrupted_not_failed_and_the_worker_s
 
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({}, user_attrs={"slot": "0"})
-    job = Job("search", Arm("a", "sgd"), study, study.ask())
+    job = Job(Phase.SEARCH, Arm("a", "sgd"), study, study.ask())
 
     def run(trial):
         raise OSError(errno.ENOSPC, "No space left on device", "/data/mlruns/checkpoints/x.pt")

@@ -24,7 +24,7 @@ FILES = {name: load_study(name, suites=True) for name in list_studies()}  # stud
 
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_every_study_and_every_suites_workload_in_the_repository_passes_the_dry_run(name):
-    from harness.suite import workload_specs
+    from harness.suite_spec import workload_specs
 
     found = FILES[name]
     for spec in [found] if isinstance(found, StudySpec) else workload_specs(found):

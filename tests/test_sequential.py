@@ -6,7 +6,7 @@ from scipy import stats
 
 from harness.inference.decide import decide_all
 from harness.inference.sequential import _nominal, nominal, replay
-from harness.plan import Design, Difference, NonInferior
+from harness.analysis_plan import Design, Difference, NonInferior
 from harness.spec import Arm, StudySpec
 
 

@@ -18,13 +18,13 @@ from collections import Counter
 import optuna
 import pytest
 
-from harness.run.plan import sequential_state
+from harness.run.slots import sequential_state
 from harness.schema import counts
 from harness.spec import load_study
 from tests.test_workers import Tiny, wait_all
 
 SEQUENTIAL = '''
-from harness.plan import Difference
+from harness.analysis_plan import Difference
 from harness.spec import Arm, StudySpec, TrialConfig
 
 

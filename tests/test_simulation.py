@@ -22,7 +22,7 @@ from harness.inference.decide import Estimate, decide_all, mde
 from harness.inference.failures import failed, rate
 from harness.inference.sequential import replay
 from harness.inference.stats import summarize
-from harness.plan import Design, Difference, Equivalent, Interaction, NonInferior, Trend
+from harness.analysis_plan import Design, Difference, Equivalent, Interaction, NonInferior, Trend
 
 CHANCE, CHANCE_MARGIN, MARGIN = 0.2, 0.05, 0.02
 SD_SEED, SD_NOISE = 0.015, 0.015
@@ -172,7 +172,7 @@ def test_choosing_on_selection_seeds_leaves_no_winners_curse_on_the_verdict_seed
     """Three candidate configurations with the same true accuracy. Chosen by their mean validation accuracy
     over the very seeds whose test scores judge them (the old design), the chosen one reads high; chosen on
     selection seeds and judged on fresh verdict seeds (plan.choose, as the study runs it), it does not."""
-    from harness.run.plan import choose
+    from harness.run.slots import choose
 
     rng = np.random.default_rng(3)
     k, select_n, n, reps, mean = 3, 2, 5, 20_000, 0.85

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from harness.plan import Difference, NonInferior, Trend
+from harness.analysis_plan import Difference, NonInferior, Trend
 from harness.spec import Arm, Expectation, StudySpec, TrialConfig, list_studies, load_study
 
 

@@ -1,4 +1,4 @@
-"""A suite (harness.suite): its file is checked like a study's, each workload runs as its own study (one the study
+"""A suite (harness.suite_spec): its file is checked like a study's, each workload runs as its own study (one the study
 already ran is reused, not rerun), an interrupted suite resumes where it was cut off (Ctrl-C inside a workload is
 Ctrl-C inside a study: the run cut off is KILLED and redone, the budget exact), and its report aggregates over the
 workloads with links to each workload's report, in markdown and in MLflow."""
@@ -18,11 +18,11 @@ from harness.report import main as report_main
 from harness.spec import STUDIES_DIR, load_study
 from harness.stores import Stores
 from harness.study import main
-from harness.suite import SuiteSpec, Workload, workload_specs
+from harness.suite_spec import SuiteSpec, Workload, workload_specs
 from tests.test_end_to_end import ARMS, NAME, TINY
 
 SUITE_FILE = '''
-from harness.suite import SuiteSpec, Workload
+from harness.suite_spec import SuiteSpec, Workload
 
 SUITE = SuiteSpec(question="Over these tasks, does Adam beat SGD?", study="sgd_vs_adam", workloads=(
     Workload("30 shots"), Workload("10 shots", {"shots": 10}, target=0.5)))

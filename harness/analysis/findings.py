@@ -17,8 +17,8 @@ from harness.inference.decide import Decision, decide_all
 from harness.inference.failures import Rate, RateComparison, compare_rates, failed, rate
 from harness.inference.sequential import Sequential
 from harness.inference.stats import small_validation
-from harness.plan import Equivalent, Interaction, NonInferior, Trend
-from harness.run.plan import sequential_state
+from harness.analysis_plan import Equivalent, Interaction, NonInferior, Trend
+from harness.run.slots import sequential_state
 
 
 def _pts(x: float, sign: bool = False) -> str:

@@ -1,4 +1,4 @@
-"""Deciding a declared family of comparisons (harness.plan) from per-seed accuracies: one t procedure per
+"""Deciding a declared family of comparisons (harness.analysis_plan) from per-seed accuracies: one t procedure per
 comparison, Holm's correction over the whole family, an interval at the level that matches each comparison's
 Holm factor (so interval and adjusted p always agree), the decision the interval supports, and the power it had.
 
@@ -24,7 +24,7 @@ from scipy import optimize, special, stats
 
 from harness.inference.failures import fisher_p
 from harness.inference.stats import ALPHA, TIE, holm, holm_multipliers, t_test
-from harness.plan import Declared, Equivalent, Interaction, NonInferior, Trend, with_margin
+from harness.analysis_plan import Declared, Equivalent, Interaction, NonInferior, Trend, with_margin
 
 Values = Mapping[int, float]  # seed -> accuracy
 POWER = 0.8

@@ -23,7 +23,7 @@ from harness.learn.pretrain import (
 )
 from harness.run import queue
 from harness.run.outage import PATIENCE_SECONDS, disk_full, is_outage
-from harness.run.plan import searched_fields
+from harness.run.slots import searched_fields
 from harness.run.tracking import MetricBuffer, start_child_run, worker_gone
 from harness.schema import Phase, Tag
 from harness.spec import Arm, StudySpec, TrialConfig, confirmation_config, selection_seeds, weights_kind

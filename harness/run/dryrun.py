@@ -108,7 +108,7 @@ def _check_spec_fields(spec: StudySpec) -> None:
         raise ValueError(f"vary must include 'seed' and name only {', '.join(VARIANCE_SOURCES)}; not {spec.vary}")
     if not 0 <= spec.chance_margin < 1:
         raise ValueError(f"chance_margin must be in [0, 1), not {spec.chance_margin}")
-    # the plan's arms, kinds and margins are checked when the StudySpec is made (harness.plan.check_plan)
+    # the plan's arms, kinds and margins are checked when the StudySpec is made (harness.analysis_plan.check_plan)
 
 
 def check_search_spaces(spec: StudySpec) -> None:

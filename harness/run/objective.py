@@ -229,14 +229,14 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
 
 def job_config(spec: StudySpec, job: Job) -> TrialConfig:
     """The configuration a claimed slot trains."""
-    if job.kind == "search":
+    if job.kind is Phase.SEARCH:
         return trial_config(spec, job.arm, job.trial)
     return confirmation_trial_config(spec, job.arm, job.trial)
 
 
 def runner(spec: StudySpec, job: Job, ctx: RunContext) -> Callable[[optuna.Trial], float]:
     """The objective that runs a claimed slot: a search trial, or a confirmation seed."""
-    if job.kind == "search":
+    if job.kind is Phase.SEARCH:
         return make_objective(spec, job.arm, ctx)
     return make_confirmation(spec, job.arm, ctx, optuna_study_name(spec.name, job.arm.name))
 

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from harness.run import queue
-from harness.run.plan import (
+from harness.run.slots import (
     confirm_budget,
     confirm_slots,
     fixed_settings,
@@ -23,7 +23,7 @@ from harness.run.plan import (
     select,
     sequential_state,
 )
-from harness.schema import METRIC_NAME, Attr, StudyAttr
+from harness.schema import METRIC_NAME, Attr, Phase, StudyAttr
 from harness.spec import Arm, StudySpec, digest
 from harness.stores import Stores, confirm_study_name, open_storage, optuna_study_name, use_wal
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 class Job:
     """One claimed slot: a search trial or a confirmation seed of an arm."""
 
-    kind: str  # search | confirm
+    kind: Phase  # SEARCH or CONFIRM
     arm: Arm
     study: optuna.Study
     trial: optuna.Trial
@@ -43,7 +43,7 @@ class Job:
     of: int = 0  # the slots its study has in all, as last planned
 
     def label(self) -> str:
-        if self.kind == "search":
+        if self.kind is Phase.SEARCH:
             return f"trial {self.trial.number}"
         return f"trial {self.trial.user_attrs[Attr.SEARCH_TRIAL]}, seed {self.trial.user_attrs[Attr.SEED]}"
 
@@ -151,16 +151,16 @@ class Work:
         return job
 
     def _claim(self) -> Job | None:
-        for kind, studies in (("search", self.search), ("confirm", self.confirm)):
+        for kind, studies in ((Phase.SEARCH, self.search), (Phase.CONFIRM, self.confirm)):
             for arm in self.spec.arms:
                 study = studies[arm.name]
                 if study.study_name in self.drained:
                     continue
-                if self.spec.sampler == "tpe" and kind == "search":  # distinct points in each worker
+                if self.spec.sampler == "tpe" and kind is Phase.SEARCH:  # distinct points in each worker
                     study.sampler = optuna.samplers.TPESampler(seed=queue.SAMPLER_SEED + len(study.trials))
                 claimed = queue.claim(study)
                 if claimed is not None:
-                    of = self.spec.n_trials if kind == "search" else self.budgets.get(arm.name, 0)
+                    of = self.spec.n_trials if kind is Phase.SEARCH else self.budgets.get(arm.name, 0)
                     return Job(kind, arm, study, *claimed, of=of)
                 self.drained.add(study.study_name)
         return None
@@ -183,9 +183,9 @@ def open_work(spec: StudySpec, stores: Stores, on_stale: Callable[[FrozenTrial],
         use_wal(stores.optuna_url)
         storage = open_storage(stores, heartbeat=True)
         home = _study(storage, spec.name, optuna.pruners.NopPruner())
-        search = {a.name: _study(storage, optuna_study_name(spec.name, a.name), pruner(spec, "search"), spec, a)
+        search = {a.name: _study(storage, optuna_study_name(spec.name, a.name), pruner(spec, Phase.SEARCH), spec, a)
                   for a in spec.arms}
-        confirm = {a.name: _study(storage, confirm_study_name(spec.name, a.name), pruner(spec, "confirm"), spec, a)
+        confirm = {a.name: _study(storage, confirm_study_name(spec.name, a.name), pruner(spec, Phase.CONFIRM), spec, a)
                    for a in spec.arms}
         work = Work(spec, stores, storage, home, search, confirm)
         if on_stale is not None:

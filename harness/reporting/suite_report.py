@@ -12,7 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from harness.analysis.suite import TAUS, Aggregate, WorkloadResult, aggregate, profiles
+from harness.analysis.workloads import TAUS, Aggregate, WorkloadResult, aggregate, profiles
 from harness.reporting.figures_base import (
     ACC,
     PERCENT,
@@ -25,7 +25,7 @@ from harness.reporting.figures_base import (
 from harness.reporting.html import render_html
 from harness.schema import Phase, Tag
 from harness.stores import Stores, experiment_id, use_tracking
-from harness.suite import SuiteSpec, flags
+from harness.suite_spec import SuiteSpec, flags
 
 LINES = ("-", "--", "-.", ":")
 TALLY = {"a better": "{a} better", "a not worse": "{a} not worse", "b better": "{b} better",
@@ -210,7 +210,7 @@ def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_
 
 def is_current(suite: SuiteSpec, specs: list, stores: Stores, reports_dir: Path) -> bool:
     """Whether the suite's report in `reports_dir` was built from the records its workloads hold now."""
-    from harness.analysis.suite import report_markers
+    from harness.analysis.workloads import report_markers
 
     summary = reports_dir / suite.name / "summary.json"
     if not summary.is_file() or not (reports_dir / suite.name / "README.md").is_file():
@@ -235,7 +235,7 @@ def _word(g: Aggregate) -> str:
 
 def publish_suite(suite: SuiteSpec, specs: list, stores: Stores, reports_dir: Path) -> Path:
     """The suite's report from its workloads' records, logged to MLflow, and the index; returns the README."""
-    from harness.analysis.suite import load_workload, report_markers
+    from harness.analysis.workloads import load_workload, report_markers
     from harness.reporting.markdown import build_index
 
     marks = report_markers(specs, stores)

@@ -15,17 +15,17 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.run import queue
-from harness.schema import Attr, Outcome, StudyAttr, trial_outcome
+from harness.schema import Attr, Outcome, Phase, StudyAttr, trial_outcome
 from harness.spec import Arm, StudySpec, is_verdict_seed, selection_seeds
 
 if TYPE_CHECKING:
     from harness.inference.sequential import Sequential
 
 
-def pruner(spec: StudySpec, kind: str) -> optuna.pruners.BasePruner:
+def pruner(spec: StudySpec, kind: Phase) -> optuna.pruners.BasePruner:
     """The study's pruning policy: the median pruner on search trials (after 5 trials, from epoch 3) when the
     study prunes; confirmation seeds always run to the end, since each is a result."""
-    if spec.prune and kind == "search":
+    if spec.prune and kind is Phase.SEARCH:
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
     return optuna.pruners.NopPruner()
 

@@ -122,7 +122,7 @@ def check_plan(plan: tuple[Declared, ...], arms: tuple[str, ...]) -> None:
     for c in plan:
         if not isinstance(c, Difference | NonInferior | Equivalent | Interaction | Trend):
             raise TypeError(f"the plan holds {c!r}; declare Difference, NonInferior, Equivalent, Interaction "
-                             "or Trend (harness.plan)")
+                             "or Trend (harness.analysis_plan)")
         unknown = [a for a in c.arms if a not in arms]
         if unknown:
             raise ValueError(f"{c.kind} {c.label} names unknown arms {', '.join(unknown)}; arms: {', '.join(arms)}")

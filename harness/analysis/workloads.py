@@ -24,7 +24,7 @@ from harness.inference.aggregate import (
 )
 from harness.spec import StudySpec
 from harness.stores import Stores
-from harness.suite import Workload
+from harness.suite_spec import Workload
 
 TAUS = np.geomspace(1, 100, 200)  # the performance profiles' factors of the fastest arm's time
 
