@@ -6,10 +6,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import optuna
 import pandas as pd
 
 from harness.analysis.findings import edge_notes, findings, momentum_notes, split_notes
 from harness.analysis_plan import Difference, NonInferior, Trend
+from harness.ledger import Slot
+from harness.schema import Attr, Outcome, Phase
 from harness.spec import Arm, StudySpec
 
 JITTER = [0.01, -0.02, 0.0, 0.015, -0.005]
@@ -18,23 +21,34 @@ SHUFFLED = [0.0, 0.015, -0.02, -0.005, 0.01]
 
 def record(test: dict[str, list[float]], val: dict[str, list[float]] | None = None, plan=(), n_classes=5,
            diverged: dict[str, list[bool]] | None = None):
-    """A stand-in StudyRecord: per arm, confirmation runs for seeds 0.. with these test (and val) accuracies."""
+    """A stand-in StudyRecord: per arm, the ledger's verdict seeds 1.. with these test (and val) accuracies."""
     arms = tuple(Arm(name, "sgd") for name in test)
     spec = StudySpec(name="s", question="?", arms=arms, search_space=None, plan=tuple(plan))
     fake = {}
     for name, values in test.items():
-        frame = pd.DataFrame({"tags.seed": list(range(len(values))), "metrics.test_acc": values,
-                              "metrics.best_val_acc": (val or {}).get(name, values),
-                              "diverged": (diverged or {}).get(name, [False] * len(values))})
-        fake[name] = SimpleNamespace(confirm=frame, test_acc=lambda f=frame: dict(zip(f["tags.seed"], f["metrics.test_acc"])))
+        blew_up = (diverged or {}).get(name, [False] * len(values))
+        seeds = [_seed(name, seed, v, t, d, n_classes)
+                 for seed, (t, v, d) in enumerate(zip(values, (val or {}).get(name, values), blew_up, strict=True), 1)]
+        fake[name] = SimpleNamespace(verdict=seeds, slots=SimpleNamespace(confirm=seeds))
     return SimpleNamespace(spec=spec, arms=fake, n_classes=n_classes, setting=lambda key: "6")
+
+
+def _seed(arm: str, seed: int, val: float, test: float, diverged: bool, classes: int) -> Slot:
+    attrs = {Attr.SEED: seed, Attr.SEARCH_TRIAL: 0}
+    if diverged:
+        attrs[Attr.OUTCOME] = Outcome.DIVERGED.value
+    else:
+        attrs[Attr.TEST] = {"acc": test, "classes": classes}
+    state = optuna.trial.TrialState.FAIL if diverged else optuna.trial.TrialState.COMPLETE
+    return Slot(arm, Phase.CONFIRM, optuna.trial.create_trial(state=state, value=None if diverged else val,
+                                                              user_attrs=attrs))
 
 
 def test_a_run_at_chance_on_validation_is_a_failure_that_leaves_the_means_but_not_the_family():
     r = record({"vgg-adam": [0.8 + j for j in JITTER], "vgg-sgd": [0.21, 0.88, 0.22, 0.86, 0.87]},
                plan=[Difference("vgg-adam", "vgg-sgd")])
     found = findings(r)
-    assert found.outcomes.trained["vgg-sgd"] == {1: 0.88, 3: 0.86, 4: 0.87}
+    assert found.outcomes.trained["vgg-sgd"] == {2: 0.88, 4: 0.86, 5: 0.87}
     assert found.rates["vgg-sgd"].failed == 2 and found.rates["vgg-sgd"].n == 5
     assert len(found.decisions) == 1 and found.decisions[0].estimate.n == 3  # paired over the seeds both trained
     assert found.family == 2  # the comparison and its pair's failure-rate test
@@ -88,15 +102,15 @@ def test_a_trend_sentence_lists_each_step():
 
 
 def test_too_few_updates_for_momentums_horizon_is_said():
-    frame = pd.DataFrame({"params.opt.momentum": ["0.99"], "params.epochs": ["10"], "params.batch_size": ["32"]})
-    r = SimpleNamespace(overview={"sizes": {"train": 150}},
-                        arms={"m99": SimpleNamespace(confirm=frame), "m0": SimpleNamespace(confirm=frame.assign(
-                            **{"params.opt.momentum": ["0"]}))})
+    frame = pd.DataFrame({"opt.momentum": ["0.99"], "epochs": ["10"], "batch_size": ["32"]})
+    params = {"m99": frame, "m0": frame.assign(**{"opt.momentum": ["0"]})}
+    r = SimpleNamespace(overview={"sizes": {"train": 150}}, log=SimpleNamespace(params=lambda ids: params[ids[0]]),
+                        arms={name: SimpleNamespace(run_ids=[name]) for name in params})
     (note,) = momentum_notes(r)
     assert note.startswith("m99: 50 updates (150 images in batches of 32, 10 epochs) against momentum 0.99's "
                            "horizon of 100 steps")
-    enough = SimpleNamespace(overview=r.overview, arms={"m99": SimpleNamespace(confirm=frame.assign(
-        **{"params.batch_size": ["8"], "params.epochs": ["12"]}))})
+    params["m99"] = frame.assign(batch_size=["8"], epochs=["12"])
+    enough = SimpleNamespace(overview=r.overview, log=r.log, arms={"m99": SimpleNamespace(run_ids=["m99"])})
     assert momentum_notes(enough) == []
 
 

@@ -19,7 +19,7 @@ from harness.analysis.records import load_record, setting_points
 from harness.report import main
 from harness.reporting.markdown import build_index, build_report
 from harness.spec import Arm, StudySpec, TrialConfig
-from harness.stores import Stores, experiment_id, open_storage, optuna_study_name
+from harness.stores import Stores, confirm_study_name, experiment_id, open_storage, optuna_study_name
 
 CLASSES = ["5", "6", "7", "8", "9"]
 EPOCHS = 4
@@ -124,6 +124,16 @@ def _search(client, eid, parent, spec: StudySpec, arm: Arm, storage, rng) -> Non
 
 def _confirm(client, eid, parent, spec, arm, storage, test_acc: list[float], decoys: bool) -> list[str]:
     best = optuna.load_study(study_name=optuna_study_name(spec.name, arm.name), storage=storage).best_trial
+    confirm = optuna.create_study(study_name=confirm_study_name(spec.name, arm.name), storage=storage,
+                                  direction="maximize")
+
+    def slot(trial: int, seed: int, rid: str, state: str = "COMPLETE", value=None, test=None, outcome=""):
+        attrs = {"slot": f"{trial}/{seed}", "search_trial": trial, "seed": seed, "mlflow_run_id": rid}
+        attrs |= {"test": {"acc": test, "classes": len(CLASSES)}} if test is not None else {}
+        attrs |= {"outcome": outcome} if outcome else {}
+        confirm.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState[state], value=value,
+                                                    user_attrs=attrs))
+
     ids = []
     for seed, acc in enumerate(test_acc, start=1):
         history = list(acc * np.linspace(0.7, 1.0, EPOCHS) + 0.01 * seed)
@@ -133,12 +143,13 @@ def _confirm(client, eid, parent, spec, arm, storage, test_acc: list[float], dec
         right = round(72 * acc)
         matrix = [[right if i == j else (72 - right) // 4 for j in range(5)] for i in range(5)]
         client.log_dict(rid, {"classes": CLASSES, "matrix": matrix}, "confusion.json")
+        slot(best.number, seed, rid, value=max(history), test=acc)
         ids.append(rid)
-    if decoys:  # runs that must not count: a FAILED rerun of the best trial, a finished run of another trial
-        failed = _child_tags(parent, arm, "confirm", best.number, 1, "failed")
-        _log(client, eid, failed, {}, {"test_acc": 0.0}, [], "FAILED")
+    if decoys:  # runs that must not count: a cut-off attempt of a verdict seed, a finished run of another trial
+        cut = _child_tags(parent, arm, "confirm", best.number, 1, "interrupted")
+        slot(best.number, 1, _log(client, eid, cut, {}, {}, [], "KILLED"), "FAIL", outcome="interrupted")
         other = _child_tags(parent, arm, "confirm", best.number + 100, 1, "complete")
-        _log(client, eid, other, {}, {"test_acc": 0.01}, [])
+        slot(best.number + 100, 1, _log(client, eid, other, {}, {"test_acc": 0.01}, []), value=0.5, test=0.01)
     return ids
 
 
@@ -234,9 +245,9 @@ def test_table_shows_trial_states_and_best_hyperparameters(built):
 
 
 def test_table_wall_time_sums_the_arms_search_and_confirm_runs(built):
-    runs = load_record(CLEAR, built["stores"]).children("sgd-frozen")
+    runs = load_record(CLEAR, built["stores"]).log.children("sgd-frozen")
     row = _row(_section(built["text"]["clear"], "Results per arm"), "sgd-frozen")
-    assert f"| {runs['metrics.wall_seconds'].sum():.0f} s |" in row
+    assert f"| {runs['wall_seconds'].sum():.0f} s |" in row
 
 
 def test_six_steps_point_at_their_evidence(built):
@@ -267,7 +278,7 @@ def test_setup_shows_the_settings_the_run_used_not_the_study_files_defaults(buil
 def test_setup_lists_parent_and_counted_child_run_ids(built):
     setup = _section(built["text"]["clear"], "Setup")
     record = load_record(CLEAR, built["stores"])
-    for run_id in list(record.parents["run_id"]) + [r for ids in built["confirmed"].values() for r in ids]:
+    for run_id in list(record.log.parents["run_id"]) + [r for ids in built["confirmed"].values() for r in ids]:
         assert run_id in setup
     assert setup.count("<details>") == 2
     assert setup.count("counted in the verdict") == 10  # 5 seeds x 2 arms; the decoys are listed, not counted
@@ -369,13 +380,11 @@ def test_cli_all_rebuilds_every_study_with_runs_and_the_index(built, tmp_path):
 def test_a_best_trial_that_does_not_reproduce_over_seeds_is_flagged():
     from types import SimpleNamespace
 
-    import pandas as pd
 
     from harness.reporting.markdown import _not_reproduced
 
     def arm(best, confirm_vals):
-        return SimpleNamespace(best=SimpleNamespace(value=best),
-                               confirm=pd.DataFrame({"metrics.best_val_acc": confirm_vals}))
+        return SimpleNamespace(best=SimpleNamespace(value=best), val_acc=lambda: confirm_vals)
 
     record = SimpleNamespace(arms={"lucky": arm(0.92, [0.20, 0.21, 0.46]), "steady": arm(0.92, [0.90, 0.91, 0.89])})
     (line,) = _not_reproduced(record)
@@ -387,10 +396,13 @@ def test_a_study_that_varies_the_model_names_every_model():
 
     import pandas as pd
 
+    from harness.analysis.mlflow_log import RunLog
     from harness.reporting.markdown import _distinct
 
-    runs = pd.DataFrame({"params.model": ["resnet50", "lenet5", "resnet50", None]})
-    assert _distinct(SimpleNamespace(children=lambda: runs), "model") == "resnet50, lenet5"
+    runs = pd.DataFrame({"run_id": list("abcde"), "tags.phase": ["search", "confirm", "search", "confirm", "study"],
+                         "params.model": ["resnet50", "lenet5", "resnet50", None, "vgg16"]})
+    log = RunLog(None, "1", runs)
+    assert _distinct(SimpleNamespace(log=log), "model") == "resnet50, lenet5"  # child runs only
 
 
 def test_the_test_accuracy_strip_plot_is_the_same_file_on_every_rebuild_and_leaves_numpy_s_generator_alone(tmp_path):

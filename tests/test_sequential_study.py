@@ -18,8 +18,8 @@ from collections import Counter
 import optuna
 import pytest
 
-from harness.run.slots import sequential_state
-from harness.schema import counts
+from harness import ledger
+from harness.schema import Phase, counts
 from harness.spec import load_study
 from tests.test_workers import Tiny, wait_all
 
@@ -53,9 +53,10 @@ class Sequential(Tiny):
 
     def rule(self):
         spec = load_study(self.name, self.studies)
-        confirm = {a.name: optuna.load_study(study_name=f"{self.name}/{a.name}/confirm", storage=self.storage())
-                   .get_trials(deepcopy=False) for a in spec.arms}
-        return sequential_state(spec, confirm.__getitem__)
+        confirm = {a.name: ledger.slots(optuna.load_study(study_name=f"{self.name}/{a.name}/confirm",
+                                                          storage=self.storage()).get_trials(deepcopy=False),
+                                        a.name, Phase.CONFIRM) for a in spec.arms}
+        return ledger.sequential_state(spec, confirm)
 
     def verdict_seeds(self) -> dict[str, Counter]:
         """Per arm: how often each verdict seed was counted."""
@@ -98,13 +99,13 @@ def test_a_worker_killed_mid_batch_and_restarted_changes_nothing(tmp_path, unint
     crashed = Sequential(tmp_path, uninterrupted.name)
     shutil.copytree(uninterrupted.stores.checkpoints, crashed.stores.checkpoints)  # the same source checkpoints
     first, second = crashed.start(), crashed.start()
-    killed = _kill_in_second_batch(crashed, first)
+    study_name, number = _kill_in_second_batch(crashed, first)  # the run the kill cut off
     out = wait_all([crashed.start(), second])
     assert all("Traceback" not in o for o in out), out
     seeds = crashed.verdict_seeds()
     assert all(set(c.values()) == {1} for c in seeds.values())  # each (trial, seed) exactly once
-    stale = [t for s in crashed.studies_of().values() for t in s.get_trials() if t.user_attrs.get("outcome") == "stale"]
-    assert killed is None or killed in {t.user_attrs["seed"] for t in stale}
+    cut = next(t for t in crashed.studies_of()[study_name].get_trials() if t.number == number)
+    assert cut.user_attrs.get("outcome") == "stale", (cut.state, cut.user_attrs)  # found stale; its seed ran again:
     assert crashed.results() == uninterrupted.results()
     assert [d.outcome for d in crashed.rule().decisions] == [d.outcome for d in uninterrupted.rule().decisions]
     assert not [r for r in crashed.runs() if r.info.status == "RUNNING"]
@@ -112,8 +113,10 @@ def test_a_worker_killed_mid_batch_and_restarted_changes_nothing(tmp_path, unint
     assert killed and all("stopped" in r.data.tags.get("state_reason", "") for r in killed)
 
 
-def _kill_in_second_batch(study: Sequential, proc, timeout: float = 240) -> int | None:
-    """SIGKILL `proc` while it trains a verdict seed beyond the first batch; returns that seed."""
+def _kill_in_second_batch(study: Sequential, proc, timeout: float = 240) -> tuple[str, int]:
+    """SIGKILL `proc` while it trains a verdict seed beyond the first batch; returns (its confirmation study,
+    the trial number) of the run it cut off. The worker is stopped (SIGSTOP) before its trial is read again, so
+    a run seen RUNNING then cannot end before the kill; one that ended in between lets the worker go on."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the worker finished before it could be killed"
@@ -123,12 +126,17 @@ def _kill_in_second_batch(study: Sequential, proc, timeout: float = 240) -> int 
                     if name.endswith("/confirm") and t.user_attrs.get("seed", 0) > 10 and \
                             t.user_attrs.get("worker", "").split(":")[1:2] == [str(proc.pid)] and \
                             t.user_attrs.get("mlflow_run_id"):
-                        proc.send_signal(signal.SIGKILL)
-                        proc.wait()
-                        # None: the run ended in the few ms between this read and the kill (the worker was
-                        # killed between two runs, and the rest of the test still holds)
-                        running = s._storage.get_trial(t._trial_id).state == optuna.trial.TrialState.RUNNING
-                        return t.user_attrs["seed"] if running else None
+                        proc.send_signal(signal.SIGSTOP)
+                        running = False
+                        try:
+                            running = s._storage.get_trial(t._trial_id).state == optuna.trial.TrialState.RUNNING
+                        finally:
+                            if not running:  # the run ended first (or the read failed): the worker goes on
+                                proc.send_signal(signal.SIGCONT)
+                        if running:
+                            proc.send_signal(signal.SIGKILL)
+                            proc.wait()
+                            return name, t.number
         except Exception as error:  # noqa: BLE001 - the stores are being created: look again
             print(f"stores not ready: {error}")
         time.sleep(0.05)

@@ -10,15 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
 
+from harness import ledger
 from harness.analysis.records import StudyRecord
+from harness.analysis_plan import Equivalent, Interaction, NonInferior, Trend
 from harness.inference.decide import Decision, decide_all
-from harness.inference.failures import Rate, RateComparison, compare_rates, failed, rate
+from harness.inference.failures import Rate, RateComparison, compare_rates, rate
 from harness.inference.sequential import Sequential
 from harness.inference.stats import small_validation
-from harness.analysis_plan import Equivalent, Interaction, NonInferior, Trend
-from harness.run.slots import sequential_state
 
 
 def _pts(x: float, sign: bool = False) -> str:
@@ -38,17 +37,13 @@ class Outcomes:
 
 
 def outcomes(record: StudyRecord) -> Outcomes:
-    """Split each arm's counted confirmation runs into trained and failed (diverged, or validation accuracy
-    within the study's chance margin of chance)."""
-    chance = 1 / record.n_classes if record.n_classes else None
+    """Split each arm's counted verdict seeds into trained and failed (diverged, raised, or validation accuracy
+    within the study's chance margin of chance), as the sequential rule reads them: from the ledger."""
     trained, failures = {}, {}
     for name, arm in record.arms.items():
-        frame = arm.confirm
-        val = pd.to_numeric(frame.get("metrics.best_val_acc", pd.Series(np.nan, index=frame.index)), errors="coerce")
-        flags = {int(s): failed(float(v), bool(d), chance, record.spec.chance_margin)
-                 for s, v, d in zip(frame["tags.seed"], val, frame.get("diverged", [False] * len(frame)), strict=True)}
-        failures[name] = flags
-        trained[name] = {s: acc for s, acc in arm.test_acc().items() if not flags.get(s, False)}
+        found = ledger.verdict_results(arm.verdict, record.spec.chance_margin)
+        failures[name] = {s: s in found.failed for s in sorted(found.done)}
+        trained[name] = found.trained
     return Outcomes(trained, failures)
 
 
@@ -73,7 +68,7 @@ def findings(record: StudyRecord) -> Findings:
     spec = record.spec
     found = outcomes(record)
     # sequential: the looks the planner judged, replayed from the same Optuna records; fixed n: what is recorded
-    rule = sequential_state(spec, lambda arm: record.arms[arm].confirm_trials, power=True)
+    rule = ledger.sequential_state(spec, {name: arm.slots.confirm for name, arm in record.arms.items()}, power=True)
     failures = {name: (sum(flags.values()), len(flags)) for name, flags in found.failed.items()}
     decisions = rule.decisions if rule else decide_all(spec.family, found.trained, spec.margin, failures=failures)
     rates = {name: found.rate(name) for name in record.arms}
@@ -241,12 +236,12 @@ def momentum_notes(record: StudyRecord) -> list[str]:
     train = record.overview.get("sizes", {}).get("train")
     notes = []
     for name, arm in record.arms.items():
-        runs = arm.confirm
-        momentum = pd.to_numeric(runs.get("params.opt.momentum", pd.Series(dtype=float)), errors="coerce").dropna()
+        runs = record.log.params(arm.run_ids)
+        momentum = pd.to_numeric(runs.get("opt.momentum", pd.Series(dtype=float)), errors="coerce").dropna()
         if not train or momentum.empty or momentum.iloc[0] <= 0:
             continue
-        epochs = pd.to_numeric(runs["params.epochs"], errors="coerce").iloc[0]
-        batch = pd.to_numeric(runs.get("params.batch_size", pd.Series([32])), errors="coerce").iloc[0]
+        epochs = pd.to_numeric(runs["epochs"], errors="coerce").iloc[0]
+        batch = pd.to_numeric(runs.get("batch_size", pd.Series([32])), errors="coerce").iloc[0]
         updates, horizon = math.ceil(train / batch) * epochs, round(1 / (1 - momentum.iloc[0]), 6)  # 1/(1-0.9) is 10.000000000000002
         if updates < HORIZON_FACTOR * horizon:
             notes.append(f"{name}: {updates:.0f} updates ({train} images in batches of {batch:.0f}, {epochs:.0f} "
@@ -279,14 +274,12 @@ def edge_notes(record: StudyRecord) -> list[str]:
 
 def source_notes(record: StudyRecord) -> list[str]:
     """A source model that did not learn its own source task is a failed precondition of the transfer."""
-    pairs = record.children()[["tags.checkpoint", "tags.checkpoint_run_id"]].dropna().drop_duplicates()
-    client, notes = MlflowClient(record.stores.mlflow_uri), []
-    for key, run_id in pairs.itertuples(index=False):
+    notes = []
+    for key, run_id in record.log.checkpoints():
         try:
-            run = client.get_run(run_id)
+            best, classes = record.log.source_result(run_id)
         except Exception:  # noqa: BLE001, S112 - a checkpoint from a store this report cannot read
             continue
-        best, classes = run.data.metrics.get("best_val_acc"), run.data.params.get("target_classes", "")
         n = len([c for c in classes.strip("()[] ").split(",") if c.strip()]) if classes not in ("", "None") else 0
         if best is None or not n:
             continue

@@ -8,7 +8,8 @@ import json
 
 import mlflow
 
-from harness.schema import STUDY_SOURCE, STUDY_VARIANT, Phase, Tag
+from harness.analysis.mlflow_log import phase_filter
+from harness.schema import STUDY_SOURCE, STUDY_VARIANT, Phase
 from harness.spec import STUDIES_DIR, StudySpec, load_study, study_from_source
 from harness.stores import Stores, experiment_id
 
@@ -40,7 +41,7 @@ def _recorded(name: str, stores: Stores) -> StudySpec | None:
     if eid is None:
         return None
     client = mlflow.MlflowClient()
-    for run in client.search_runs([eid], f"tags.{Tag.PHASE} = '{Phase.STUDY}'", order_by=["attributes.start_time DESC"]):
+    for run in client.search_runs([eid], phase_filter(Phase.STUDY), order_by=["attributes.start_time DESC"]):
         try:
             source = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{STUDY_SOURCE}")
             variant = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{STUDY_VARIANT}"))

@@ -10,13 +10,11 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from mlflow import MlflowClient
 
 from harness.analysis.findings import Findings, decision_word, findings, protocol_notes
 from harness.analysis.records import (
     MIN_IMPORTANCE_TRIALS,
     StudyRecord,
-    artifact,
     confirm_frame,
     history_frame,
     importance_frame,
@@ -30,7 +28,7 @@ from harness.browse import Browse, browse
 from harness.reporting import figures
 from harness.reporting.method import method_text, selection_seeds, verdict_seeds
 from harness.reporting.tables import arm_table, pct, plan_table
-from harness.schema import Phase
+from harness.schema import Phase, Tag
 from harness.spec import MODEL_SEED, StudySpec
 from harness.stores import Stores
 
@@ -48,7 +46,6 @@ def _describe(run: pd.Series) -> str:
 def figure_data(record: StudyRecord) -> figures.FigureData:
     """The frames the figures draw, read from the stores (metric histories, the best run's confusion.json)."""
     spec, confirm, best = record.spec, confirm_frame(record), _best_confirm(record)
-    client = MlflowClient(record.stores.mlflow_uri)
     importance = importance_frame(record)
     return figures.FigureData(
         arms=[a.name for a in spec.arms], sgd_arms=[a.name for a in spec.arms if a.optimizer == "sgd"],
@@ -57,7 +54,7 @@ def figure_data(record: StudyRecord) -> figures.FigureData:
         trials=trial_frame(record), confirm=confirm, history=history_frame(record, confirm),
         importance=importance, setting=spec.x_axis,
         setting_points=setting_points(record, spec.x_axis) if spec.x_axis else pd.DataFrame(),
-        confusion=None if best is None else artifact(client, [best["run_id"]], "confusion.json"),
+        confusion=None if best is None else record.log.artifact([best["run_id"]], "confusion.json"),
         best_run="" if best is None else _describe(best),
         params=param_frame(record), min_importance_trials=MIN_IMPORTANCE_TRIALS,
         complete={name: arm.count(optuna.trial.TrialState.COMPLETE) for name, arm in record.arms.items()},
@@ -67,32 +64,14 @@ def figure_data(record: StudyRecord) -> figures.FigureData:
 # --- markdown --------------------------------------------------------------------------------------
 
 
-def _parent_tags(record: StudyRecord) -> dict[str, str]:
-    """Tags of the newest parent run that has each one."""
-    columns = [c for c in record.parents.columns if c.startswith("tags.")]
-    firsts = {c.removeprefix("tags."): record.parents[c].dropna() for c in columns}
-    return {k: str(v.iloc[0]) for k, v in firsts.items() if len(v)}
-
-
 def _versions(tags: dict[str, str]) -> str:
     found = [f"{k.removeprefix('version.')} {v}" for k, v in sorted(tags.items()) if k.startswith("version.")]
     return ", ".join(found) or "not recorded"
 
 
-def _child_params(record: StudyRecord) -> dict[str, str]:
-    """Params of the newest trial or confirmation run (those every arm shares, such as the dataset)."""
-    children = record.children().dropna(subset=["params.dataset"])
-    if children.empty:
-        return {}
-    newest = children.iloc[0]
-    return {c.removeprefix("params."): str(newest[c]) for c in children.columns
-            if c.startswith("params.") and pd.notna(newest[c])}
-
-
 def _distinct(record: StudyRecord, param: str) -> str:
     """Every value a param took across the trial and confirmation runs (a study may vary the model per arm)."""
-    column = record.children().get(f"params.{param}", pd.Series(dtype=object)).dropna()
-    return ", ".join(dict.fromkeys(map(str, column))) or "?"
+    return ", ".join(record.log.param_values(param)) or "?"
 
 
 def _header(record: StudyRecord, found: Findings) -> str:
@@ -110,7 +89,7 @@ def _not_reproduced(record: StudyRecord) -> list[str]:
     """Warn where an arm's best search trial was luck: its validation score falls away over fresh seeds."""
     lines = []
     for name, arm in record.arms.items():
-        val = pd.to_numeric(arm.confirm.get("metrics.best_val_acc", pd.Series(dtype=float)), errors="coerce").dropna()
+        val = pd.Series(arm.val_acc(), dtype=float)
         if arm.best is None or len(val) < 2:
             continue
         mean, sd = float(val.mean()), float(val.std(ddof=1))
@@ -128,7 +107,7 @@ def _figure_ref(out: Path, file: str, text: str) -> str:
 
 
 def _six_steps(record: StudyRecord, out: Path) -> str:
-    tags, params, ov = _parent_tags(record), _child_params(record), record.overview
+    tags, params, ov = record.log.parent_tags(), record.log.newest_params(), record.overview
     sizes = ov.get("sizes") or {k: sum(v) for k, v in ov.get("counts", {}).items()}
     prints = ov.get("fingerprints", {})
     splits = ", ".join(f"{k} {n} images (`{prints.get(k, '?')}`)" for k, n in sizes.items()) or "not recorded"
@@ -156,8 +135,7 @@ def _six_steps(record: StudyRecord, out: Path) -> str:
 
 
 def _checkpoints(record: StudyRecord) -> str:
-    pairs = record.children()[["tags.checkpoint", "tags.checkpoint_run_id"]].dropna().drop_duplicates()
-    found = [f"checkpoint `{c}` (MLflow run `{r}`)" for c, r in pairs.itertuples(index=False)]
+    found = [f"checkpoint `{c}` (MLflow run `{r}`)" for c, r in record.log.checkpoints()]
     return "; ".join(found) or "no checkpoint recorded"
 
 
@@ -168,10 +146,10 @@ def _figures_md(shown: list[figures.Figure]) -> str:
 
 
 def _run_line(run: pd.Series, counted: set[str]) -> str:
-    trial = run["tags.optuna_trial"]
-    what = f"trial {trial}" if run["tags.phase"] == "search" else f"seed {run['tags.seed']} of trial {trial}"
+    trial = run[Tag.OPTUNA_TRIAL]
+    what = f"trial {trial}" if run[Tag.PHASE] == Phase.SEARCH else f"seed {run[Tag.SEED]} of trial {trial}"
     mark = ", counted in the verdict" if run["run_id"] in counted else ""
-    return f"- `{run['run_id']}` {run['tags.phase']} {what} ({run['tags.outcome']}{mark})"
+    return f"- `{run['run_id']}` {run[Tag.PHASE]} {what} ({run[Tag.OUTCOME]}{mark})"
 
 
 def _runs_md(record: StudyRecord, ui: Browse) -> str:
@@ -181,10 +159,10 @@ def _runs_md(record: StudyRecord, ui: Browse) -> str:
         run = f"[`{r.run_id}`]({ui.run(eid, r.run_id)})" if ui.url else f"`{r.run_id}`"
         return f"  - {run}, {r.start_time:%Y-%m-%d %H:%M}"
 
-    parents = "\n".join(parent(r) for r in record.parents.itertuples())
+    parents = "\n".join(parent(r) for r in record.log.parents.itertuples())
     details = []
     for name, arm in record.arms.items():
-        runs, counted = record.children(name).sort_values("start_time"), set(arm.confirm["run_id"])
+        runs, counted = record.log.children(name).sort_values("start_time"), set(arm.run_ids)
         lines = "\n".join(_run_line(run, counted) for _, run in runs.iterrows())
         details.append(f"<details><summary>{name}: {len(runs)} child runs</summary>\n\n{lines}\n\n</details>")
     opened = f"`{ui.command}`"
@@ -197,8 +175,8 @@ def _runs_md(record: StudyRecord, ui: Browse) -> str:
 
 
 def _setup(record: StudyRecord, ui: Browse) -> str:
-    tags, params = _parent_tags(record), _child_params(record)
-    epochs = "epochs " + (", ".join(sorted(record.children()["params.epochs"].dropna().unique())) or "?")
+    tags, params = record.log.parent_tags(), record.log.newest_params()
+    epochs = "epochs " + (", ".join(sorted(record.log.param_values("epochs"))) or "?")
     seeds = ", ".join(map(str, sorted({s for arm in record.arms.values() for s in arm.test_acc()})))
     found = ", ".join(f"{n} {len(a.trials)}" for n, a in record.arms.items())
     keys = ("dataset", "source_classes", "target_classes", "shots", "model", "weights")
@@ -229,12 +207,12 @@ def _models(record: StudyRecord) -> str:
     """Each arm's chosen model, logged by the counted run of its first verdict seed (MLflow tag `model`)."""
     found = []
     for name, arm in record.arms.items():
-        mine = arm.confirm  # counted runs, one a seed: a rerun's model, never the cut-off run's as well
-        logged = mine[mine["tags.model"].notna()] if "tags.model" in mine else mine.iloc[0:0]
-        if len(logged):
-            run = logged.iloc[0]
-            found.append(f"{name} `runs:/{run['run_id']}/{run['tags.model']}` (seed {run['tags.seed']})")
-        elif len(mine):
+        mine = arm.verdict  # counted runs, one a seed: a rerun's model, never the cut-off run's as well
+        logged = [(s, model) for s in mine if s.run_id and (model := record.log.model(s.run_id))]
+        if logged:
+            s, model = logged[0]
+            found.append(f"{name} `runs:/{s.run_id}/{model}` (seed {s.seed})")
+        elif mine:
             found.append(f"{name}: none (seed {MODEL_SEED}'s run logged no model: it failed to train, or the "
                          "model could not be written, as its tags say)")
     return "; ".join(found) + ("; each loads with `mlflow.pytorch.load_model`" if found else "none logged yet")

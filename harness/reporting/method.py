@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from harness.analysis.findings import Findings
 from harness.analysis.records import StudyRecord, varied_text
 from harness.spec import is_verdict_seed
@@ -19,8 +17,8 @@ def _searched(record: StudyRecord) -> str:
 
 
 def selection_seeds(record: StudyRecord) -> list[int]:
-    seeds = pd.to_numeric(record.children(phase="confirm")["tags.seed"], errors="coerce").dropna()
-    return sorted({int(x) for x in seeds if not is_verdict_seed(x)})
+    seeds = {s.seed for a in record.arms.values() for s in a.slots.confirm if s.counted and s.seed is not None}
+    return sorted(s for s in seeds if not is_verdict_seed(s))
 
 
 def _choice(record: StudyRecord) -> str:

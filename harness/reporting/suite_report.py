@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from harness.analysis.mlflow_log import suite_runs
 from harness.analysis.workloads import TAUS, Aggregate, WorkloadResult, aggregate, profiles
 from harness.reporting.figures_base import (
     ACC,
@@ -254,11 +255,11 @@ def recorded_changes(name: str, stores: Stores) -> dict:
     """The command line's settings a suite variant ran with, from its run (`log_suite`)."""
     use_tracking(stores)
     eid = experiment_id(stores, name, create=False)
-    found = None if eid is None else mlflow.search_runs([eid], filter_string=f"tags.{Tag.PHASE} = '{Phase.SUITE}'")
+    found = None if eid is None else suite_runs(eid)
     if found is None or found.empty:
         raise ValueError(f"no run of suite {name!r} in {stores.mlflow_uri}; run `python -m harness.study "
                          f"{name.split('--')[0]}` with the settings its name gives")
-    changes = json.loads(found[f"tags.{CHANGES_TAG}"].iloc[0])
+    changes = json.loads(found[CHANGES_TAG].iloc[0])
     return {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
 
 
@@ -268,7 +269,7 @@ def log_suite(suite: SuiteSpec, results: list[WorkloadResult], aggs: list[Aggreg
     workloads' studies, the aggregate numbers as metrics and the report as artifacts. Returns its run id."""
     use_tracking(stores)
     eid = experiment_id(stores, suite.name)
-    found = mlflow.search_runs([eid], filter_string=f"tags.{Tag.PHASE} = '{Phase.SUITE}'", max_results=1)
+    found = suite_runs(eid, max_results=1)
     run_id = None if found.empty else found["run_id"].iloc[0]
     with mlflow.start_run(run_id=run_id, experiment_id=eid, run_name=None if run_id else suite.name,
                           tags={Tag.PHASE: Phase.SUITE}) as run:

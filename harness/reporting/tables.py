@@ -42,9 +42,9 @@ def plan_table(record: StudyRecord, found: Findings) -> str:
 
 
 def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, found: Findings) -> str:
-    wall = pd.to_numeric(record.children(name)["metrics.wall_seconds"], errors="coerce").sum()
+    wall = pd.to_numeric(record.log.children(name)["wall_seconds"], errors="coerce").sum()
     best = f"{pct(arm.best.value)} (trial {arm.best.number})" if arm.best else "-"
-    val = pd.to_numeric(arm.confirm.get("metrics.best_val_acc", pd.Series(dtype=float)), errors="coerce").dropna()
+    val = pd.Series(arm.val_acc(), dtype=float)
     seeds_val = f"{pct(val.mean())}" if len(val) else "-"
     test = ci = "no confirmation runs" if not arm.test_acc() else "no run trained"
     trained = found.outcomes.trained[name]

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
+from harness import ledger
 from harness.run import queue
-from harness.schema import Attr, Outcome, Phase, StudyAttr, trial_outcome
-from harness.spec import Arm, StudySpec, is_verdict_seed, selection_seeds
-
-if TYPE_CHECKING:
-    from harness.inference.sequential import Sequential
+from harness.schema import Attr, Phase, StudyAttr
+from harness.spec import Arm, StudySpec, selection_seeds
 
 
 def pruner(spec: StudySpec, kind: Phase) -> optuna.pruners.BasePruner:
@@ -81,8 +79,8 @@ def confirm_slots(spec: StudySpec, search: optuna.Study, verdict_seeds: int | No
     complete trial): it runs on the verdict seeds 1..verdict_seeds (the sequential rule's current batch;
     default the study's first). Several: each runs on the selection seeds first; once `select` has chosen
     one, the chosen one runs on the verdict seeds as well. A pure function of the stores."""
-    complete = [t for t in search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    top = sorted(complete, key=lambda t: (-t.value, t.number))[: spec.confirm_top]
+    top = [s.trial for s in ledger.ranked(ledger.slots(search.get_trials(deepcopy=False), "", Phase.SEARCH))]
+    top = top[: spec.confirm_top]
 
     def slots(t: FrozenTrial, seeds: Iterable[int]) -> dict[str, tuple[dict, dict]]:
         return {f"{t.number}/{seed}": (t.params, {Attr.SEARCH_TRIAL: t.number, Attr.SEED: seed}) for seed in seeds}
@@ -103,74 +101,18 @@ def confirm_budget(spec: StudySpec, verdict_seeds: int | None = None) -> int:
     return (verdict_seeds or spec.seeds) + (spec.confirm_top * spec.select_seeds if spec.confirm_top > 1 else 0)
 
 
-def verdict_results(trials: Iterable[FrozenTrial], chance_margin: float
-                    ) -> tuple[set[int], dict[int, float], set[int]] | None:
-    """An arm's verdict seeds as the sequential rule reads them from its confirmation study: the seeds that
-    finished (a result: failures and errors included), the test accuracy of those that trained, and those that
-    failed to train (diverged, or validation within the chance margin of chance), as the report counts them.
-    None where a finished seed did not record its test accuracy (stores written before the rule): those
-    stores were fixed-n and need no replay."""
-    from harness.inference.failures import failed  # scipy.stats: imported where a decision is made
-
-    done, trained, down = set(), {}, set()
-    for t in trials:
-        if not queue.counts(t) or not is_verdict_seed(t.user_attrs.get(Attr.SEED, 0)):
-            continue
-        seed = int(t.user_attrs[Attr.SEED])
-        done.add(seed)
-        if trial_outcome(t.state.name, t.user_attrs) is Outcome.DIVERGED:
-            down.add(seed)
-        if t.state != TrialState.COMPLETE:  # diverged or raised: no model to test
-            continue
-        test = t.user_attrs.get(Attr.TEST)
-        if test is None:
-            return None
-        if failed(float(t.value), False, 1 / test["classes"], chance_margin):
-            down.add(seed)
-        else:
-            trained[seed] = float(test["acc"])
-    return done, trained, down
-
-
-def sequential_state(spec: StudySpec, trials_of: Callable[[str], list[FrozenTrial]],
-                     power: bool = False) -> Sequential | None:
-    """The sequential rule replayed over every arm's confirmation trials (`trials_of(arm name)`, read only for
-    a design with more than one look); None for a one-look design, or where the stores predate the rule."""
-    from harness.inference.sequential import replay
-
-    if len(spec.design.looks) == 1:
-        return None
-    done, trained, down = {}, {}, {}
-    for arm in (a.name for a in spec.arms):
-        found = verdict_results(trials_of(arm), spec.chance_margin)
-        if found is None:
-            return None
-        done[arm], trained[arm], down[arm] = found
-    return replay(spec.family, [a.name for a in spec.arms], done, trained, spec.margin, spec.design, power=power,
-                  failed=down)
-
-
-def confirmed_value(trial: FrozenTrial) -> float:
-    """A confirmation seed's validation accuracy; one that diverged or failed left no model and counts as 0."""
-    return trial.value if trial.state == TrialState.COMPLETE else 0.0
-
-
 def choose(means: dict[int, float]) -> int:
     """The candidate with the best mean validation accuracy; ties go to the lower trial number."""
     return max(sorted(means), key=lambda n: means[n])
 
 
-def select(search: optuna.Study, confirm: optuna.Study, selecting: bool = True) -> None:
+def select(search: optuna.Study, confirm: optuna.Study, arm: str, selecting: bool = True) -> None:
     """Keep the trial with the best mean validation accuracy over its selection seeds (study attr
     `selected_trial`): one lucky seed can crown a fragile configuration, a mean over seeds does not. Test
     accuracy plays no part in the choice, and with `selecting` no verdict seed does either. Without it (one
     candidate) the mean over its verdict seeds is only recorded."""
-    by_trial: dict[int, list[float]] = {}
-    for t in confirm.get_trials(deepcopy=False):
-        if queue.counts(t) and (not selecting or not is_verdict_seed(t.user_attrs[Attr.SEED])):
-            by_trial.setdefault(t.user_attrs[Attr.SEARCH_TRIAL], []).append(confirmed_value(t))
-    if not by_trial:
+    means = ledger.selection_means(ledger.slots(confirm.get_trials(deepcopy=False), arm, Phase.CONFIRM), selecting)
+    if not means:
         return
-    means = {n: sum(v) / len(v) for n, v in sorted(by_trial.items())}
     search.set_user_attr(StudyAttr.SELECTED_TRIAL, choose(means))
     search.set_user_attr(StudyAttr.CONFIRM_VAL_ACC, {str(k): v for k, v in means.items()})

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from harness import ledger
 from harness.run import queue
 from harness.run.slots import (
     confirm_budget,
@@ -21,7 +22,6 @@ from harness.run.slots import (
     pruner,
     search_points,
     select,
-    sequential_state,
 )
 from harness.schema import METRIC_NAME, Attr, Phase, StudyAttr
 from harness.spec import Arm, StudySpec, digest
@@ -85,7 +85,8 @@ class Work:
         done, added = True, 0
         for study in self.studies():
             queue.fail_stale(study, on_stale)
-        rule = sequential_state(self.spec, lambda arm: self.confirm[arm].get_trials(deepcopy=False))
+        rule = ledger.sequential_state(self.spec, {a.name: ledger.slots(self.confirm[a.name].get_trials(deepcopy=False),
+                                                                       a.name, Phase.CONFIRM) for a in self.spec.arms})
         verdict = rule.wanted if rule else {a.name: self.spec.seeds for a in self.spec.arms}
         if rule and not rule.complete:
             done = False  # a batch is running, or waits for another arm's
@@ -106,7 +107,7 @@ class Work:
             if all(status.get(slot) == "done" for slot in wanted):
                 if wanted and StudyAttr.SELECTED_TRIAL not in search.user_attrs:
                     selecting = len({v[1][Attr.SEARCH_TRIAL] for v in wanted.values()}) > 1
-                    select(search, confirm, selecting)
+                    select(search, confirm, arm.name, selecting)
                     if selecting:  # chosen: now the verdict seeds of the chosen trial
                         added += queue.plan(confirm, confirm_slots(self.spec, search, verdict[arm.name]))
                         done = False
