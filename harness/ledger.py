@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from harness.schema import Attr, Outcome, Phase, StudyAttr, counts, trial_outcome
+from harness.schema import Attr, Outcome, Phase, StudyAttr, counts, schema_problem, trial_outcome
 from harness.spec import StudySpec, is_verdict_seed
 from harness.stores import confirm_study_name, optuna_study_name
 
@@ -227,6 +227,19 @@ def read_arm(spec: StudySpec, arm: str, storage: Any) -> ArmLedger:
     return ArmLedger(arm, study, search, confirm_slots)
 
 
+def schema_version(name: str, storage: Any) -> int | None:
+    """The schema version the study's own Optuna study records (None: older stores, or no such study)."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage).user_attrs.get(StudyAttr.SCHEMA)
+    except KeyError:
+        return None
+
+
 def read(spec: StudySpec, storage: Any) -> dict[str, ArmLedger]:
-    """Every arm's slots, as Optuna's storage holds them."""
+    """Every arm's slots, as Optuna's storage holds them; ValueError for stores of another schema."""
+    problem = schema_problem(spec.name, schema_version(spec.name, storage))
+    if problem:
+        raise ValueError(problem)
     return {arm.name: read_arm(spec, arm.name, storage) for arm in spec.arms}

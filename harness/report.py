@@ -14,7 +14,8 @@ EPILOG = """\
 examples:
   python -m harness.report sgd_vs_adam
   python -m harness.report --all
-  python -m harness.report sgd_vs_adam --root /data/mlruns --reports /tmp/reports"""
+  python -m harness.report sgd_vs_adam --root /data/mlruns --reports /tmp/reports
+  python -m harness.report sgd_vs_adam --migrate      stores from an older harness: migrate, then report"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     which.add_argument("name", nargs="?", metavar="NAME", help="the study (or variant) to report on")
     which.add_argument("--all", action="store_true", help="rebuild every study that has MLflow runs")
     add_store_flags(parser)
+    parser.add_argument("--migrate", action="store_true", help="first bring stores written by an older harness "
+                        "to this release's schema (once; the error that asks for it says so)")
     parser.add_argument("--ui-url", metavar="URL", help="base URL of the MLflow UI the report links to (default: "
                         f"the tracking URI if it is a server, else {LOCAL_UI} as `mlflow ui` serves it)")
     args = parser.parse_args(argv)
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.reporting.html import render_html
     from harness.reporting.markdown import build_index, build_report
     from harness.reporting.suite_report import publish_suite
+    from harness.run.migrate import migrate, rewrite_sources
     from harness.suite_spec import workload_specs
 
     stores = Stores(args.root, args.tracking_uri, args.storage)
@@ -94,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                 readme = publish_suite(suite, workload_specs(suite, args.studies), stores, args.reports)
                 print(f"wrote {readme}")
                 continue
+            if args.migrate:
+                rewrite_sources(name, stores)
             spec = recorded_study(name, stores, args.studies)  # as its runs recorded it, else its file
+            if args.migrate:
+                print(migrate(spec, stores))
             readme = build_report(spec, stores, args.reports, args.ui_url)
             render_html(readme.parent)
             print(f"wrote {readme}")

@@ -24,6 +24,7 @@ maximising best validation accuracy; one more, "<study>", holds what belongs to 
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -113,9 +114,13 @@ class Attr:
     TEST = "test"  # confirmation slots: {"acc": test accuracy, "classes": target classes}, for the sequential rule
 
 
+SCHEMA_VERSION = 2  # 2: every confirmation trial holds its test accuracy and MLflow run id (the ledger's fields)
+
+
 class StudyAttr:
     """Optuna study user attributes."""
 
+    SCHEMA = "schema_version"  # on the study's own Optuna study: the SCHEMA_VERSION of the harness that made it
     CONFIG = "config"  # the arm's fixed settings as JSON, searched ones marked "searched"
     SAMPLER = "sampler"
     BUDGET = "budget"
@@ -134,6 +139,18 @@ STUDY_VARIANT = "study/variant.json"
 METRIC_NAME = "best validation accuracy"  # what every Optuna study maximises
 
 
+def schema_problem(study: str, found: int | None) -> str | None:
+    """Why a harness of this release cannot read stores of schema `found`, and what to do; None when it can."""
+    if found == SCHEMA_VERSION:
+        return None
+    if found is None:
+        return (f"the stores of study {study!r} were written by an older harness (no schema version; this one "
+                f"reads schema {SCHEMA_VERSION}): run `python -m harness.report {study} --migrate` (with the same "
+                "--root, --storage and --tracking-uri) once, then run or report as before")
+    return (f"the stores of study {study!r} hold schema {found}, written by a newer harness than this one (schema "
+            f"{SCHEMA_VERSION}): upgrade harness (pip install -U -e .) to read them")
+
+
 def trial_outcome(state: str, user_attrs: dict) -> Outcome | None:
     """A finished trial's outcome: the recorded one, else what its Optuna state alone tells."""
     recorded = outcome_of(user_attrs.get(Attr.OUTCOME))
@@ -150,3 +167,18 @@ def counts(trial) -> bool:
         return False
     found = trial_outcome(trial.state.name, trial.user_attrs)
     return found is not None and not found.retried
+
+
+RENAMED = {"harness.plan": "harness.analysis_plan", "harness.suite": "harness.suite_spec",
+           "harness.run.plan": "harness.run.slots"}  # schema 2: modules a recorded study file may import
+
+
+def renamed(source: str) -> str:
+    """A recorded study file with the modules schema 2 renamed imported by their new names.
+
+    >>> renamed("from harness.plan import Difference\\nfrom harness.planner import x")
+    'from harness.analysis_plan import Difference\\nfrom harness.planner import x'
+    """
+    for old, new in RENAMED.items():
+        source = re.sub(rf"\b{re.escape(old)}\b(?![\w.])", new, source)
+    return source

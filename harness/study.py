@@ -159,7 +159,7 @@ def check_resume(spec: StudySpec, stores: Stores, say: bool = True) -> str:
     from harness.run.slots import fixed_settings
     from harness.run.queue import store_lock
     from harness.run.work import records_digest
-    from harness.schema import StudyAttr, counts
+    from harness.schema import StudyAttr, counts, schema_problem
     from harness.stores import confirm_study_name, open_storage, optuna_study_name
 
     fresh_optuna = stores.storage is None and not (stores.root / "optuna.db").exists()
@@ -176,9 +176,12 @@ def check_resume(spec: StudySpec, stores: Stores, say: bool = True) -> str:
         if fresh_optuna:
             return "open"
         try:
-            marked = optuna.load_study(study_name=spec.name, storage=storage).user_attrs.get(StudyAttr.REPORT_RECORDS)
+            home = optuna.load_study(study_name=spec.name, storage=storage).user_attrs
         except KeyError:
-            marked = None
+            home = None
+        if home is not None and (problem := schema_problem(spec.name, home.get(StudyAttr.SCHEMA))):
+            raise ValueError(problem)
+        marked = None if home is None else home.get(StudyAttr.REPORT_RECORDS)
         recorded, kept, studies = {}, 0, []
         for arm in spec.arms:
             try:

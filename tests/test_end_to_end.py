@@ -159,3 +159,34 @@ def test_the_report_command_rebuilds_a_variant_from_the_stores(finished, tmp_pat
 
     assert report_main(["--all", "--root", str(finished / "mlruns"), "--reports", str(tmp_path)]) == 0
     assert (tmp_path / NAME / "README.md").is_file() and (tmp_path / NAME / "report.html").is_file()
+
+
+def test_stores_of_an_older_harness_are_refused_until_migrated_then_report_the_same(finished, tmp_path, capsys):
+    """An older store: no schema version, and a recorded study file importing a module by its old name."""
+    import shutil
+
+    from harness.report import main as report_main
+    from harness.schema import STUDY_SOURCE, StudyAttr
+
+    shutil.copytree(finished / "mlruns", tmp_path / "mlruns")
+    stores = Stores(tmp_path / "mlruns")
+    optuna.load_study(study_name=NAME, storage=stores.optuna_url).set_user_attr(StudyAttr.SCHEMA, None)
+    mlflow.set_tracking_uri(stores.mlflow_uri)
+    (parent,) = runs(tmp_path, "study")
+    source = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/{STUDY_SOURCE}")
+    mlflow.MlflowClient().log_text(parent.info.run_id, source.replace("harness.analysis_plan", "harness.plan"),
+                                   STUDY_SOURCE)
+    capsys.readouterr()
+    flags = ["--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")]
+    assert report_main([NAME, *flags]) == 1
+    assert f"run `python -m harness.report {NAME} --migrate`" in capsys.readouterr().err
+    assert main(["sgd_vs_adam", *TINY, *flags]) == 2  # a worker refuses too, before it writes anything
+    assert "--migrate" in capsys.readouterr().err and len(runs(tmp_path, "study")) == 1
+    assert report_main([NAME, *flags, "--migrate"]) == 0
+    assert f"{NAME}: migrated to schema 2" in capsys.readouterr().out
+    again = (tmp_path / "reports" / NAME / "README.md").read_text()
+    assert _verdict(again) == _verdict((finished / "reports" / NAME / "README.md").read_text())
+
+
+def _verdict(report: str) -> str:
+    return report.split("## Verdict", 1)[1].split("\n## ", 1)[0]

@@ -18,6 +18,7 @@ from harness.analysis.findings import findings
 from harness.analysis.records import load_record, setting_points
 from harness.report import main
 from harness.reporting.markdown import build_index, build_report
+from harness.schema import SCHEMA_VERSION, StudyAttr
 from harness.spec import Arm, StudySpec, TrialConfig
 from harness.stores import Stores, confirm_study_name, experiment_id, open_storage, optuna_study_name
 
@@ -160,6 +161,8 @@ def write_study(stores: Stores, spec: StudySpec, test_acc: dict[str, list[float]
     eid = experiment_id(stores, spec.name)
     client, storage = MlflowClient(stores.mlflow_uri), open_storage(stores)
     parent = _parent(client, eid, spec)
+    home = optuna.create_study(study_name=spec.name, storage=storage, load_if_exists=True)
+    home.set_user_attr(StudyAttr.SCHEMA, SCHEMA_VERSION)
     rng = np.random.default_rng(len(spec.name))
     confirmed = {}
     for arm in spec.arms:
@@ -420,3 +423,42 @@ def test_the_test_accuracy_strip_plot_is_the_same_file_on_every_rebuild_and_leav
     files = [draw_test_accuracy(confirm, arm_palette(["a", "b"]), tmp_path / f"{i}.png").read_bytes() for i in range(2)]
     assert files[0] == files[1]
     assert np.random.random() == expected_next  # the caller's stream goes on as if nothing had drawn
+
+
+# --- stores of another schema ------------------------------------------------------------------------
+
+
+def test_stores_without_a_schema_version_are_refused_with_the_migration_then_migrate_and_rebuild(tmp_path):
+    stores = Stores(root=tmp_path / "mlruns")
+    write_study(stores, CLEAR, {"sgd-frozen": [0.6 + j for j in JITTER], "adam-frozen": [0.9 + j for j in SHUFFLED]})
+    optuna.load_study(study_name=CLEAR.name, storage=open_storage(stores)).set_user_attr(StudyAttr.SCHEMA, None)
+    with pytest.raises(ValueError, match=r"older harness .* `python -m harness.report clear --migrate`"):
+        load_record(CLEAR, stores)
+    from harness.run.migrate import migrate
+
+    assert migrate(CLEAR, stores) == f"clear: migrated to schema {SCHEMA_VERSION}"
+    assert migrate(CLEAR, stores) == f"clear: already at schema {SCHEMA_VERSION}"
+    assert findings(load_record(CLEAR, stores)).decisions[0].outcome == "a > b"
+
+
+def test_stores_of_a_newer_schema_are_refused_with_the_upgrade(tmp_path):
+    stores = Stores(root=tmp_path / "mlruns")
+    write_study(stores, TIE, {"sgd": [0.8], "adam": [0.8]})
+    optuna.load_study(study_name=TIE.name, storage=open_storage(stores)).set_user_attr(StudyAttr.SCHEMA,
+                                                                                      SCHEMA_VERSION + 1)
+    with pytest.raises(ValueError, match="newer harness than this one .* upgrade harness"):
+        load_record(TIE, stores)
+
+
+def test_a_study_that_ran_before_confirmation_trials_held_their_test_accuracy_cannot_be_migrated(tmp_path):
+    from harness.run.migrate import migrate
+
+    stores = Stores(root=tmp_path / "mlruns")
+    write_study(stores, TIE, {"sgd": [0.8, 0.81]})
+    storage = open_storage(stores)
+    confirm = optuna.load_study(study_name=f"{TIE.name}/sgd/confirm", storage=storage)
+    confirm.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=0.8,
+                                                user_attrs={"seed": 3, "search_trial": 0, "slot": "0/3"}))
+    optuna.load_study(study_name=TIE.name, storage=storage).set_user_attr(StudyAttr.SCHEMA, None)
+    with pytest.raises(ValueError, match="before confirmation trials recorded their test accuracy .* fresh --root"):
+        migrate(TIE, stores)

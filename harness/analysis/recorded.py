@@ -9,7 +9,7 @@ import json
 import mlflow
 
 from harness.analysis.mlflow_log import phase_filter
-from harness.schema import STUDY_SOURCE, STUDY_VARIANT, Phase
+from harness.schema import STUDY_SOURCE, STUDY_VARIANT, Phase, renamed, schema_problem
 from harness.spec import STUDIES_DIR, StudySpec, load_study, study_from_source
 from harness.stores import Stores, experiment_id
 
@@ -47,6 +47,8 @@ def _recorded(name: str, stores: Stores) -> StudySpec | None:
             variant = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{STUDY_VARIANT}"))
         except Exception:  # noqa: BLE001, S112 - a parent run from before studies were recorded: try the next
             continue
+        if renamed(source) != source:  # recorded by an older harness: `--migrate` rewrites it
+            raise ValueError(schema_problem(name, None))
         spec = study_from_source(variant["file"], source, f"{STUDY_SOURCE} of MLflow run {run.info.run_id}")
         spec = spec.variant(**variant["changes"])
         if spec.name != name:

@@ -23,7 +23,7 @@ from harness.run.slots import (
     search_points,
     select,
 )
-from harness.schema import METRIC_NAME, Attr, Phase, StudyAttr
+from harness.schema import METRIC_NAME, SCHEMA_VERSION, Attr, Phase, StudyAttr, schema_problem
 from harness.spec import Arm, StudySpec, digest
 from harness.stores import Stores, confirm_study_name, open_storage, optuna_study_name, use_wal
 
@@ -183,7 +183,12 @@ def open_work(spec: StudySpec, stores: Stores, on_stale: Callable[[FrozenTrial],
     with queue.store_lock(stores.optuna_url, stores.root):
         use_wal(stores.optuna_url)
         storage = open_storage(stores, heartbeat=True)
+        fresh = spec.name not in optuna.get_all_study_names(storage)
         home = _study(storage, spec.name, optuna.pruners.NopPruner())
+        if fresh:
+            home.set_user_attr(StudyAttr.SCHEMA, SCHEMA_VERSION)
+        elif problem := schema_problem(spec.name, home.user_attrs.get(StudyAttr.SCHEMA)):
+            raise ValueError(problem)
         search = {a.name: _study(storage, optuna_study_name(spec.name, a.name), pruner(spec, Phase.SEARCH), spec, a)
                   for a in spec.arms}
         confirm = {a.name: _study(storage, confirm_study_name(spec.name, a.name), pruner(spec, Phase.CONFIRM), spec, a)
