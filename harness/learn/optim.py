@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from harness import internals
 from harness.learn.models import TransferNet, frozen_stages_at
 from harness.learn.spaces import default_space, lr_space  # noqa: F401 - where study files used to find them
 
@@ -116,14 +117,11 @@ def _fused(cls: type[torch.optim.Optimizer], groups: list[dict]) -> dict[str, bo
     a CPU or a GPU, floating point): one kernel a step instead of a few per tensor, the same update up to float
     rounding (3e-6 after 30 Adam steps). A small model's step is mostly that per-tensor overhead (LeNet-5: 7% of
     a training step, one CPU thread)."""
-    try:
-        from torch.optim.optimizer import (
-            _get_fused_kernels_supported_devices,  # private: a rename costs speed only
-        )
-    except ImportError:
+    devices = internals.fused_kernel_devices()  # private in torch: a rename costs speed only
+    if devices is None:
         return {}
 
-    params, devices = [p for group in groups for p in group["params"]], _get_fused_kernels_supported_devices()
+    params = [p for group in groups for p in group["params"]]
     usable = "fused" in inspect.signature(cls).parameters and params and all(
         p.device.type in devices and torch.is_floating_point(p) for p in params)
     return {"fused": True} if usable else {}

@@ -9,8 +9,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import optuna
 import torch
 from sklearn.metrics import confusion_matrix
 
+from harness import internals
 from harness.browse import LOCAL_UI, Browse, browse
 from harness.learn.data import Task, make_task, target_preprocessing
 from harness.learn.models import build_model
@@ -249,25 +249,6 @@ def confirmation_trial_config(spec: StudySpec, arm: Arm, trial: optuna.trial.Fro
     return confirmation_config(spec, trial_config(spec, arm, source), trial.user_attrs[Attr.SEED])
 
 
-@contextmanager
-def _no_requirement_check() -> Iterator[None]:
-    """MLflow checks the requirements a model is logged with against the installed packages by mapping
-    every installed distribution to its modules, afresh for each model (1-1.5 s each here, the largest part
-    of logging a small model). Ours are the installed versions by construction, so the check can only pass;
-    it is skipped while the model is written, where this MLflow has it."""
-    from mlflow.utils import environment
-
-    check = getattr(environment, "warn_dependency_requirement_mismatches", None)
-    if check is None:
-        yield
-        return
-    environment.warn_dependency_requirement_mismatches = lambda requirements: None
-    try:
-        yield
-    finally:
-        environment.warn_dependency_requirement_mismatches = check
-
-
 MODEL_NAME = "model"  # the logged model's name in its run
 
 
@@ -300,7 +281,7 @@ def log_run_model(model: torch.nn.Module, task: Task) -> None:
     x = next(task.test.batches(4))[0]
     with torch.no_grad():
         signature = infer_signature(x.cpu().numpy(), model(x).cpu().numpy())
-    with _no_requirement_check():
+    with internals.no_requirement_check():
         # no slow inference of requirements; no reload to serve the example (1.1 s a model here): the signature
         # comes from this model's own output, and the tests load logged models back
         mlflow.pytorch.log_model(model.cpu(), name=MODEL_NAME, signature=signature,

@@ -24,9 +24,9 @@ from typing import Any
 import optuna
 import psutil
 from filelock import FileLock, Timeout
-from optuna.storages._heartbeat import is_heartbeat_enabled  # not re-exported; stable since Optuna 2.9
 from optuna.trial import FrozenTrial, TrialState
 
+from harness import internals
 from harness.schema import Attr, Outcome, counts
 from harness.stores import HEARTBEAT_SECONDS, lock_file, parse_url
 
@@ -174,13 +174,14 @@ def claim(study: optuna.Study) -> tuple[optuna.Trial, int] | None:
         return None
     place = 1 + sum(slot_of(t) is not None and (counts(t) or t.state == TrialState.RUNNING) for t in trials)
     # what study.ask() does with a waiting trial (the first, as it would pop), without reading every trial again
-    if not study._storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
+    storage = internals.storage_of(study)
+    if not storage.set_trial_state_values(internals.trial_id(waiting), state=TrialState.RUNNING):
         return None  # taken meanwhile (only a worker that ignores the lock could): the next claim looks again
-    study._thread_local.cached_all_trials = None  # as ask() does: a sampler reads the trials afresh
-    trial = optuna.Trial(study, waiting._trial_id)
+    internals.reset_trial_cache(study)  # as ask() does: a sampler reads the trials afresh
+    trial = optuna.Trial(study, internals.trial_id(waiting))
     trial.set_user_attr(Attr.WORKER, worker_id())
-    if is_heartbeat_enabled(study._storage):
-        study._storage.record_heartbeat(trial._trial_id)  # from the first moment: no beat is never stale
+    if internals.heartbeat_enabled(storage):
+        storage.record_heartbeat(internals.trial_id(trial))  # from the first moment: no beat is never stale
     return trial, place
 
 
@@ -188,12 +189,12 @@ def release_own(study: optuna.Study, reason: str) -> int:
     """After a Ctrl-C: every slot of `study` this worker holds RUNNING, and any claim cut off before it named its
     worker, told interrupted (they run again), so the interrupt leaves nothing RUNNING. Call under `store_lock`:
     claims name their worker under it, so a RUNNING trial with none then is a claim that never finished."""
-    released = 0
+    released, storage = 0, internals.storage_of(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get(Attr.WORKER) not in (None, worker_id()):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, Attr.OUTCOME, Outcome.INTERRUPTED.value)
-        study._storage.set_trial_user_attr(trial._trial_id, Attr.REASON, reason)
+        storage.set_trial_user_attr(internals.trial_id(trial), Attr.OUTCOME, Outcome.INTERRUPTED.value)
+        storage.set_trial_user_attr(internals.trial_id(trial), Attr.REASON, reason)
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             study.tell(trial.number, state=TrialState[Outcome.INTERRUPTED.trial_state], skip_if_finished=True)
         released += 1
@@ -203,24 +204,22 @@ def release_own(study: optuna.Study, reason: str) -> int:
 def fail_stale(study: optuna.Study, on_stale: Callable[[FrozenTrial], None]) -> int:
     """Mark RUNNING trials whose worker is gone FAIL (reason stale) and call `on_stale` for each; their slots
     are then lost and planned again. RDB storages judge by Optuna's heartbeat, local ones by the pid."""
-    stale = []
-    if is_heartbeat_enabled(study._storage):
-        stale = list(study._storage._get_stale_trial_ids(study._study_id))
+    storage, stale = internals.storage_of(study), internals.stale_trial_ids(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get(Attr.WORKER)
         # claims run under the lock this runs under: a running trial with no worker was claimed by one that died
-        if trial._trial_id not in stale and (worker is None or worker_dead(worker)):
-            stale.append(trial._trial_id)
+        if internals.trial_id(trial) not in stale and (worker is None or worker_dead(worker)):
+            stale.append(internals.trial_id(trial))
     for trial_id in stale:
-        trial = study._storage.get_trial(trial_id)
+        trial = storage.get_trial(trial_id)
         reason = f"stale: worker {trial.user_attrs.get(Attr.WORKER, '?')} stopped without finishing"
         try:
-            study._storage.set_trial_user_attr(trial_id, Attr.OUTCOME, Outcome.STALE.value)
-            study._storage.set_trial_user_attr(trial_id, Attr.REASON, reason)
-            study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            storage.set_trial_user_attr(trial_id, Attr.OUTCOME, Outcome.STALE.value)
+            storage.set_trial_user_attr(trial_id, Attr.REASON, reason)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # it finished after all
-        on_stale(study._storage.get_trial(trial_id))
+        on_stale(storage.get_trial(trial_id))
     return len(stale)
 
 
@@ -243,7 +242,7 @@ class Heartbeat:
     def _beat(self) -> None:
         current = self.current
         try:
-            if current is not None and is_heartbeat_enabled(current[0]):
+            if current is not None and internals.heartbeat_enabled(current[0]):
                 current[0].record_heartbeat(current[1])
             if self.extra is not None:
                 self.extra()

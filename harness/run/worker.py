@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from harness import internals
 from harness.run import checkpoints, objective, progress, queue
 from harness.run.outage import DiskFull, StorageGone, announce_tracking_retries, retrying
 from harness.run.pairing import pair
@@ -129,7 +130,7 @@ class Worker:
                     continue
                 idle = 0
                 self.publish.settle()  # a run may fork (a data loader's workers): not while a thread imports
-                heartbeat.beat_for(self.work.storage, job.trial._trial_id)
+                heartbeat.beat_for(self.work.storage, internals.trial_id(job.trial))
                 try:
                     self.run_job(job)
                 finally:
