@@ -79,8 +79,9 @@ def parser() -> argparse.ArgumentParser:
                        "strategies, models and their stages, datasets, comparisons, TrialConfig fields) and exit")
     budget = p.add_argument_group("budget", "each defaults to the study file's")
     budget.add_argument("--trials", type=at_most(LIMITS["n_trials"]), metavar="N", help="Optuna trials per arm")
-    budget.add_argument("--seeds", type=at_most(LIMITS["seeds"]), metavar="N", help="verdict seeds per arm, fixed (without it a sequential study "
-                        "adds seed_step more up to seed_cap while a comparison is undecided)")
+    budget.add_argument("--seeds", type=at_most(LIMITS["seeds"]), metavar="N",
+                        help="verdict seeds per arm, fixed (without it a sequential study adds seed_step more up to "
+                             "seed_cap while a comparison is undecided)")
     budget.add_argument("--epochs", type=at_most(LIMITS["epochs"]), metavar="N", help="training epochs per run")
     data = p.add_argument_group("data", "each defaults to the study file's")
     data.add_argument("--dataset", metavar="NAME",
@@ -156,8 +157,8 @@ def check_resume(spec: StudySpec, stores: Stores, say: bool = True) -> str:
     import optuna
 
     from harness.run.pairing import mismatch, tokens, tracking_exists
-    from harness.run.slots import fixed_settings
     from harness.run.queue import store_lock
+    from harness.run.slots import fixed_settings
     from harness.run.work import records_digest
     from harness.schema import StudyAttr, counts, schema_problem
     from harness.stores import confirm_study_name, open_storage, optuna_study_name

@@ -99,7 +99,8 @@ def workload_argv(suite: SuiteSpec, workload: Workload) -> list[str]:
 
 
 def flags(changes: Mapping[str, Any]) -> list[str]:
-    """Settings as the command line's flags: {"shots": 10, "target_classes": (0, 1)} -> --shots 10 --target-classes 0,1."""
+    """Settings as the command line's flags: {"shots": 10, "target_classes": (0, 1)} -> --shots 10
+    --target-classes 0,1."""
     argv = []
     for key, value in changes.items():
         text = "all" if value is None else ",".join(map(str, value)) if isinstance(value, tuple | list) else str(value)

@@ -218,7 +218,8 @@ def failure_lines(rates: dict[str, Rate], tests: list[RateComparison]) -> list[s
     for t in tests:
         ra, rb = rates[t.a], rates[t.b]
         if ra.failed or rb.failed:
-            held = f"Holm-adjusted p = {t.p_adjusted:.2g} over {len(tests)}" if len(tests) > 1 else f"p = {t.p_value:.2g}"
+            held = (f"Holm-adjusted p = {t.p_adjusted:.2g} over {len(tests)}" if len(tests) > 1
+                    else f"p = {t.p_value:.2g}")
             word = "differ" if t.significant else "do not differ significantly"
             lines.append(f"Failure rates of {t.a} ({ra.failed}/{ra.n}) and {t.b} ({rb.failed}/{rb.n}) {word} "
                          f"(Fisher's exact test, {held}).")
@@ -242,7 +243,8 @@ def momentum_notes(record: StudyRecord) -> list[str]:
             continue
         epochs = pd.to_numeric(runs["epochs"], errors="coerce").iloc[0]
         batch = pd.to_numeric(runs.get("batch_size", pd.Series([32])), errors="coerce").iloc[0]
-        updates, horizon = math.ceil(train / batch) * epochs, round(1 / (1 - momentum.iloc[0]), 6)  # 1/(1-0.9) is 10.000000000000002
+        # rounded: 1 / (1 - 0.9) is 10.000000000000002 in floating point
+        updates, horizon = math.ceil(train / batch) * epochs, round(1 / (1 - momentum.iloc[0]), 6)
         if updates < HORIZON_FACTOR * horizon:
             notes.append(f"{name}: {updates:.0f} updates ({train} images in batches of {batch:.0f}, {epochs:.0f} "
                          f"epochs) against momentum {momentum.iloc[0]:g}'s horizon of {horizon:.0f} steps: too few "

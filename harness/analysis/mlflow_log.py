@@ -116,7 +116,7 @@ class RunLog:
         return artifact(MlflowClient(self.stores.mlflow_uri), run_ids, path)
 
     def history(self, runs: pd.DataFrame, metrics: tuple[str, ...] = ("val_acc",)) -> pd.DataFrame:
-        """Per-epoch `metrics` of `runs` (arm, seed, run_id columns): arm, seed, run_id, epoch, one column per metric."""
+        """Per-epoch `metrics` of `runs` (arm, seed, run_id columns): arm, seed, run_id, epoch, a column per metric."""
         client = MlflowClient(self.stores.mlflow_uri)
         rows: dict[tuple, dict] = {}
         for arm, seed, run_id in runs[["arm", "seed", "run_id"]].itertuples(index=False):

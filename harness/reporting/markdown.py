@@ -1,5 +1,5 @@
-"""Reports from the stores alone: `harness.analysis.records` reads them, `harness.analysis.findings` concludes, this module
-writes reports/<study>/README.md with its figures, and the index reports/README.md.
+"""Reports from the stores alone: `harness.analysis.records` reads them, `harness.analysis.findings` concludes, this
+module writes reports/<study>/README.md with its figures, and the index reports/README.md.
 """
 
 from __future__ import annotations

@@ -22,25 +22,23 @@ def selection_seeds(record: StudyRecord) -> list[int]:
 
 
 def _choice(record: StudyRecord) -> str:
-    """How each arm's configuration was chosen, from what the runs show (older studies chose on the verdict
-    seeds themselves, and the report says so)."""
+    """How each arm's configuration was chosen: its best search trial, or the best of its `confirm_top` best over
+    selection seeds that never judge it."""
     top, selection = record.setting("confirm_top"), selection_seeds(record)
     if top == "1":
         return "Each arm's best search trial (chosen on the search's seed 0) was rerun over fresh seeds, each"
-    if selection:
-        return (f"Each arm's {top} best trials were each rerun on {len(selection)} selection seeds, validation "
-                "only, and the one with the best mean validation accuracy then ran on fresh verdict seeds: the "
-                "seeds that chose it never judge it (no winner's curse). Each verdict seed was")
-    return (f"Each arm's {top} best trials were rerun over the same seeds and the one with the best mean "
-            "validation accuracy kept, so the seeds that chose it also judge it: its accuracy reads a little "
-            "high (a winner's curse of about 0.3-1 points, measured). Each seed was")
+    seeds = f"{len(selection)} selection seeds" if selection else "selection seeds (none finished yet)"
+    return (f"Each arm's {top} best trials were each rerun on {seeds}, validation only, and the one with the best "
+            "mean validation accuracy then ran on fresh verdict seeds: the seeds that chose it never judge it (no "
+            "winner's curse). Each verdict seed was")
 
 
 def method_text(record: StudyRecord, found: Findings) -> str:
     chosen = _choice(record)
     adjusted = ("" if found.family < 2 else
-                f" p-values are Holm-adjusted over the {found.family} tests ({len(found.decisions)} declared comparisons"
-                f"{'' if found.family == len(found.decisions) else ', and a failure-rate test per declared pair where a run failed'}),"
+                f" p-values are Holm-adjusted over the {found.family} tests ({len(found.decisions)} declared "
+                "comparisons" + ("" if found.family == len(found.decisions) else
+                                 ", and a failure-rate test per declared pair where a run failed") + "),"
                 " and each interval's level "
                 "is raised to match its Holm factor, so an interval decides exactly when its adjusted p is below 0.05.")
     test_size = record.overview.get("sizes", {}).get("test")
@@ -60,7 +58,8 @@ def method_text(record: StudyRecord, found: Findings) -> str:
             "(Clopper-Pearson) interval, and Fisher's exact test between declared pairs, stand beside them. "
             "MDE: the effect each comparison detects with 80% power at its own level and seeds, from the sd it "
             "showed. **Not in the intervals**: the search itself (one search per arm, one sampler scrambling: "
-            f"another search could choose another configuration), and the sampling error of {split.lower()[0] + split[1:]}, "
+            "another search could choose another configuration), and the sampling error of "
+            f"{split.lower()[0] + split[1:]}, "
             f"the same for every run. Searched: {_searched(record)}.")
 
 

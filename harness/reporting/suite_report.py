@@ -76,7 +76,8 @@ def _aggregate_table(aggs: list[Aggregate]) -> str:
             f"{g.heterogeneity.p_value:.3f}, {100 * g.heterogeneity.i_squared:.0f}%"
         ia, ib = g.iqm[g.a], g.iqm[g.b]
         rows.append(f"| {g.label} | {_interval(g.improvement.estimate, g.improvement.low, g.improvement.high)} | "
-                    f"{g.a}: {_interval(ia.estimate, ia.low, ia.high)} | {g.b}: {_interval(ib.estimate, ib.low, ib.high)}"
+                    f"{g.a}: {_interval(ia.estimate, ia.low, ia.high)} | "
+                    f"{g.b}: {_interval(ib.estimate, ib.low, ib.high)}"
                     f" | {het} |")
     return "\n".join(rows)
 
@@ -172,7 +173,8 @@ def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_
         "## Verdicts over the workloads", "\n\n".join(verdict_sentence(g, n) for g in aggs), _aggregate_table(aggs),
         "## Each workload's own verdicts", _workload_table(results, aggs),
         "## Time to target",
-        (f"The target of a workload is {'its declared validation accuracy, else ' if any(w.target for w in suite.workloads) else ''}"
+        ("The target of a workload is "
+         f"{'its declared validation accuracy, else ' if any(w.target for w in suite.workloads) else ''}"
         f"{suite.target_fraction:.0%} of its best arm's mean best validation accuracy. A run's time to target is "
         "the epochs, and the training seconds, until its validation accuracy first reached it (read back from the "
         "per-epoch `val_acc` and `epoch_seconds` MLflow recorded for each confirmation run; every run in "
@@ -193,7 +195,8 @@ def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_
         "seeds a workload and strongly skewed seed noise).\n- **Heterogeneity**: the Alexander-Govern test "
         "that the seed-paired differences have one mean on every workload, with Cochran's I².\n"
         "- The coverage and false-positive rates of these procedures are measured in tests/test_aggregate.py."),
-        (f"## Reproduce\n\n```\npython -m harness.study {shlex.join([suite.file or suite.name, *flags(suite.changes)])}\n"
+        ("## Reproduce\n\n```\npython -m harness.study "
+         f"{shlex.join([suite.file or suite.name, *flags(suite.changes)])}\n"
         f"python -m harness.report {suite.name}\n```"),
     ]
     readme = out / "README.md"
@@ -224,8 +227,9 @@ def definition(suite: SuiteSpec) -> str:
     """A digest of what the suite's report depends on beyond the records: its question, workloads and target."""
     from harness.naming import digest
 
-    return digest({"question": suite.question, "target_fraction": suite.target_fraction, "workloads": [
-        (w.label, sorted(w.changes.items()), w.target) for w in suite.workloads], "changes": sorted(suite.changes.items())})
+    workloads = [(w.label, sorted(w.changes.items()), w.target) for w in suite.workloads]
+    return digest({"question": suite.question, "target_fraction": suite.target_fraction, "workloads": workloads,
+                   "changes": sorted(suite.changes.items())})
 
 
 def _word(g: Aggregate) -> str:

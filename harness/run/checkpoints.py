@@ -48,7 +48,8 @@ class _MlflowRecord:
 @contextlib.contextmanager
 def mlflow_record(key: str, pcfg: TrialConfig) -> Iterator[_MlflowRecord]:
     """A pretraining as a nested MLflow run; a run cut off ends KILLED or FAILED by MLflow's own handling."""
-    with start_child_run(f"pretrain seed {pcfg.seed} {key}", {Tag.PHASE: Phase.PRETRAIN.value, Tag.CHECKPOINT: key}) as run:
+    tags = {Tag.PHASE: Phase.PRETRAIN.value, Tag.CHECKPOINT: key}
+    with start_child_run(f"pretrain seed {pcfg.seed} {key}", tags) as run:
         record = _MlflowRecord(run.info.run_id)
         record.buffer.log_params(pcfg.flat())
         record.buffer.flush()  # what it trains, at once

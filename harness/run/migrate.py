@@ -7,7 +7,6 @@ written since the sequential rule do); those that do not cannot be read by the l
 
 from __future__ import annotations
 
-import re
 
 def rewrite_sources(name: str, stores) -> int:
     """Rewrite the study file each parent run of `name` recorded, where it imports a renamed module."""
@@ -52,9 +51,10 @@ def migrate(spec, stores) -> str:
     missing = [f"{name} trial {s.number}" for name, arm in arms.items() for s in arm.confirm
                if s.counted and s.val_acc is not None and (Attr.TEST not in s.trial.user_attrs or s.run_id is None)]
     if missing:
+        some = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
         raise ValueError(f"study {spec.name!r} was run before confirmation trials recorded their test accuracy in "
-                         f"Optuna ({len(missing)} of them: {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
-                         ", so no report of this release can judge it; run the study again under a fresh --root")
+                         f"Optuna ({len(missing)} of them: {some}), so no report of this release can judge it; run "
+                         "the study again under a fresh --root")
     home = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize", load_if_exists=True)
     home.set_user_attr(StudyAttr.SCHEMA, SCHEMA_VERSION)
     return f"{spec.name}: migrated to schema {SCHEMA_VERSION}"

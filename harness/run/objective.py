@@ -282,7 +282,7 @@ def log_run_model(model: torch.nn.Module, task: Task) -> None:
     with torch.no_grad():
         signature = infer_signature(x.cpu().numpy(), model(x).cpu().numpy())
     with internals.no_requirement_check():
-        # no slow inference of requirements; no reload to serve the example (1.1 s a model here): the signature
+        # no slow inference of requirements; no reload to serve the example (a second model load): the signature
         # comes from this model's own output, and the tests load logged models back
         mlflow.pytorch.log_model(model.cpu(), name=MODEL_NAME, signature=signature,
                                  input_example=x.cpu().numpy(), pip_requirements=[f"torch=={version('torch')}"],

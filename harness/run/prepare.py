@@ -88,7 +88,7 @@ def _prepare(spec: StudySpec, stores: Stores, folder: Path, parent: int) -> None
                                         storage=f"sqlite:///{folder / FILES[1]}")
             use_wal(there.mlflow_uri)
             eid = experiment_id(there, spec.name)
-            work = open_work(spec, there, None)  # the studies; each worker plans (that needs scipy: 1 s to import)
+            work = open_work(spec, there, None)  # the studies; each worker plans (planning imports scipy)
             with work.lock():
                 pair(work.home, there, eid)
             work.storage.remove_session()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-WORKER_MEMORY = 1.5 * 2**30  # what one worker needs at most on the default study (measured: 1.3 GB peak)
+WORKER_MEMORY = 1.5 * 2**30  # what one worker needs at most on the default study, with headroom (reports/bench/)
 
 
 @dataclass(frozen=True)

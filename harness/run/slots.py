@@ -74,7 +74,8 @@ def fixed_settings(spec: StudySpec, arm: Arm) -> dict[str, Any]:
     return flat
 
 
-def confirm_slots(spec: StudySpec, search: optuna.Study, verdict_seeds: int | None = None) -> dict[str, tuple[dict, dict]]:
+def confirm_slots(spec: StudySpec, search: optuna.Study,
+                  verdict_seeds: int | None = None) -> dict[str, tuple[dict, dict]]:
     """The confirmation slots wanted now (the search ran at seed 0). One candidate (confirm_top = 1, or one
     complete trial): it runs on the verdict seeds 1..verdict_seeds (the sequential rule's current batch;
     default the study's first). Several: each runs on the selection seeds first; once `select` has chosen

@@ -143,8 +143,8 @@ class Work:
         with self.lock():
             planned = self.home.user_attrs.get(StudyAttr.PLANNED)
             if planned != self.planned:  # another worker planned a batch: a study this one found drained may have
-                self.drained, self.planned = set(), planned  # slots again (left stale, two workers walked two
-                # arms in step, seed by seed, each new seed's pretraining making the other wait: 4 s a study)
+                self.drained, self.planned = set(), planned  # slots again (left stale, two workers walk two
+                # arms in step, seed by seed, each new seed's pretraining making the other wait)
             job = self._claim()
             if job is None:
                 self.plan(on_stale)

@@ -181,7 +181,7 @@ class Worker:
     def open(self) -> None:
         if self.stores.remote_tracking:
             announce_tracking_retries(self.stores.mlflow_uri)
-        if not self.stores.remote_tracking:  # its import (0.45 s) side by side, not one worker after another
+        if not self.stores.remote_tracking:  # its import side by side, not one worker after another
             import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - under the lock: MLflow's SQL store
         with queue.store_lock(self.stores.optuna_url, self.stores.root):
             use_wal(self.stores.mlflow_uri)
