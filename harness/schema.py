@@ -151,6 +151,11 @@ def schema_problem(study: str, found: int | None) -> str | None:
             f"{SCHEMA_VERSION}): upgrade harness (pip install -U -e .) to read them")
 
 
+def phase_filter(phase: Phase) -> str:
+    """MLflow's search filter for the runs of one phase."""
+    return f"tags.{Tag.PHASE} = '{phase}'"
+
+
 def trial_outcome(state: str, user_attrs: dict) -> Outcome | None:
     """A finished trial's outcome: the recorded one, else what its Optuna state alone tells."""
     recorded = outcome_of(user_attrs.get(Attr.OUTCOME))

@@ -106,7 +106,7 @@ def test_resuming_a_study_whose_file_changed_is_refused_naming_the_setting(tmp_p
     from harness.run.worker import Worker
     from harness.spec import load_study
     from harness.stores import Stores
-    from harness.study import check_resume
+    from harness.run.resume import check_resume
 
     stores = Stores(root=tmp_path / "mlruns")
     spec = load_study("sgd_vs_adam")

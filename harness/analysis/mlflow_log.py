@@ -19,16 +19,11 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from harness.schema import Phase, Tag
+from harness.schema import Phase, Tag, phase_filter
 from harness.stores import Stores, experiment_id
 
 TAGS = (Tag.PHASE, Tag.ARM, Tag.SEED, Tag.OPTUNA_TRIAL, Tag.OUTCOME, Tag.CHECKPOINT, Tag.CHECKPOINT_RUN_ID, Tag.MODEL)
 METRICS = ("best_val_acc", "test_acc", "wall_seconds")
-
-
-def phase_filter(phase: Phase) -> str:
-    """MLflow's search filter for the runs of one phase."""
-    return f"tags.{Tag.PHASE} = '{phase}'"
 
 
 def _plain(runs: pd.DataFrame) -> pd.DataFrame:

@@ -8,8 +8,7 @@ import json
 
 import mlflow
 
-from harness.analysis.mlflow_log import phase_filter
-from harness.schema import STUDY_SOURCE, STUDY_VARIANT, Phase, renamed, schema_problem
+from harness.schema import STUDY_SOURCE, STUDY_VARIANT, Phase, phase_filter, renamed, schema_problem
 from harness.spec import STUDIES_DIR, StudySpec, load_study, study_from_source
 from harness.stores import Stores, experiment_id
 

@@ -12,8 +12,7 @@ def rewrite_sources(name: str, stores) -> int:
     """Rewrite the study file each parent run of `name` recorded, where it imports a renamed module."""
     import mlflow
 
-    from harness.analysis.mlflow_log import phase_filter
-    from harness.schema import STUDY_SOURCE, Phase, renamed
+    from harness.schema import STUDY_SOURCE, Phase, phase_filter, renamed
     from harness.stores import experiment_id, use_tracking
 
     use_tracking(stores)
