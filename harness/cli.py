@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import spec
@@ -23,7 +24,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def at_most(limit: int):
+def at_most(limit: int) -> Callable[[str], int]:
     """A positive whole number no larger than `limit`: sizes past it would hang (drawing a billion search
     points under the study's lock) or exhaust memory long after the command started."""
     def parse(text: str) -> int:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
-CHECKED_AGAINST = {"optuna": "5.1", "mlflow": "3.17", "torch": "2.14"}  # major.minor; see tests/test_internals.py
+CHECKED_AGAINST = {"optuna": "5.1", "mlflow": "3.17", "torch": "2.14", "torchvision": "0.29"}  # major.minor; see tests/test_internals.py
 
 
 # --- Optuna: a study's storage and ids ---------------------------------------------------------------------
@@ -146,3 +146,21 @@ def dropout_base() -> type:
     from torch.nn.modules.dropout import _DropoutNd
 
     return _DropoutNd
+
+
+def image_files(dataset: Any) -> tuple[list[str], list[int]]:
+    """(image paths, labels) of a torchvision dataset that keeps its images as files (`Flowers102._image_files`,
+    `OxfordIIITPet._images`; both `_labels`). Public API: `dataset[i]`, which decodes every image to return one:
+    the harness opens each file itself, once, at the size it needs."""
+    files = getattr(dataset, "_image_files", None)
+    files = files if files is not None else dataset._images
+    return [str(p) for p in files], [int(y) for y in dataset._labels]
+
+
+def download_urls(cls: type) -> tuple[str, ...]:
+    """The files a torchvision dataset class downloads (`Flowers102._download_url_prefix` + `_file_dict`,
+    `OxfordIIITPet._RESOURCES`). Public API: `download=True`, which fetches them without saying which: the
+    harness names them in its offline error."""
+    if hasattr(cls, "_file_dict"):
+        return tuple(cls._download_url_prefix + name for name, _ in cls._file_dict.values())
+    return tuple(url for url, _ in cls._RESOURCES)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.naming import digest, variant_name  # noqa: F401 - digest: the one hash, imported from here
 from harness.analysis_plan import (
     DEFAULT_MARGIN,
     SPENDING,
@@ -26,6 +25,7 @@ from harness.analysis_plan import (
     legacy_plan,
     with_margin,
 )
+from harness.naming import digest, variant_name  # noqa: F401 - digest: the one hash, imported from here
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 

@@ -15,8 +15,15 @@ than twice the horizon of 0.99. (Batches of 32 for 10 epochs gave 50, and moment
 for want of steps.) The report checks every momentum's updates against its horizon.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from harness.analysis_plan import Equivalent
 from harness.spec import Arm, StudySpec, TrialConfig
+
+if TYPE_CHECKING:
+    import optuna
 
 MOMENTA = (0.0, 0.5, 0.9, 0.99)
 EFFECTIVE_LR = (3e-3, 1.0)  # around SGD's usual 0.01-0.1 at momentum 0.9, i.e. effective 0.1-1
@@ -26,7 +33,7 @@ def _name(momentum: float) -> str:
     return f"momentum-{momentum:g}"
 
 
-def search_space(trial, arm: Arm) -> dict:
+def search_space(trial: optuna.Trial, arm: Arm) -> dict:
     momentum = arm.fixed["optimizer_params"]["momentum"]
     effective = trial.suggest_float("effective_lr", *EFFECTIVE_LR, log=True)
     return {"lr": effective * (1 - momentum)}

@@ -16,14 +16,21 @@ Kornblith et al. found fine-tuning at least as good as fixed features; Kumar et 
 as full fine-tuning (most clearly out of distribution). The report checks both.
 """
 
-from harness.learn.spaces import lr_space
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from harness.analysis_plan import Difference, NonInferior
+from harness.learn.spaces import lr_space
 from harness.spec import Arm, StudySpec, TrialConfig
+
+if TYPE_CHECKING:
+    import optuna
 
 STAGES = 4  # lenet5: conv1, conv2, fc1, fc2
 
 
-def search_space(trial, arm: Arm) -> dict:
+def search_space(trial: optuna.Trial, arm: Arm) -> dict:
     overrides = lr_space(trial, arm.optimizer)
     if arm.strategy == "freeze_k":
         overrides["freeze_k"] = trial.suggest_int("freeze_k", 1, STAGES - 1)
@@ -52,7 +59,8 @@ STUDY = StudySpec(
     prune=False,  # the median pruner would compare recipes that learn at different speeds epoch by epoch
     plan=(
         *(Difference(recipe, "full") for recipe in ("linear_probe", "freeze_k", "gradual", "lp_ft", "discriminative")),
-        NonInferior("full", "linear_probe", claim="fine-tuning >= a linear probe on fixed features (Kornblith et al. 2019)"),
+        NonInferior("full", "linear_probe",
+                    claim="fine-tuning >= a linear probe on fixed features (Kornblith et al. 2019)"),
         NonInferior("lp_ft", "full", claim="LP-FT >= full fine-tuning (Kumar et al. 2022)"),
     ),
 )

@@ -15,13 +15,20 @@ with momentum fixed, the lr sweeps the effective lr lr / (1 - momentum) that Li 
 matters. Every arm gets the same Sobol sequence of lrs, so arms are compared at the same lrs.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from harness.analysis_plan import Equivalent, NonInferior, Trend
 from harness.spec import Arm, StudySpec, TrialConfig
+
+if TYPE_CHECKING:
+    import optuna
 
 STAGES = 4  # lenet5: conv1, conv2, fc1, fc2
 
 
-def search_space(trial, arm: Arm) -> dict:
+def search_space(trial: optuna.Trial, arm: Arm) -> dict:
     """The learning rate over 2.5 decades around SGD's usual 0.01-0.1 for a small net at momentum 0.9."""
     overrides = {"lr": trial.suggest_float("lr", 1e-3, 0.3, log=True)}
     if arm.strategy == "freeze_k":

@@ -19,11 +19,19 @@ validation accuracy LeNet-5 93%, ResNet-18 98%, ResNet-50 93%, AlexNet 78% on di
 with 3 epochs the VGGs reached only 60% and 41%, so they now pretrain for 5 at lr 1e-4. The report says when a
 source model did not learn its own task. 3 seeds give a wide t interval, and the report prints each
 comparison's minimum detectable effect; a run that stays at chance on validation counts as a failure, reported
-with its rate beside the accuracy. Each confirmation seed reshuffles the train/val partition but keeps the source checkpoint.
+with its rate beside the accuracy. Each confirmation seed reshuffles the train/val partition but keeps the source
+checkpoint.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from harness.analysis_plan import Difference
 from harness.spec import Arm, StudySpec, TrialConfig
+
+if TYPE_CHECKING:
+    import optuna
 
 MODELS = ("lenet5", "alexnet", "vgg16", "vgg16_bn", "resnet18", "resnet50")  # harness.learn.models.MODELS
 NO_IMAGENET = {"lenet5": {"weights": "source"}}  # torchvision has no LeNet-5 weights
@@ -32,7 +40,7 @@ NO_IMAGENET = {"lenet5": {"weights": "source"}}  # torchvision has no LeNet-5 we
 PRETRAIN = {"vgg16": {"pretrain_epochs": 5}, "vgg16_bn": {"pretrain_epochs": 5}}
 
 
-def search_space(trial, arm: Arm) -> dict:
+def search_space(trial: optuna.Trial, arm: Arm) -> dict:
     """The lr alone: SGD over 1e-3..1e-1 at momentum 0.9; Adam over 1e-5..1e-2 (fine-tuning wants small steps)."""
     if arm.optimizer == "sgd":
         return {"lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True), "optimizer_params": {"momentum": 0.9}}

@@ -9,12 +9,19 @@ Choi et al. found that with a wide enough space Adam is never worse than SGD wit
 spaces can flip rankings. The same budget per arm: the wide arms search more dimensions with as many trials.
 """
 
-from harness.learn.spaces import default_space, lr_space
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from harness.analysis_plan import Difference, Interaction, NonInferior
+from harness.learn.spaces import default_space, lr_space
 from harness.spec import Arm, StudySpec, TrialConfig
 
+if TYPE_CHECKING:
+    import optuna
 
-def search_space(trial, arm: Arm) -> dict:
+
+def search_space(trial: optuna.Trial, arm: Arm) -> dict:
     if arm.name.endswith("narrow"):
         fixed = {"momentum": 0.9} if arm.optimizer == "sgd" else {}
         return lr_space(trial, arm.optimizer) | {"optimizer_params": fixed}

@@ -4,12 +4,19 @@ Four arms, {SGD, Adam} x {frozen: only the new head trains; unfrozen: every laye
 Optuna study with the same budget and the same seeded quasi-random sampler.
 """
 
-from harness.learn.spaces import default_space
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from harness.analysis_plan import Difference, NonInferior
+from harness.learn.spaces import default_space
 from harness.spec import Arm, StudySpec, TrialConfig
 
+if TYPE_CHECKING:
+    import optuna
 
-def search_space(trial, arm: Arm) -> dict:
+
+def search_space(trial: optuna.Trial, arm: Arm) -> dict:
     """The registry's default space for the arm's optimizer (harness.learn.spaces, the one source of truth): the lr
     over four or more decades around each optimizer's usual values, weight decay, and everything else that
     matters: momentum and Nesterov for SGD; beta1 and epsilon for Adam (Choi et al. 2019: a comparison that

@@ -135,3 +135,30 @@ def test_the_batch_norm_and_dropout_bases():
     assert all(issubclass(c, internals.batch_norm_base()) for c in (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm))
     assert not issubclass(nn.InstanceNorm2d, internals.batch_norm_base())
     assert all(issubclass(c, internals.dropout_base()) for c in (nn.Dropout, nn.Dropout2d, nn.AlphaDropout))
+
+
+def test_torchvision_datasets_that_keep_files_give_their_paths_and_labels(tmp_path, monkeypatch):
+    import os
+
+    import torchvision.datasets as tvd
+
+    from tests.fabricate import write_flowers102, write_pets
+
+    # stand-ins cannot match the real files' checksums: a file's presence stands in (as in test_kornblith)
+    monkeypatch.setattr(tvd.flowers102, "check_integrity", lambda path, md5=None: os.path.isfile(path))
+    write_flowers102(tmp_path, per_split=1)
+    write_pets(tmp_path, per_class=1, breeds=37)
+    flowers = tvd.Flowers102(str(tmp_path), split="test")
+    pets = tvd.OxfordIIITPet(str(tmp_path), split="trainval")
+    for dataset, n in ((flowers, 102), (pets, 37)):
+        files, labels = internals.image_files(dataset)
+        assert len(files) == len(labels) == n and all(f.endswith(".jpg") for f in files)
+        assert sorted(set(labels)) == list(range(n))
+
+
+@pytest.mark.parametrize("name", ["Flowers102", "OxfordIIITPet"])
+def test_torchvision_datasets_name_the_files_they_download(name):
+    import torchvision.datasets as tvd
+
+    urls = internals.download_urls(getattr(tvd, name))
+    assert urls and all(u.startswith("https://") for u in urls)

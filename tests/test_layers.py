@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 LAYERS = {  # lowest first; a module may import its own layer and those below
     "harness.spec": 0, "harness.suite_spec": 0, "harness.analysis_plan": 0, "harness.naming": 0, "harness.schema": 0,
     "harness.stores": 0, "harness.browse": 0, "harness.internals": 0,
-    "harness.learn": 1, "harness.inference": 1, "harness.ledger": 1.5, "harness.run": 2, "harness.analysis": 3, "harness.reporting": 4,
+    "harness.learn": 1, "harness.inference": 1, "harness.ledger": 1.5, "harness.run": 2, "harness.analysis": 3,
+    "harness.reporting": 4,
     "harness.cli": 5, "harness.study": 5, "harness.report": 5, "harness.bench": 5, "harness.describe": 5,
 }
 CLIS = ("harness.cli", "harness.study", "harness.report", "harness.bench.__main__")

@@ -118,7 +118,10 @@ def assert_study_done_exactly_once(tiny: Tiny) -> None:
     parents = [r for r in runs if r.data.tags.get("phase") == "study"]
     with_report = [r for r in parents if any(a.path == "report" for a in client.list_artifacts(r.info.run_id))]
     assert len(with_report) == 1, f"{len(with_report)} workers wrote the report"
-    assert (tiny.reports / tiny.name / "README.md").is_file() or tiny.stores.tracking_uri
+    report = tiny.reports / tiny.name / "README.md"  # every worker was given this --reports, whatever its --root
+    assert report.is_file(), f"no report at {report}"
+    published = mlflow.artifacts.load_text(f"runs:/{with_report[0].info.run_id}/report/README.md")
+    assert published == report.read_text()  # the report on disk is the one its parent run holds
 
 
 def _kill_first_seen(procs: list[subprocess.Popen], busy, what: str, timeout: float = 240) -> subprocess.Popen:

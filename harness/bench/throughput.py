@@ -53,8 +53,8 @@ def images_per_second(model_name: str, size: int, n: int, batch_size: int = 64) 
     if where.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     y = (torch.arange(n) % 10).to(where)
-    task = Task("synthetic", [str(c) for c in range(10)], Split(x, y, np.arange(n)), Split(x[:batch_size], y[:batch_size],
-                np.arange(batch_size)), Split(x[:1], y[:1], np.arange(1)), None, False)
+    train, val = Split(x, y, np.arange(n)), Split(x[:batch_size], y[:batch_size], np.arange(batch_size))
+    task = Task("synthetic", [str(c) for c in range(10)], train, val, Split(x[:1], y[:1], np.arange(1)), None, False)
     cfg = TrialConfig(model=model_name, weights="none", strategy="full", epochs=3, batch_size=batch_size,
                       optimizer="sgd", lr=1e-3, lr_schedule="constant")
     seed_everything(0)

@@ -58,7 +58,10 @@ def probability_of_improvement(a: Mapping[str, Sequence[float]], b: Mapping[str,
     n = len(values)
     se = values.std(ddof=1) / np.sqrt(n) if n > 1 else np.inf
     t = t_test(values.mean() - 0.5 if n else 0.0, se, n - 1, confidence)
-    clip = (lambda x: float(np.clip(x + 0.5, 0.0, 1.0)))  # a probability: the interval stays inside [0, 1]
+
+    def clip(x: float) -> float:  # a probability: the interval stays inside [0, 1]
+        return float(np.clip(x + 0.5, 0.0, 1.0))
+
     return Improvement(float(values.mean()) if n else float("nan"), clip(t.low), clip(t.high), float(t.p_value),
                        per)
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
+from harness.analysis_plan import Declared, Equivalent, Interaction, NonInferior, Trend, with_margin
 from harness.inference.failures import fisher_p
 from harness.inference.stats import ALPHA, TIE, holm, holm_multipliers, t_test
-from harness.analysis_plan import Declared, Equivalent, Interaction, NonInferior, Trend, with_margin
 
 Values = Mapping[int, float]  # seed -> accuracy
 POWER = 0.8
@@ -198,7 +198,8 @@ def mde(c: Declared, e: Estimate, multiplier: float, alpha: float = ALPHA) -> fl
 def seeds_needed(c: Declared, e: Estimate, multiplier: float, margin: float, alpha: float = ALPHA,
                  cap: int = 10_000) -> int | None:
     """Seeds at which this comparison, with the sd it showed, would decide the declared margin with 80%
-    power: a difference of `margin` detected; non-inferiority or equivalence shown when the truth is 0. None without a variance estimate; cap + 1 when beyond the cap."""
+    power: a difference of `margin` detected; non-inferiority or equivalence shown when the truth is 0. None
+    without a variance estimate; cap + 1 when beyond the cap."""
     sd = e.unit_sd
     if e.df < 1 or not np.isfinite(sd):
         return None

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
+from harness.analysis_plan import Declared, Design, Equivalent
 from harness.inference.decide import Decision, Values, decide_all, mde, seeds_needed
 from harness.inference.stats import ALPHA
-from harness.analysis_plan import Declared, Design, Equivalent
 
 GRID = 401  # points of the score's density per look: levels to about 4 significant digits
 

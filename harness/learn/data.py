@@ -22,6 +22,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from harness.learn.datasets import ImageFiles, Images, RawData, dataset_spec, load_raw, read_images
 from harness.learn.models import Preprocess
+from harness.spec import TrialConfig
 
 TENSOR_BUDGET_BYTES = 1.5e9  # preprocessed float32 splits kept in memory up to this total; the rest stream
 STREAM_WORKERS = min(8, max((os.cpu_count() or 2) - 1, 1))  # processes that read and preprocess batches
@@ -65,7 +66,8 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def batches(self, batch_size: int, order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int,
+                order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) on the training device, `batch_size` at a time, in `order` (positions) or as stored."""
         if self.x is not None:
             if order is None:
@@ -105,7 +107,7 @@ class Task:
         return {name: hashlib.sha1(np.sort(s.indices).tobytes()).hexdigest()[:12] for name, s in self.splits().items()}
 
 
-def target_preprocessing(cfg) -> Preprocess:
+def target_preprocessing(cfg: TrialConfig) -> Preprocess:
     """The input a run's target task is built for: the model's own (`preprocessing`), widened to three channels
     where the model takes one, the target's images are in colour and `cfg.colour` is "keep" (the model's first
     convolution is widened to match: `harness.learn.weights.widen_input`)."""
@@ -191,7 +193,8 @@ def _on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.pin_memory().to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
-def split_indices(cfg, raw: RawData, role: str = "target") -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+def split_indices(cfg: TrialConfig, raw: RawData,
+                  role: str = "target") -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
     """(the classes kept, train, val and test indices) of `cfg`'s `role` side: labels only, no image read."""
     labels = raw.labels.numpy()
     wanted = cfg.target_classes if role == "target" else cfg.source_classes
@@ -211,7 +214,7 @@ def split_indices(cfg, raw: RawData, role: str = "target") -> tuple[list[int], n
     return wanted, train_idx, val_idx, test_idx
 
 
-def make_task(cfg, pre: Preprocess, role: str = "target", device: str | torch.device = "cpu") -> Task:
+def make_task(cfg: TrialConfig, pre: Preprocess, role: str = "target", device: str | torch.device = "cpu") -> Task:
     """The `role` ("target" or "source") side of `cfg`'s class split, preprocessed for `pre`.
 
     The source side keeps its whole training part: it exists to pretrain a model, not to be few-shot.

@@ -18,7 +18,8 @@ import torchvision.datasets as tvd
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
-from harness.spec import weights_kind
+from harness import internals
+from harness.spec import TrialConfig, weights_kind
 
 DOWNLOAD_TIMEOUT_S = 30  # per socket operation: an unreachable server fails instead of hanging
 FOLDER = "folder:"  # dataset names "folder:PATH" are a user's images, one subfolder per class
@@ -124,7 +125,7 @@ def load_digits(data_root: str) -> RawData:
     return RawData(images, torch.tensor(digits.target), [str(c) for c in digits.target_names])
 
 
-def fetch(name: str, cls: type, data_root: str, **split) -> object:
+def fetch(name: str, cls: type, data_root: str, **split: bool | str) -> object:
     """`cls(data_root, **split)` from disk; a download only when its files are missing, bounded by a timeout."""
     try:
         return cls(data_root, download=False, **split)
@@ -189,16 +190,16 @@ def load_stl10(data_root: str) -> RawData:
 def load_flowers102(data_root: str) -> RawData:
     """The official train and val parts (10 images a class each) pool; the harness draws its own val from them."""
     parts = [fetch("flowers102", tvd.Flowers102, data_root, split=s) for s in ("train", "val", "test")]
-    pool, test = parts[:2], parts[2]
-    return RawData(ImageFiles([str(p) for d in pool for p in d._image_files]),
-                   torch.tensor([y for d in pool for y in d._labels]), list(tvd.Flowers102.classes),
-                   ImageFiles([str(p) for p in test._image_files]), torch.tensor(test._labels))
+    (train, train_y), (val, val_y), (test, test_y) = map(internals.image_files, parts)
+    return RawData(ImageFiles(train + val), torch.tensor(train_y + val_y), list(tvd.Flowers102.classes),
+                   ImageFiles(test), torch.tensor(test_y))
 
 
 def load_oxford_iiit_pet(data_root: str) -> RawData:
     train, test = (fetch("oxford_iiit_pet", tvd.OxfordIIITPet, data_root, split=s) for s in ("trainval", "test"))
-    return RawData(ImageFiles([str(p) for p in train._images]), torch.tensor(train._labels), list(train.classes),
-                   ImageFiles([str(p) for p in test._images]), torch.tensor(test._labels))
+    (train_x, train_y), (test_x, test_y) = internals.image_files(train), internals.image_files(test)
+    return RawData(ImageFiles(train_x), torch.tensor(train_y), list(train.classes), ImageFiles(test_x),
+                   torch.tensor(test_y))
 
 
 def _mnist_urls(cls: type) -> tuple[str, ...]:
@@ -221,10 +222,9 @@ DATASETS: dict[str, DatasetSpec] = {
                                           tuple(v[0] for k, v in tvd.SVHN.split_list.items() if k != "extra"))),
     "stl10": DatasetSpec(load_stl10, 10, download=Download(("stl10_binary",), ".", (tvd.STL10.url,)), colour=True),
     "flowers102": DatasetSpec(load_flowers102, 102, download=Download(
-        ("flowers-102",), "flowers-102",
-        tuple(tvd.Flowers102._download_url_prefix + f for f, _ in tvd.Flowers102._file_dict.values())), colour=True),
+        ("flowers-102",), "flowers-102", internals.download_urls(tvd.Flowers102)), colour=True),
     "oxford_iiit_pet": DatasetSpec(load_oxford_iiit_pet, 37, download=Download(
-        ("oxford-iiit-pet",), "oxford-iiit-pet", tuple(url for url, _ in tvd.OxfordIIITPet._RESOURCES)), colour=True),
+        ("oxford-iiit-pet",), "oxford-iiit-pet", internals.download_urls(tvd.OxfordIIITPet)), colour=True),
 }
 
 
@@ -309,7 +309,7 @@ def _check_classes(name: str, spec: DatasetSpec, side: str, classes: tuple[int, 
                          f"(a folder dataset needs a subfolder per class)")
 
 
-def check_data(cfg) -> None:
+def check_data(cfg: TrialConfig) -> None:
     """Fail before a study writes anything: the datasets must exist, be readable and have the classes `cfg`
     names, for the target and (with weights=source) the source task."""
     target = dataset_spec(cfg.dataset)

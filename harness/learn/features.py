@@ -19,6 +19,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from harness import internals
 from harness.learn.data import Split
 from harness.learn.models import TransferNet
 
@@ -48,7 +49,7 @@ def _varies_in_training(node: torch.fx.Node, modules: dict[str, nn.Module]) -> b
         m = modules[node.target]
         if any(p.requires_grad for p in m.parameters()):
             return True
-        if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.RReLU)):
+        if isinstance(m, (internals.batch_norm_base(), internals.dropout_base(), nn.RReLU)):
             return m.training
         # a module of our own or of another library may read `self.training` (torchvision's StochasticDepth),
         # unless it says it does not (harness.learn.nets.MaxPool2x2)

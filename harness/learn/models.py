@@ -13,6 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
+from harness import internals
 from harness.learn import timm_models
 from harness.learn.nets import LeNet5, ResNet8
 from harness.learn.stages import (
@@ -24,7 +25,7 @@ from harness.learn.stages import (
     vgg_stages,
 )
 from harness.learn.weights import imagenet_file, load_checkpoint, unavailable, widen_input
-from harness.spec import weights_kind
+from harness.spec import TrialConfig, weights_kind
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class TransferNet(nn.Module):
             for stage in self.frozen:
                 for module in self.stage_modules(stage):
                     for m in module.modules():
-                        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        if isinstance(m, internals.batch_norm_base()):
                             m.eval()
         return self
 
@@ -278,7 +279,7 @@ def preprocessing(name: str, weights: str) -> Preprocess:
 
 
 # Fine-tuning strategies: how many stages (from the input side) are frozen at a given epoch.
-STRATEGIES: dict[str, Callable[[int, int, object], int]] = {
+STRATEGIES: dict[str, Callable[[int, int, TrialConfig], int]] = {
     "linear_probe": lambda n, epoch, cfg: n,  # only the new head trains
     "freeze_k": lambda n, epoch, cfg: cfg.freeze_k,  # Yosinski et al. 2014: the first k stages frozen
     "full": lambda n, epoch, cfg: 0,  # every layer fine-tunes
@@ -287,7 +288,7 @@ STRATEGIES: dict[str, Callable[[int, int, object], int]] = {
 }
 
 
-def frozen_stages_at(cfg, n_stages: int, epoch: int) -> int:
+def frozen_stages_at(cfg: TrialConfig, n_stages: int, epoch: int) -> int:
     """Stages frozen at `epoch`; a freeze_k beyond the model's stages is left for `freeze` to refuse, not clamped."""
     if cfg.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {cfg.strategy!r}; choices: {', '.join(STRATEGIES)}")

@@ -14,6 +14,7 @@ import torch
 from harness import internals
 from harness.learn.models import TransferNet, frozen_stages_at
 from harness.learn.spaces import default_space, lr_space  # noqa: F401 - where study files used to find them
+from harness.spec import TrialConfig
 
 
 def _sgd_kwargs(p: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +100,7 @@ def params_problem(optimizer: str, params) -> str | None:
     return f"{optimizer} takes optimizer_params {', '.join(known)}; not {', '.join(unknown)}" if unknown else None
 
 
-def build_optimizer(cfg, model: TransferNet) -> torch.optim.Optimizer:
+def build_optimizer(cfg: TrialConfig, model: TransferNet) -> torch.optim.Optimizer:
     """Freeze first, then build: the optimizer holds no parameter of a stage frozen when it is built."""
     spec = optimizer_spec(cfg.optimizer)
     problem = params_problem(cfg.optimizer, cfg.optimizer_params)

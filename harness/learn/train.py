@@ -18,6 +18,7 @@ from harness.learn.data import Split, Task, augment
 from harness.learn.features import CACHE, CachedRun, FeatureCache, cached_run
 from harness.learn.models import TransferNet, frozen_stages_at
 from harness.learn.optim import build_optimizer
+from harness.spec import TrialConfig
 
 
 class Diverged(RuntimeError):
@@ -101,7 +102,7 @@ def _snapshot(model: torch.nn.Module, previous: dict[str, torch.Tensor] | None) 
     return state
 
 
-def fit(model: TransferNet, task: Task, cfg, on_epoch: EpochCallback | None = None,
+def fit(model: TransferNet, task: Task, cfg: TrialConfig, on_epoch: EpochCallback | None = None,
         features: FeatureCache | None = CACHE) -> FitResult:
     """Train `model` on `task.train` for `cfg.epochs`, following `cfg.strategy`; select by validation accuracy.
 
