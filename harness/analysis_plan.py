@@ -105,7 +105,6 @@ class Trend:
 
 
 Declared = Difference | NonInferior | Equivalent | Interaction | Trend
-LEGACY_KINDS = {"at_least": NonInferior, "alike": Equivalent}
 
 
 def with_margin(c: Declared, margin: float) -> Declared:
@@ -138,20 +137,6 @@ def check_plan(plan: tuple[Declared, ...], arms: tuple[str, ...]) -> None:
         if key in seen:
             raise ValueError(f"{c.kind} {c.label} is declared twice")
         seen.add(key)
-
-
-def legacy_plan(comparisons, expected) -> tuple[Declared, ...]:
-    """The plan that study files from before declared plans meant: their comparisons as differences and their
-    expected trends as non-inferiority (at_least), equivalence (alike) or trends. So their recorded runs still
-    rebuild a report."""
-    plan: list[Declared] = [Difference(a, b) for a, b in comparisons]
-    for e in expected:
-        if e.kind in LEGACY_KINDS:
-            plan += [LEGACY_KINDS[e.kind](a, e.arms[-1], e.margin, e.claim) for a in e.arms[:-1]]
-        else:
-            plan.append(Trend(tuple(e.arms), e.kind, e.claim))
-    unique = {(c.kind, c.label): c for c in plan}  # a comparison declared as both keeps its later, claimed form
-    return tuple(unique.values())
 
 
 SPENDING = ("obrien_fleming", "pocock")  # harness.inference.sequential's spending functions
@@ -187,18 +172,3 @@ class Design:
 
 _SPEND_NAME = {"obrien_fleming": "an O'Brien-Fleming-type Lan-DeMets function",
                "pocock": "a Pocock-type Lan-DeMets function"}
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """A result the literature predicts; the report says whether this study's result agrees, runs against
-    it, or is inconclusive.
-
-    kind "at_least": every arm but the last scores at least the last (e.g. AnB+-n >= baseline);
-    "alike": every arm but the last is within `margin` of the last (its interval inside +-margin);
-    "decreasing" / "increasing": test accuracy along `arms`, in order (e.g. AnB-1 .. AnB-4)."""
-
-    claim: str  # what is expected and who found it, e.g. "AnB falls as n grows (Yosinski et al. 2014)"
-    kind: str
-    arms: tuple[str, ...]
-    margin: float = 0.02  # for "alike": differences within this (a fraction: 0.02 = 2 points) count as alike

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
-CHECKED_AGAINST = {"optuna": "5.1", "mlflow": "3.17", "torch": "2.14", "torchvision": "0.29"}  # major.minor; see tests/test_internals.py
+# major.minor of each library the private uses below were checked against (tests/test_internals.py)
+CHECKED_AGAINST = {"optuna": "5.1", "mlflow": "3.17", "torch": "2.14", "torchvision": "0.29"}
 
 
 # --- Optuna: a study's storage and ids ---------------------------------------------------------------------

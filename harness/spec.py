@@ -20,9 +20,7 @@ from harness.analysis_plan import (
     Declared,
     Design,
     Difference,
-    Expectation,
     check_plan,
-    legacy_plan,
     with_margin,
 )
 from harness.naming import digest, variant_name  # noqa: F401 - digest: the one hash, imported from here
@@ -168,10 +166,8 @@ class StudySpec:
     # (a fraction: 0.02 = 2 points) of those that declare none. Without a plan every pair is a Difference.
     plan: tuple[Declared, ...] = ()
     margin: float = DEFAULT_MARGIN
-    comparisons: tuple[tuple[str, str], ...] = ()  # before plans: (a, b) pairs, read as Differences
     x_axis: str | None = None  # an Arm.fixed key to plot accuracy against (e.g. freeze_k)
     vary: tuple[str, ...] = ("seed", "partition", "pretrain")  # VARIANCE_SOURCES each confirmation seed varies
-    expected: tuple[Expectation, ...] = ()  # before plans: trends the literature predicts (see legacy_plan)
     chance_margin: float = 0.05  # a run whose validation accuracy is within this of 1/classes failed to train
     # how it was made: the study file's text and the settings beyond it (recorded with every run)
     source: str = field(default="", repr=False, compare=False)
@@ -182,9 +178,6 @@ class StudySpec:
         _check_fields(self)
         if self.base.study != self.name:  # one home for the name: the runs' configs follow the study
             object.__setattr__(self, "base", dataclasses.replace(self.base, study=self.name))
-        if self.plan and (self.comparisons or self.expected):
-            raise ValueError("declare the comparisons in `plan` alone (harness.analysis_plan); `comparisons` and "
-                             "`expected` are the older form of the same thing")
         check_plan(self.family, tuple(a.name for a in self.arms))
         if self.spending not in SPENDING:
             raise ValueError(f"unknown spending {self.spending!r}; choose one of {', '.join(SPENDING)}")
@@ -201,8 +194,8 @@ class StudySpec:
 
     @property
     def family(self) -> tuple[Declared, ...]:
-        """The declared family, margins filled in: `plan`, else the older fields' meaning, else every pair."""
-        plan = self.plan or legacy_plan(self.comparisons, self.expected)
+        """The declared family, margins filled in: `plan`, else every pair as a difference."""
+        plan = self.plan
         if not plan:
             names = [a.name for a in self.arms]
             plan = tuple(Difference(a, b) for i, a in enumerate(names) for b in names[i + 1:])

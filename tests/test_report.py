@@ -19,6 +19,7 @@ from harness.analysis.records import load_record, setting_points
 from harness.report import main
 from harness.reporting.markdown import build_index, build_report
 from harness.schema import SCHEMA_VERSION, StudyAttr
+from harness.analysis_plan import Difference
 from harness.spec import Arm, StudySpec, TrialConfig
 from harness.stores import Stores, confirm_study_name, experiment_id, open_storage, optuna_study_name
 
@@ -41,13 +42,13 @@ def make_spec(name: str, arms: tuple[Arm, ...], n_trials: int = 6, **kwargs) -> 
 
 
 FROZEN = (Arm("sgd-frozen", "sgd", "linear_probe"), Arm("adam-frozen", "adam", "linear_probe"))
-CLEAR = make_spec("clear", FROZEN, comparisons=(("adam-frozen", "sgd-frozen"),))
+CLEAR = make_spec("clear", FROZEN, plan=(Difference("adam-frozen", "sgd-frozen"),))
 TIE = make_spec("tie", (Arm("sgd", "sgd"), Arm("adam", "adam"), Arm("rmsprop", "rmsprop")), n_trials=3)
 SWEEP = make_spec("sweep", (*(Arm(f"{opt}-n{n}", opt, "full", {"transfer_stages": n})
                                for opt in ("sgd", "adam") for n in range(3)),
                              Arm("baseline", "sgd", "full", {"weights": "none"})),
                   n_trials=3, x_axis="transfer_stages", sampler="tpe",
-                  comparisons=(("adam-n0", "sgd-n0"), ("adam-n2", "sgd-n2")))
+                  plan=(Difference("adam-n0", "sgd-n0"), Difference("adam-n2", "sgd-n2")))
 
 
 # --- a synthetic store, written through the MLflow and Optuna clients --------------------------------
@@ -361,10 +362,11 @@ def test_cli_needs_a_name_or_all(capsys):
     assert "--all" in capsys.readouterr().err
 
 
-STUDY_FILE = """from harness.spec import Arm, StudySpec
+STUDY_FILE = """from harness.analysis_plan import Difference
+from harness.spec import Arm, StudySpec
 STUDY = StudySpec(name="clear", question="Which arm of clear wins?", search_space=None,
                   arms=(Arm("sgd-frozen", "sgd", "linear_probe"), Arm("adam-frozen", "adam", "linear_probe")),
-                  comparisons=(("adam-frozen", "sgd-frozen"),))
+                  plan=(Difference("adam-frozen", "sgd-frozen"),))
 """
 
 

@@ -3,10 +3,13 @@ changed, it is the report the run wrote."""
 
 from __future__ import annotations
 
+import pytest
+
 from harness.report import main as report_main
 from harness.study import main as study_main
 
 STUDY = '''
+from harness.analysis_plan import Difference
 from harness.spec import Arm, StudySpec, TrialConfig
 
 
@@ -19,11 +22,12 @@ STUDY = StudySpec(
     arms=(Arm("sgd", "sgd", "linear_probe"), Arm("adam", "adam", "linear_probe")),
     search_space=search_space,
     base=TrialConfig(model="lenet5", weights="source", pretrain_epochs=2, epochs=3, shots=10),
-    n_trials=2, seeds=2, confirm_top=1, prune=False, comparisons=(("adam", "sgd"),),
+    n_trials=2, seeds=2, confirm_top=1, prune=False, plan=(Difference("adam", "sgd"),),
 )
 '''
 
 
+@pytest.mark.slow  # runs a whole study
 def test_a_variants_report_rebuilt_after_its_study_file_changed_or_went_is_the_one_the_run_wrote(tmp_path):
     studies, reports, rebuilt = tmp_path / "studies", tmp_path / "reports", tmp_path / "rebuilt"
     studies.mkdir()

@@ -9,7 +9,8 @@ import textwrap
 import pytest
 
 from harness.run.dryrun import check_search_spaces, sample_configs
-from harness.spec import Arm, Expectation, StudySpec, TrialConfig, list_studies, load_study
+from harness.analysis_plan import NonInferior
+from harness.spec import Arm, StudySpec, TrialConfig, list_studies, load_study
 
 ONE_ARM = (Arm("sgd-full", "sgd", "full"),)
 
@@ -67,9 +68,9 @@ def test_lp_ft_with_a_searched_lp_epochs_in_range_passes():
     check_search_spaces(spec)
 
 
-def test_an_expectation_naming_an_unknown_arm_is_refused_when_the_study_is_made():
+def test_a_comparison_naming_an_unknown_arm_is_refused_when_the_study_is_made():
     with pytest.raises(ValueError, match="names unknown arms nope; arms: sgd-full"):
-        make_spec(lambda t, a: {}, expected=(Expectation("x", "at_least", ("sgd-full", "nope")),))
+        make_spec(lambda t, a: {}, plan=(NonInferior("sgd-full", "nope"),))
 
 
 def test_an_unknown_variance_source_is_refused():

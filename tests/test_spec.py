@@ -4,7 +4,7 @@ import re
 import pytest
 
 from harness.analysis_plan import Difference, NonInferior, Trend
-from harness.spec import Arm, Expectation, StudySpec, TrialConfig, list_studies, load_study
+from harness.spec import Arm, StudySpec, TrialConfig, list_studies, load_study
 
 
 def test_list_studies_finds_the_default_study():
@@ -42,17 +42,7 @@ def test_every_committed_study_declares_its_plan(name):
     study = load_study(name, suites=True)
     if not isinstance(study, StudySpec):  # a suite: its workloads are variants of a study file, checked as one
         study = load_study(study.study)
-    assert study.plan and not study.comparisons and not study.expected
-
-
-def test_a_study_from_before_plans_reads_its_comparisons_and_expectations_as_a_plan():
-    arms = tuple(Arm(n, "sgd") for n in ("a", "b", "c", "d"))
-    old = StudySpec(name="s", question="?", arms=arms, search_space=None, comparisons=(("a", "b"),),
-                    expected=(Expectation("x", "at_least", ("a", "b")), Expectation("y", "alike", ("c", "b")),
-                              Expectation("z", "decreasing", ("a", "b", "c"))))
-    assert [(c.kind, c.label) for c in old.family] == [
-        ("difference", "a - b"), ("non-inferiority", "a - b"), ("equivalence", "c - b"), ("trend", "a -> b -> c (decreasing)")]
-    assert all(c.margin == 0.02 for c in old.family[1:3])
+    assert study.plan
 
 
 def test_without_a_plan_every_pair_is_a_difference():

@@ -26,6 +26,7 @@ from harness.stores import Stores
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = '''
+from harness.analysis_plan import Difference
 from harness.spec import Arm, StudySpec, TrialConfig
 
 
@@ -38,7 +39,7 @@ STUDY = StudySpec(
     arms=(Arm("sgd", "sgd", "linear_probe"), Arm("adam", "adam", "linear_probe")),
     search_space=search_space,
     base=TrialConfig(study="{name}", model="lenet5", weights="source", pretrain_epochs=2, epochs=5, shots=10),
-    n_trials=4, seeds=2, confirm_top=1, prune=False, comparisons=(("adam", "sgd"),),
+    n_trials=4, seeds=2, confirm_top=1, prune=False, plan=(Difference("adam", "sgd"),),
 )
 '''
 
@@ -318,6 +319,7 @@ def test_workers_on_postgres_and_a_tracking_server_survive_kills_and_both_server
     assert (tmp_path / "rebuilt" / tiny.name / "README.md").is_file()
 
 
+@pytest.mark.slow  # runs a whole study
 def test_a_trial_that_fails_at_run_time_fails_alone_and_the_study_finishes(tmp_path, monkeypatch):
     import harness.run.objective
     from harness.schema import counts
