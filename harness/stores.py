@@ -232,4 +232,4 @@ def _check_server(uri: str) -> None:
             response.read()
     except OSError as error:
         raise ValueError(f"--tracking-uri {uri}: no MLflow server answers there ({error}); start one with "
-                         "`mlflow server` (see the README) or check the address") from None
+                         "`mlflow server` (see docs/workers.md) or check the address") from None
