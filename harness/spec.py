@@ -192,6 +192,12 @@ class StudySpec:
         """The most verdict seeds an arm can run."""
         return self.design.looks[-1]
 
+    def settings(self) -> dict[str, Any]:
+        """The study's budget and protocol, as its parent runs log them and its arms' Optuna studies hold them."""
+        return {"n_trials": self.n_trials, "seeds": self.seeds, "seed_step": self.seed_step, "seed_cap": self.seeds_cap,
+                "spending": self.spending, "confirm_top": self.confirm_top, "select_seeds": self.select_seeds,
+                "sampler": self.sampler, "prune": self.prune}
+
     @property
     def family(self) -> tuple[Declared, ...]:
         """The declared family, margins filled in: `plan`, else every pair as a difference."""

@@ -36,13 +36,13 @@ def _no_search(trial, arm):
     raise AssertionError("a report never searches")
 
 
-def make_spec(name: str, arms: tuple[Arm, ...], n_trials: int = 6, **kwargs) -> StudySpec:
+def make_spec(name: str, arms: tuple[Arm, ...], n_trials: int = 6, seeds: int = 3, **kwargs) -> StudySpec:
     return StudySpec(name=name, question=f"Which arm of {name} wins?", arms=arms, search_space=_no_search,
-                     base=TrialConfig(study=name, epochs=EPOCHS), n_trials=n_trials, seeds=3, **kwargs)
+                     base=TrialConfig(study=name, epochs=EPOCHS), n_trials=n_trials, seeds=seeds, **kwargs)
 
 
 FROZEN = (Arm("sgd-frozen", "sgd", "linear_probe"), Arm("adam-frozen", "adam", "linear_probe"))
-CLEAR = make_spec("clear", FROZEN, plan=(Difference("adam-frozen", "sgd-frozen"),))
+CLEAR = make_spec("clear", FROZEN, seeds=5, plan=(Difference("adam-frozen", "sgd-frozen"),))  # as --seeds 5 ran it
 TIE = make_spec("tie", (Arm("sgd", "sgd"), Arm("adam", "adam"), Arm("rmsprop", "rmsprop")), n_trials=3)
 SWEEP = make_spec("sweep", (*(Arm(f"{opt}-n{n}", opt, "full", {"transfer_stages": n})
                                for opt in ("sgd", "adam") for n in range(3)),
@@ -68,7 +68,7 @@ def _parent(client: MlflowClient, eid: str, spec: StudySpec) -> str:
     tags = {"phase": "study", "study": spec.name, "command": f"python -m harness.study {spec.name} --seeds 5",
             "git_commit": "abc1234", "version.torch": "2.5.1", "version.mlflow": "3.17.2"}
     rid = client.create_run(eid, tags=tags).info.run_id
-    settings = {"n_trials": spec.n_trials, "seeds": 5, "sampler": spec.sampler, "prune": spec.prune}
+    settings = spec.settings()
     client.log_batch(rid, params=[Param(k, str(v)) for k, v in settings.items()])  # as the run ran them
     counts = {"train": [30] * 5, "val": [28] * 5, "test": [72] * 5}
     overview = {"dataset": "digits", "classes": CLASSES, "counts": counts,
@@ -274,9 +274,9 @@ def test_setup_lists_task_command_commit_versions_and_how_to_browse(built):
         assert fact in setup
 
 
-def test_setup_shows_the_settings_the_run_used_not_the_study_files_defaults(built):
+def test_setup_shows_the_settings_of_the_study_as_it_ran(built):
     setup = _section(built["text"]["clear"], "Setup")
-    assert "on 5 verdict seeds" in setup  # the parent run's params (--seeds 5), not StudySpec.seeds = 3
+    assert "on 5 verdict seeds" in setup  # the recorded study (--seeds 5), not make_spec's default of 3
 
 
 def test_setup_lists_parent_and_counted_child_run_ids(built):

@@ -62,11 +62,6 @@ class RunLog:
         firsts = {c.removeprefix("tags."): parents[c].dropna() for c in parents.columns if c.startswith("tags.")}
         return {k: str(v.iloc[0]) for k, v in firsts.items() if len(v)}
 
-    def parent_param(self, key: str) -> str | None:
-        """A study setting as the newest invocation ran it (CLI overrides included)."""
-        values = self.raw.loc[self.parents.index].get(f"params.{key}", pd.Series(dtype=object)).dropna()
-        return str(values.iloc[0]) if len(values) else None
-
     @functools.cached_property
     def _params(self) -> pd.DataFrame:
         children = self.raw.loc[self.children().index]

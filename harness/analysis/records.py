@@ -94,19 +94,12 @@ class StudyRecord:
         return self.log.experiment_id
 
     def setting(self, key: str) -> str:
-        """A study setting as the newest invocation ran it (parent-run param; CLI overrides included),
-        else as the study file declares it."""
-        value = self.log.parent_param(key)
-        return value if value is not None else str(getattr(self.spec, key))
+        """A study setting (`StudySpec.settings`) as the study its runs recorded ran it, CLI overrides included."""
+        return str(self.spec.settings()[key])
 
     @property
     def sampler(self) -> str:
-        """The sampler the arms' Optuna studies record, else the recorded setting."""
-        from harness.schema import StudyAttr
-
-        stored = [a.study.user_attrs[StudyAttr.SAMPLER] for a in self.arms.values()
-                  if a.study and StudyAttr.SAMPLER in a.study.user_attrs]
-        return stored[0] if stored else self.setting("sampler")
+        return self.spec.sampler
 
     @property
     def n_classes(self) -> int | None:

@@ -39,11 +39,7 @@ class ParentRun:
                                f"{self.spec.name}", tags=tags)
         self.run_id = run.info.run_id
         spec = self.spec
-        mlflow.log_params({"n_trials": spec.n_trials, "seeds": spec.seeds, "confirm_top": spec.confirm_top,
-                           "select_seeds": spec.select_seeds, "seed_step": spec.seed_step, "seed_cap": spec.seeds_cap,
-                           "spending": spec.spending,
-                           "sampler": spec.sampler, "prune": spec.prune,
-                           "arms": ",".join(a.name for a in spec.arms), "epochs": spec.base.epochs})
+        mlflow.log_params({**spec.settings(), "arms": ",".join(a.name for a in spec.arms), "epochs": spec.base.epochs})
         mlflow.log_text(spec.source, STUDY_SOURCE)
         mlflow.log_dict(variant_record(spec), STUDY_VARIANT)
         cfg = spec.arms[0].config(spec.base)

@@ -209,7 +209,5 @@ def _study(storage: Any, name: str, prune: optuna.pruners.BasePruner, spec: Stud
             study.set_metric_names([METRIC_NAME])
         study.set_user_attr(StudyAttr.CONFIG, json.dumps(fixed_settings(spec, arm), sort_keys=True))
         study.set_user_attr(StudyAttr.SAMPLER, spec.sampler)
-        study.set_user_attr(StudyAttr.BUDGET, {"n_trials": spec.n_trials, "seeds": spec.seeds,
-                                               "seed_step": spec.seed_step, "seed_cap": spec.seeds_cap,
-                                               "confirm_top": spec.confirm_top, "select_seeds": spec.select_seeds})
+        study.set_user_attr(StudyAttr.BUDGET, spec.settings())
     return study
