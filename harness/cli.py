@@ -108,9 +108,9 @@ def check_environment() -> None:
 
 def exit_now(code: int) -> None:
     """End a finished command without the interpreter's teardown. Everything is recorded and closed by then
-    (each worker ends its runs, the stores commit as they go); the teardown took 1.3 s here, collecting
-    PyTorch's, MLflow's and SQLAlchemy's objects, and after Ctrl-C a library thread cut off mid-call can abort
-    it ("terminate called ...") instead of exiting."""
+    (each worker ends its runs, the stores commit as they go), and after Ctrl-C a library thread cut off mid-call
+    can abort the teardown ("terminate called ...") instead of exiting; it also spares a report's rebuild the
+    collection of PyTorch's, MLflow's and SQLAlchemy's objects (reports/bench/)."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -4,9 +4,7 @@ already logged, by the confirmation run that trained it (`harness.run.objective.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,41 +14,14 @@ if TYPE_CHECKING:
     from harness.run.worker import Worker
 
 
-def _import_report_modules() -> None:
-    # pandas, matplotlib, seaborn, scipy.stats and Optuna's fANOVA (which Optuna imports on first use): 1.2 s of
-    # imports that only the publishing worker needs. A broken install fails here quietly: publishing imports
-    # them again, and says what is wrong where it matters
-    with contextlib.suppress(Exception):
-        import optuna.importance  # noqa: F401
-
-        import harness.reporting.html
-        import harness.reporting.markdown  # noqa: F401
-
-
 @dataclass
 class Publisher:
-    """What a worker calls when it is the one to publish: the report, into `reports`.
-
-    The report's imports are not paid at a worker's start (0.9 s before its first run, in every worker): `warm`
-    starts them in a thread when the worker first waits for others' runs, so the worker that publishes at the
-    end has seldom any left to wait for, and one that never waits pays for them only if it publishes."""
+    """What a worker calls when it is the one to publish: the report, into `reports`. The report's imports
+    (pandas, matplotlib, seaborn, scipy) are paid by the publishing worker alone, when it publishes."""
 
     reports: Path
-    _warming: threading.Thread | None = field(default=None, repr=False)
-
-    def warm(self) -> None:
-        if self._warming is None:
-            self._warming = threading.Thread(target=_import_report_modules, name="report imports", daemon=True)
-            self._warming.start()
-
-    def settle(self) -> None:
-        """Wait for the imports `warm` started: a fork (the figures', a data loader's) while another thread
-        imports can leave the child waiting forever on that import's lock."""
-        if self._warming is not None:
-            self._warming.join()
 
     def __call__(self, worker: Worker) -> Path:
-        self.settle()
         return write_report(worker, self.reports)
 
 

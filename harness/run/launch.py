@@ -1,6 +1,6 @@
 """Starting a study's workers on this machine: forked from the command that checked everything on a CPU (no
-second import of torch and the rest, about 5 s each), fresh interpreters on a GPU box (CUDA cannot be used in a
-forked child); and waiting for them."""
+second import of torch and the rest in each worker), fresh interpreters on a GPU box (CUDA cannot be used in a
+forked child); and waiting for them. The one speed measure the harness keeps in how it runs (reports/bench/)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def launch_workers(argv: list[str], plan: WorkerPlan, main: Callable[[list[str]]
     threads and, on a GPU box, GPU i mod the number of GPUs for worker i.
 
     On a CPU the workers are forked from this process, which has imported and checked everything already: a
-    worker starts in a fraction of a second instead of paying the imports again (about 5 s each). A GPU box
+    worker starts in a fraction of a second instead of paying the imports again. A GPU box
     starts fresh interpreters instead, since CUDA cannot be used in a forked child."""
     rest = [a for i, a in enumerate(argv) if a != "--workers" and (i == 0 or argv[i - 1] != "--workers")
             and not a.startswith("--workers=")]
@@ -29,11 +29,6 @@ def launch_workers(argv: list[str], plan: WorkerPlan, main: Callable[[list[str]]
     fork = not plan.gpus and "fork" in multiprocessing.get_all_start_methods()
     if fork:
         close_connections(close=True)  # SQLite must not see a connection cross a fork, even one left unused
-        # what this process imported stays out of the children's collections: a full one walked its 600k
-        # objects (0.3 s each) and copied every page it touched (Python's advice for forked workers). Frozen
-        # objects are also out of gc.get_objects(): a child's close_connections finds none of these engines,
-        # which is why they are disposed here, closed, first
-        gc.freeze()
     procs: list[Any] = []
     for i in range(plan.workers):
         if fork:
@@ -52,7 +47,7 @@ def launch_workers(argv: list[str], plan: WorkerPlan, main: Callable[[list[str]]
 def close_connections(close: bool) -> None:
     """Every SQLAlchemy engine's pooled connections dropped: closed (`close`, in the process that opened them),
     or forgotten (in a forked child: SQLAlchemy's recipe, the parent's own left alone). Engines no longer
-    referenced but not yet collected are found too: no collection is needed (0.3 s each with PyTorch loaded)."""
+    referenced but not yet collected are found too, without a collection."""
     import warnings
 
     import sqlalchemy

@@ -81,10 +81,6 @@ class Publisher(Protocol):
 
     def __call__(self, worker: Worker) -> Path: ...
 
-    def warm(self) -> None: ...  # prepare to publish (its imports) while this worker waits: it may be the one
-
-    def settle(self) -> None: ...  # what `warm` started is done: before anything that may fork
-
 
 @dataclass
 class Worker:
@@ -124,12 +120,10 @@ class Worker:
         try:
             while (job := _unless_interrupted(self.next_job)) is not None or not self.work.done:
                 if job is None:  # others hold the rest: wait for the batch they finish, or to take it over
-                    self.publish.warm()  # this core is free: the report's imports, in case this one publishes
                     time.sleep(min(POLL_SECONDS, FIRST_POLL_SECONDS * 1.5**idle))
                     idle += 1
                     continue
                 idle = 0
-                self.publish.settle()  # a run may fork (a data loader's workers): not while a thread imports
                 heartbeat.beat_for(self.work.storage, internals.trial_id(job.trial))
                 try:
                     self.run_job(job)
@@ -211,7 +205,6 @@ class Worker:
 
     def finish(self) -> None:
         """Publish if this worker is the first to see all work done on these records."""
-        self.publish.settle()  # whatever this process does next (a suite's next workload forks), not mid-import
         write = self.claim_report()
         if write:
             self.publish_now()
