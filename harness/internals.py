@@ -165,3 +165,12 @@ def download_urls(cls: type) -> tuple[str, ...]:
     if hasattr(cls, "_file_dict"):
         return tuple(cls._download_url_prefix + name for name, _ in cls._file_dict.values())
     return tuple(url for url, _ in cls._RESOURCES)
+
+
+def mlflow_table_setup() -> tuple[Any, str] | None:
+    """(module, name) of the function MLflow runs to create a new SQL store's tables
+    (`mlflow.store.db.utils._initialize_tables`, its schema migrations), or None where it moved. Public API:
+    none; the tests start their stores from one migrated template through it (tests/conftest.py)."""
+    import mlflow.store.db.utils as db_utils
+
+    return (db_utils, "_initialize_tables") if hasattr(db_utils, "_initialize_tables") else None

@@ -1,11 +1,22 @@
 """Shared fixtures: a throwaway stores root per test, so no test touches ./mlruns; no network for the tests that
 ask (`offline`)."""
 
+import os
 import socket
 
 import pytest
 
 from harness.stores import Stores
+
+# Module and session fixtures that run a study or write and report several (seconds to a minute, once): a test
+# that takes one is in the slow tier, wherever it is written. `pytest -m "not slow"` is the fast tier; CI runs all.
+SLOW_FIXTURES = {"finished", "built", "together", "uninterrupted"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -43,6 +54,48 @@ def one_worker_in_process():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(harness.study, "DEFAULT_WORKERS", 1)
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def mlflow_stores_from_a_template(tmp_path_factory):
+    """A new MLflow SQLite store in this process starts as a copy of the first one made, instead of running
+    MLflow's schema migrations again: a second or two each on a quiet disk, several on a busy one, for every test
+    that logs a run. The copy is the database the migrations make (tables and schema version, nothing in them);
+    a store that holds anything, a server, and the workers a test starts as processes run MLflow's own code."""
+    import sqlite3
+    from contextlib import closing
+
+    from harness import internals
+
+    template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    found = internals.mlflow_table_setup()
+    if found is None:  # another MLflow: it migrates as it does
+        yield
+        return
+    module, name = found
+    migrate = getattr(module, name)
+
+    def copy(source, target):  # SQLite's backup: whole, and a write-ahead-log target stays in that mode
+        with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+            src.backup(dst)
+
+    def initialize(engine):
+        path = engine.url.database if engine.dialect.name == "sqlite" else None
+        if not path or path == ":memory:" or not os.path.isfile(path):
+            return migrate(engine)
+        with closing(sqlite3.connect(path)) as db:
+            empty = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        if not empty:
+            return migrate(engine)
+        if not template.exists():
+            migrate(engine)
+            return copy(path, template)
+        engine.dispose()  # no pooled connection reads the file while it is written
+        return copy(template, path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, name, initialize)
         yield
 
 

@@ -26,6 +26,8 @@ from harness.browse import LOCAL_UI
 from harness.stores import Stores
 from tests.test_end_to_end import NAME
 
+pytestmark = pytest.mark.slow  # a whole study (the session's `finished`), `mlflow ui` and Chromium
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Chromium's own calls home are refused on a closed network, many at a time: switch them off
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -74,6 +74,7 @@ def test_check_data_refuses_an_unknown_source_dataset_or_source_classes_it_lacks
     check_data(dataclasses.replace(cfg, source_classes=None))  # all of another dataset's classes is no leak
 
 
+@pytest.mark.slow  # pretrains on digits
 def test_a_digits_pretrained_model_fine_tunes_on_a_folder(folder, stores, tracking, capsys):
     cfg = retarget(TrialConfig(pretrain_epochs=2, shots=5), f"folder:{folder}")
     with mock.patch("harness.learn.pretrain.SLOW_EPOCH_SECONDS", 0.0):  # every epoch counts as slow

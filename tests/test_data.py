@@ -1,4 +1,5 @@
-"""harness.learn.data: datasets, folders, splits, transforms, streaming. No downloads: the network is cut for every test."""
+"""harness.learn.data: datasets, folders, splits, transforms, streaming. No downloads: the network is cut for every
+test."""
 
 import dataclasses
 import urllib.error
@@ -311,7 +312,8 @@ def test_overlapping_source_and_target_classes_are_refused_for_source_pretrainin
 
 def test_imagenet_preprocessing_runs_the_weights_own_transforms_interpolation_included():
     pre = preprocessing("swin_t", "imagenet")  # Swin's weights declare bicubic resizing
-    assert (pre.interpolation, pre.resize, pre.size, pre.weights) == ("bicubic", 232, 224, "Swin_T_Weights.IMAGENET1K_V1")
+    expected = ("bicubic", 232, 224, "Swin_T_Weights.IMAGENET1K_V1")
+    assert (pre.interpolation, pre.resize, pre.size, pre.weights) == expected
     images = torch.rand(2, 3, 64, 48)
     declared = torchvision.models.get_model_weights("swin_t").DEFAULT.transforms()
     torch.testing.assert_close(preprocess(images, pre), declared(images))
@@ -363,6 +365,7 @@ def test_the_widened_first_convolution_sees_a_grey_image_as_the_pretrained_one_d
     assert wide.net.conv1[0].in_channels == 3 and build_model("lenet5", 5, in_channels=3).net.conv1[0].in_channels == 3
 
 
+@pytest.mark.slow  # trains two models to tell the colours apart
 def test_classes_that_differ_only_in_colour_are_learned_once_colour_is_kept(tmp_path):
     """Red, green and blue squares of one brightness: grey, the three classes are one; in colour, easy."""
     from PIL import Image

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.inference.decide import decide_all, detectable, mde, paired_or_welch, seeds_needed, slope
 from harness.analysis_plan import Difference, Equivalent, Interaction, NonInferior, Trend
+from harness.inference.decide import decide_all, detectable, mde, paired_or_welch, seeds_needed, slope
 
 M = 0.02
 NOISE = [0.004, -0.006, 0.001, 0.005, -0.004]

@@ -2,6 +2,7 @@
 
 import mlflow
 import optuna
+import pytest
 
 import harness.run.objective
 from harness.stores import Stores
@@ -10,6 +11,8 @@ from harness.study import main
 TINY = ["--trials", "2", "--seeds", "2", "--epochs", "2"]
 ARMS = ("sgd-frozen", "adam-frozen", "sgd-unfrozen", "adam-unfrozen")
 NAME = "sgd_vs_adam--epochs-2--trials-2--seeds-2"  # settings other than the file's make a study of their own
+
+pytestmark = pytest.mark.slow  # each test reads or runs a whole study
 
 
 def run_tiny(tmp_path):

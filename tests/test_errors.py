@@ -16,6 +16,7 @@ from harness.learn.datasets import BrokenImage, ImageFiles
 from harness.learn.weights import read_state_dict
 from harness.run.checkpoints import source_checkpoint
 from harness.spec import TrialConfig
+from tests.tiers import slow_except
 
 
 def run_cli(tmp_path, *args):
@@ -178,7 +179,7 @@ def test_any_damaged_bytes_are_a_clear_value_error(tmp_path):
             read_state_dict(path)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "empty stack", "truncated"])
+@pytest.mark.parametrize("damage", slow_except(["garbage", "empty stack", "truncated"], "truncated"))  # 2 pretrainings
 def test_a_corrupted_cached_checkpoint_is_pretrained_again(stores, tracking, capsys, damage):
     cfg = TrialConfig(pretrain_epochs=1)
     first = source_checkpoint(cfg, stores.checkpoints)
@@ -193,6 +194,7 @@ def test_a_corrupted_cached_checkpoint_is_pretrained_again(stores, tracking, cap
     assert set(read_state_dict(second.path)) == set(torch.load(second.path, weights_only=True))  # readable again
 
 
+@pytest.mark.slow  # two pretrainings
 def test_a_cached_checkpoint_whose_record_is_corrupted_is_pretrained_again(stores, tracking):
     cfg = TrialConfig(pretrain_epochs=1)
     first = source_checkpoint(cfg, stores.checkpoints)

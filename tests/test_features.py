@@ -1,4 +1,5 @@
-"""harness.learn.features: a frozen, deterministic prefix is computed once per split and weights; results do not change."""
+"""harness.learn.features: a frozen, deterministic prefix is computed once per split and weights; results do not
+change."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def trained(model_name: str, task: Task, cfg: TrialConfig, features: FeatureCach
     ("lenet5", {"strategy": "linear_probe"}),
     ("lenet5", {"strategy": "freeze_k", "freeze_k": 2}),
     ("lenet5", {"strategy": "lp_ft", "lp_epochs": 2}),
-    ("resnet18", {"strategy": "linear_probe"}),
+    pytest.param("resnet18", {"strategy": "linear_probe"}, marks=pytest.mark.slow),  # seconds on a CPU
 ])
 def test_a_cached_run_gives_the_same_result_as_an_uncached_one(model_name, changes):
     task, cfg, cache = synthetic_task(model_name, n_train=12), config(**changes), FeatureCache()

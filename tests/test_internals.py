@@ -162,3 +162,8 @@ def test_torchvision_datasets_name_the_files_they_download(name):
 
     urls = internals.download_urls(getattr(tvd, name))
     assert urls and all(u.startswith("https://") for u in urls)
+
+
+def test_mlflow_s_table_setup_is_found():
+    module, name = internals.mlflow_table_setup()
+    assert list(inspect.signature(getattr(module, name)).parameters) == ["engine"]

@@ -1,7 +1,8 @@
 """Ctrl-C at the moments a signal handler cannot choose (KeyboardInterrupt raised in the study's own process):
 just after a child run opened (the first: a pretraining), and while the report is published. Each exits 130
 and leaves nothing RUNNING (the parent KILLED, the cut-off child KILLED with its reason, the finished runs
-FINISHED); the rerun of an interrupted publication publishes. A real SIGINT to a group of forked workers mid-search is tests/test_workers.py's."""
+FINISHED); the rerun of an interrupted publication publishes. A real SIGINT to a group of forked workers
+mid-search is tests/test_workers.py's."""
 
 from __future__ import annotations
 

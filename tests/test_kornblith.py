@@ -43,6 +43,7 @@ def checksums_stood_in(monkeypatch):
         monkeypatch.setattr(module, "check_integrity", lambda path, md5=None: os.path.isfile(path))
 
 
+@pytest.mark.slow  # stand-ins of five datasets, hundreds of images
 @pytest.mark.parametrize("index", range(len(SUITE.workloads)))
 def test_every_workload_of_the_kornblith_suite_loads_its_dataset(stand_ins, checksums_stood_in, index):
     spec = workload_specs(SUITE)[index]

@@ -30,8 +30,8 @@ def imports(path: Path) -> set[str]:
     """Every module `path` imports, function-local imports included (they hide cycles otherwise)."""
     found = set()
     tree = ast.parse(path.read_text())
-    hints = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
-             for n in ast.walk(block)}  # type hints only: never run
+    hints = {id(n) for block in ast.walk(tree)  # type hints only: never run
+             if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING" for n in ast.walk(block)}
     for node in ast.walk(tree):
         if id(node) in hints:
             continue

@@ -21,8 +21,10 @@ from harness.learn.models import (
     require_imagenet,
 )
 from harness.learn.weights import WeightsUnavailable
+from tests.tiers import slow_except
 
 DERIVED = ["mobilenet_v3_small", "efficientnet_b0", "squeezenet1_0"]  # not in the registry; SqueezeNet: a conv head
+LIGHT = ("lenet5", "resnet8", "resnet18", "mobilenet_v3_small", "squeezenet1_0")  # the rest: seconds each, in CI
 
 
 def tiny_batch(name: str, n: int = 2) -> torch.Tensor:
@@ -49,7 +51,7 @@ def trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("name", [*MODELS, *DERIVED])
+@pytest.mark.parametrize("name", slow_except([*MODELS, *DERIVED], *LIGHT))
 def test_model_runs_forward_and_backward_with_random_weights(name, fresh):
     model = fresh(name).train()
     logits = model(tiny_batch(name))
@@ -58,7 +60,7 @@ def test_model_runs_forward_and_backward_with_random_weights(name, fresh):
     assert all(p.grad is not None for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", [*MODELS, *DERIVED])
+@pytest.mark.parametrize("name", slow_except([*MODELS, *DERIVED], *LIGHT))
 def test_stages_and_head_cover_every_parameter_exactly_once(name, fresh):
     model = fresh(name)
     grouped = [id(p) for _, params in model.parameter_groups() for p in params]
@@ -72,6 +74,7 @@ def test_a_derived_model_gets_one_stage_per_block_not_one_for_everything(name):
     assert len(build_model(name, num_classes=3).stage_names) >= 4
 
 
+@pytest.mark.slow  # GoogLeNet: seconds to build and run on a CPU
 def test_a_googlenet_trains_on_its_main_head_only():
     model = build_model("googlenet", num_classes=3).train()
     assert isinstance(model(tiny_batch("googlenet")), torch.Tensor)  # no auxiliary-logits tuple
@@ -92,7 +95,7 @@ def test_head_is_replaced_to_fit_the_number_of_classes():
     assert model.net.get_submodule(model.head_path).out_features == 7
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", slow_except(MODELS, *LIGHT))
 def test_trainable_parameters_grow_by_each_stage_unfrozen_from_the_top(name, fresh):
     model = fresh(name)
     stages, groups = model.stage_names, dict(model.parameter_groups())
@@ -276,6 +279,7 @@ def test_lenet_pooling_gives_max_pool2d_s_output_with_or_without_a_gradient(size
     assert torch.equal(out, expected) and out.grad_fn is not None
 
 
+@pytest.mark.slow  # two LeNets side by side through 30 steps
 def test_lenet_pooling_before_relu_trains_exactly_as_relu_then_pool():
     """The order LeNet5 uses (pool, then ReLU: a quarter of the ReLUs) against the textbook one, over a run of
     Adam steps on digit-like inputs with flat backgrounds (ties in the pooling windows): the same weights, bit for
@@ -300,6 +304,7 @@ def test_lenet_pooling_before_relu_trains_exactly_as_relu_then_pool():
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), textbook.state_dict().values(), strict=True))
+    pairs = zip(ours.state_dict().values(), textbook.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     with torch.no_grad():
         assert torch.equal(ours.eval()(x), textbook.eval()(x))

@@ -9,6 +9,7 @@ from harness.run.slot import run_slot
 from harness.run.work import Job
 from harness.schema import Phase
 from harness.spec import Arm, StudySpec, TrialConfig
+from tests.tiers import slow_except
 
 ARM = Arm("sgd-unfrozen", "sgd", "full")
 
@@ -17,7 +18,8 @@ def space(trial, arm):
     return {"lr": trial.suggest_float("lr", 1e-3, 1e12, log=True), "optimizer_params": {"momentum": 0.9}}
 
 
-SPEC = StudySpec(name="unit", question="?", arms=(ARM,), search_space=space, base=TrialConfig(epochs=3, pretrain_epochs=2))
+SPEC = StudySpec(name="unit", question="?", arms=(ARM,), search_space=space,
+                 base=TrialConfig(epochs=3, pretrain_epochs=2))
 
 
 def run_one(stores, lr, pruner=None, storage=None):
@@ -62,7 +64,7 @@ def test_a_pruned_trial_is_tagged_pruned(stores, tracking):
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_acc")) == 1
 
 
-@pytest.mark.parametrize("pruned", [False, True])
+@pytest.mark.parametrize("pruned", slow_except([False, True], False))
 def test_the_curve_reaches_optunas_database_whole_when_the_trial_ends(stores, tracking, pruned):
     """Written in one transaction at the end, not one per epoch: every epoch's validation accuracy is there, as
     MLflow has it, before Optuna is told the outcome (a pruned trial's value is its curve's last point)."""
@@ -78,6 +80,7 @@ def test_the_curve_reaches_optunas_database_whole_when_the_trial_ends(stores, tr
     assert trial.value == pytest.approx(history[-1].value if pruned else max(m.value for m in history))
 
 
+@pytest.mark.slow  # a pretraining, a search trial and a confirmation run
 def test_confirmation_reruns_the_best_config_with_a_new_seed_and_tests_once(stores, tracking):
     eid, _ = tracking
     trial, search_run = run_one(stores, 0.05)
@@ -130,6 +133,7 @@ def test_the_pruning_view_decides_as_optunas_should_prune_on_the_trials_complete
     assert any(decided) and not all(decided)  # both decisions were exercised
 
 
+@pytest.mark.slow  # three trained runs, one of them logging the model (torch.export)
 def test_seed_1_logs_the_model_and_a_model_that_cannot_be_written_leaves_the_result_standing(
         stores, tracking, monkeypatch, capsys):
     from harness.run import objective

@@ -1,4 +1,5 @@
-"""harness.learn.optim: the registry and its default spaces, parameter groups (frozen out, no decay, discriminative lrs)."""
+"""harness.learn.optim: the registry and its default spaces, parameter groups (frozen out, no decay,
+discriminative lrs)."""
 
 from __future__ import annotations
 

@@ -73,7 +73,8 @@ def test_a_slot_cut_off_by_an_outage_is_interrupted_and_runs_again_while_the_wor
     outcome, value = run_slot(job, lambda: None, run)  # returns: the worker takes the next slot
     trial = study.trials[0]
     assert outcome is Outcome.INTERRUPTED and value is None and not counts(trial)
-    assert trial.user_attrs["outcome"] == "interrupted" and "storage was unreachable" in trial.user_attrs["state_reason"]
+    assert trial.user_attrs["outcome"] == "interrupted"
+    assert "storage was unreachable" in trial.user_attrs["state_reason"]
 
 
 def test_a_full_disk_is_told_by_its_code_and_says_where():

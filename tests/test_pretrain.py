@@ -75,6 +75,7 @@ def test_a_live_workers_pretraining_is_waited_for_even_without_its_lock(stores, 
     client.set_terminated(run.info.run_id, "KILLED")
 
 
+@pytest.mark.slow  # three pretrainings, two of them in a second thread
 def test_a_worker_that_finds_its_source_being_pretrained_pretrains_one_the_study_needs_meanwhile(stores, tracking):
     """While another worker holds seed 0's pretraining, this one pretrains the next seed the confirmations will
     surely use that nobody has or holds (selection seeds first), then takes seed 0's checkpoint once it lands."""

@@ -7,6 +7,7 @@ import pytest
 from harness.browse import browse
 from harness.stores import Stores
 
+
 @pytest.mark.parametrize(("uri", "ui_url", "url"), [
     (None, None, "http://127.0.0.1:5000"),  # local SQLite: `mlflow ui` on its default port
     ("http://tracking.lab:8080/", None, "http://tracking.lab:8080"),  # a server: its own address

@@ -16,10 +16,10 @@ from mlflow.entities import Metric, Param
 
 from harness.analysis.findings import findings
 from harness.analysis.records import load_record, setting_points
+from harness.analysis_plan import Difference
 from harness.report import main
 from harness.reporting.markdown import build_index, build_report
 from harness.schema import SCHEMA_VERSION, StudyAttr
-from harness.analysis_plan import Difference
 from harness.spec import Arm, StudySpec, TrialConfig
 from harness.stores import Stores, confirm_study_name, experiment_id, open_storage, optuna_study_name
 
@@ -244,7 +244,8 @@ def test_table_counts_only_finished_confirm_runs_of_the_best_trial(built):
 
 def test_table_shows_trial_states_and_best_hyperparameters(built):
     row = _row(_section(built["text"]["clear"], "Results per arm"), "sgd-frozen")
-    assert "| 0/5 (0.0 to 52.2) (+1 crashed, not counted) | 4 / 1 / 1 |" in row  # the decoy crashed: not scored; trial states
+    # the decoy was cut off: not scored; then the trial states
+    assert "| 0/5 (0.0 to 52.2) (+1 crashed, not counted) | 4 / 1 / 1 |" in row
     assert "lr=" in row and "momentum=" in row and "weight_decay=0.0001" in row
 
 
@@ -384,7 +385,6 @@ def test_cli_all_rebuilds_every_study_with_runs_and_the_index(built, tmp_path):
 
 def test_a_best_trial_that_does_not_reproduce_over_seeds_is_flagged():
     from types import SimpleNamespace
-
 
     from harness.reporting.markdown import _not_reproduced
 

@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from harness.run.dryrun import check_search_spaces, sample_configs
 from harness.analysis_plan import NonInferior
+from harness.run.dryrun import check_search_spaces, sample_configs
 from harness.spec import Arm, StudySpec, TrialConfig, list_studies, load_study
 
 ONE_ARM = (Arm("sgd-full", "sgd", "full"),)
@@ -97,7 +97,8 @@ def test_a_broken_study_file_exits_2_naming_arm_and_parameter_and_writes_nothing
     studies = tmp_path / "studies"
     studies.mkdir()
     (studies / "broken.py").write_text(textwrap.dedent(BROKEN))
-    code = harness.study.main(["broken", "--studies", str(studies), "--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")])
+    code = harness.study.main(["broken", "--studies", str(studies), "--root", str(tmp_path / "mlruns"),
+                               "--reports", str(tmp_path / "reports")])
     assert code == 2
     assert "arm deep, parameter freeze_k" in capsys.readouterr().err
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "reports").exists()

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from harness.analysis_plan import Design, Difference, NonInferior
 from harness.inference.decide import decide_all
 from harness.inference.sequential import _nominal, nominal, replay
-from harness.analysis_plan import Design, Difference, NonInferior
 from harness.spec import Arm, StudySpec
 
 

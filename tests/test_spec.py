@@ -33,7 +33,8 @@ def test_default_study_declares_non_inferiority_and_difference_frozen_and_unfroz
     assert {a.name for a in study.arms} == {"sgd-frozen", "adam-frozen", "sgd-unfrozen", "adam-unfrozen"}
     assert study.n_trials == 20 and study.seeds == 5 and study.sampler == "qmc"
     assert [(c.kind, c.label, getattr(c, "margin", None)) for c in study.family] == [
-        ("non-inferiority", "adam-frozen - sgd-frozen", 0.02), ("non-inferiority", "adam-unfrozen - sgd-unfrozen", 0.02),
+        ("non-inferiority", "adam-frozen - sgd-frozen", 0.02),
+        ("non-inferiority", "adam-unfrozen - sgd-unfrozen", 0.02),
         ("difference", "adam-frozen - sgd-frozen", None), ("difference", "adam-unfrozen - sgd-unfrozen", None)]
 
 

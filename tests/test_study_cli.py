@@ -103,14 +103,15 @@ def test_resuming_a_study_whose_file_changed_is_refused_naming_the_setting(tmp_p
     import dataclasses
 
     from harness.reporting.publish import Publisher
+    from harness.run.resume import check_resume
     from harness.run.worker import Worker
     from harness.spec import load_study
     from harness.stores import Stores
-    from harness.run.resume import check_resume
 
     stores = Stores(root=tmp_path / "mlruns")
     spec = load_study("sgd_vs_adam")
-    Worker(spec, stores, "test", Publisher(tmp_path / "reports"), tmp_path / "report.md").open()  # a first run records each arm's settings
+    # a first run records each arm's settings
+    Worker(spec, stores, "test", Publisher(tmp_path / "reports"), tmp_path / "report.md").open()
     check_resume(spec, stores)  # the same settings resume
     edited = dataclasses.replace(spec, base=dataclasses.replace(spec.base, epochs=3))  # the file was edited
     with pytest.raises(ValueError, match="epochs"):

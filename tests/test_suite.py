@@ -46,7 +46,8 @@ def test_a_suite_file_is_checked_before_anything_runs(tmp_path):
         SuiteSpec(question="?", study="s", workloads=(Workload("a", {"optimizer": "adam"}),))
     with pytest.raises(ValueError, match="target is a validation accuracy"):
         SuiteSpec(question="?", study="s", workloads=(Workload("a", target=80),))
-    same = SuiteSpec(name="x", question="?", study="sgd_vs_adam", workloads=(Workload("a"), Workload("b", {"epochs": 12})))
+    same = SuiteSpec(name="x", question="?", study="sgd_vs_adam",
+                     workloads=(Workload("a"), Workload("b", {"epochs": 12})))
     with pytest.raises(ValueError, match="same study"):  # epochs 12 is the file's own: both are sgd_vs_adam
         workload_specs(same)
     suite = load_study("transfer_suite", suites=True)
@@ -64,7 +65,8 @@ def test_an_unknown_study_or_setting_in_a_suite_is_refused_before_anything_is_wr
 
 def _suite_runs(root, phase):
     mlflow.set_tracking_uri(Stores(root).mlflow_uri)
-    return mlflow.search_runs(experiment_names=[SHOTS_10], filter_string=f"tags.phase = '{phase}'", output_format="list")
+    return mlflow.search_runs(experiment_names=[SHOTS_10], filter_string=f"tags.phase = '{phase}'",
+                              output_format="list")
 
 
 @pytest.mark.slow

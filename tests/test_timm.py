@@ -10,13 +10,14 @@ import torch
 from harness.learn.models import build_model, model_spec, preprocessing
 from harness.learn.weights import WeightsUnavailable
 from tests.test_train import changed, config, run
+from tests.tiers import slow_except
 
 timm = pytest.importorskip("timm", reason="timm is an optional dependency (pip install timm; .[dev] has it)")
 
 TINY = ["timm:test_resnet", "timm:test_convnext", "timm:test_efficientnet", "timm:test_vit"]  # timm's own
 
 
-@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("name", slow_except(TINY, "timm:test_resnet", "timm:test_vit"))
 def test_a_timm_model_is_staged_frozen_and_trained_like_a_torchvision_one(name):
     model = build_model(name, num_classes=3)
     stages = model.stage_names

@@ -1,4 +1,5 @@
-"""harness.learn.train.fit: the fine-tuning strategies change what trains at the right epochs; frozen BatchNorm holds still."""
+"""harness.learn.train.fit: the fine-tuning strategies change what trains at the right epochs; frozen BatchNorm holds
+still."""
 
 from __future__ import annotations
 
@@ -112,11 +113,13 @@ def resnet_linear_probe():
     return results
 
 
+@pytest.mark.slow  # resnet_linear_probe trains two ResNet-18s
 def test_frozen_batchnorm_keeps_its_running_statistics_through_an_epoch(resnet_linear_probe):
     before, after = resnet_linear_probe[True]
     assert all(torch.equal(b, a) for b, a in zip(before, after, strict=True))
 
 
+@pytest.mark.slow  # resnet_linear_probe trains two ResNet-18s
 def test_frozen_batchnorm_updates_its_statistics_when_bn_frozen_eval_is_off(resnet_linear_probe):
     before, after = resnet_linear_probe[False]
     assert not any(torch.equal(b, a) for b, a in zip(before, after, strict=True))
@@ -127,6 +130,7 @@ def test_freeze_k_beyond_the_model_s_stages_is_refused_not_clamped():
         run("lenet5", config(strategy="freeze_k", freeze_k=6), watch=[])
 
 
+@pytest.mark.slow  # trains a ResNet-18
 def test_a_last_batch_of_one_image_does_not_break_batchnorm_training():
     task = synthetic_task("resnet18", n_train=5)  # batches of 2, 2 and 1: a ResNet's top maps are 1x1 at 32 px
     model = build_model("resnet18", 3)

@@ -66,8 +66,8 @@ class Tiny:
         return args
 
     def start(self, *extra: str, root: Path | None = None) -> subprocess.Popen:
-        return subprocess.Popen(self.args(*extra, root=root), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        return subprocess.Popen(self.args(*extra, root=root), cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
 
     def storage(self):
         from harness.stores import open_storage
