@@ -197,13 +197,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 nothing_to_do(spec.name, stores.root, report, "up to date")
                 return 0
-            from harness.run import prepare
             from harness.run.resources import plan_workers
 
-            with prepare.beside(spec, stores):  # fresh stores, made while these checks run
-                plan_workers(args.workers)  # refused here, before anything is written, if memory cannot hold them
-                check_environment()
-                check(spec)
+            plan_workers(args.workers)  # refused here, before anything is written, if memory cannot hold them
+            check_environment()
+            check(spec)
     except (ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
