@@ -7,6 +7,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from harness import internals
 from harness.run import queue
 from harness.stores import lock_file
 
@@ -119,7 +120,7 @@ def test_a_trial_whose_heartbeat_stopped_is_stale_on_an_rdb_storage(tmp_path):
     queue.plan(study, SLOTS)
     trial, _ = queue.claim(study)
     trial.set_user_attr("worker", "another-machine:1:1")  # not judged by pid: only the heartbeat tells
-    storage.record_heartbeat(trial._trial_id)
+    storage.record_heartbeat(internals.trial_id(trial))
     assert queue.fail_stale(study, lambda t: None) == 0
     time.sleep(2.5)
     assert queue.fail_stale(study, lambda t: None) == 1
