@@ -288,6 +288,7 @@ def run_worker(spec: StudySpec, stores: Stores, args: argparse.Namespace, comman
     from harness.reporting.publish import Publisher
     from harness.run.worker import Worker
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # again: MLflow sets its own level when it is imported
     worker = Worker(spec, stores, command, Publisher(args.reports), args.reports / spec.name / "README.md")
     try:
         return worker.run()
