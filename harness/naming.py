@@ -55,7 +55,7 @@ def _ranges(values: tuple) -> str:
 
 
 # The registries' names (harness.learn.datasets.DATASETS, harness.learn.models.MODELS), here so that the command
-# line's help and a rerun with nothing to do import no torch (3 s); tests/test_study_cli.py checks they agree.
+# line's help and a rerun with nothing to do import no torch; tests/test_study_cli.py checks they agree.
 DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "stl10", "flowers102",
                  "oxford_iiit_pet")
 MODEL_NAMES = ("lenet5", "resnet8", "alexnet", "vgg16", "vgg16_bn", "resnet18", "resnet50")

@@ -23,7 +23,7 @@ from harness.schema import Phase, Tag, phase_filter
 from harness.stores import Stores, experiment_id
 
 TAGS = (Tag.PHASE, Tag.ARM, Tag.SEED, Tag.OPTUNA_TRIAL, Tag.OUTCOME, Tag.CHECKPOINT, Tag.CHECKPOINT_RUN_ID, Tag.MODEL)
-METRICS = ("best_val_acc", "test_acc", "wall_seconds")
+METRICS = ("wall_seconds",)  # results (accuracies) come from the ledger, never from here
 
 
 def _plain(runs: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ markdown and `harness.analysis.findings` draws the conclusions.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,8 +52,8 @@ class ArmRecord:
         best = self.slots.best
         return None if best is None else best.trial
 
-    @property
-    def verdict(self) -> list[Slot]:
+    @functools.cached_property
+    def verdict(self) -> list[Slot]:  # the report asks for it many times; the records it reads do not change
         return self.slots.verdict()
 
     @property

@@ -137,10 +137,11 @@ class TransferNet(nn.Module):
     def train(self, mode: bool = True) -> TransferNet:
         super().train(mode)
         if mode and self.bn_frozen_eval:  # frozen BatchNorm must not drift its running statistics
+            batch_norm = internals.batch_norm_base()
             for stage in self.frozen:
                 for module in self.stage_modules(stage):
                     for m in module.modules():
-                        if isinstance(m, internals.batch_norm_base()):
+                        if isinstance(m, batch_norm):
                             m.eval()
         return self
 

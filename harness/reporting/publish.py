@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import mlflow
 
-if TYPE_CHECKING:
-    from harness.run.worker import Worker
+from harness.spec import StudySpec
+from harness.stores import Stores
 
 
 @dataclass
@@ -21,17 +20,18 @@ class Publisher:
 
     reports: Path
 
-    def __call__(self, worker: Worker) -> Path:
-        return write_report(worker, self.reports)
+    def __call__(self, spec: StudySpec, stores: Stores, in_run: bool) -> Path:
+        return write_report(spec, stores, self.reports, in_run)
 
 
-def write_report(worker: Worker, reports: Path) -> Path:
+def write_report(spec: StudySpec, stores: Stores, reports: Path, in_run: bool) -> Path:
+    """The report, the HTML page and the index; with `in_run`, also as artifacts of the active MLflow run."""
     from harness.reporting.html import render_html
     from harness.reporting.markdown import build_index, build_report
 
-    report = build_report(worker.spec, worker.stores, reports)
+    report = build_report(spec, stores, reports)
     render_html(report.parent)  # readable inside MLflow's artifact viewer, images included
     build_index(reports)
-    if worker.parent.run_id is not None:
+    if in_run:
         mlflow.log_artifacts(str(report.parent), artifact_path="report")
     return report

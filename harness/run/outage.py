@@ -19,7 +19,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 PATIENCE_SECONDS = 600.0
-FIRST_WAIT, LONGEST_WAIT = 1.0, 8.0  # at most 8 s idle once the store is back; a try is one cheap query
+FIRST_WAIT, LONGEST_WAIT = 1.0, 8.0  # a store that comes back is found soon; a try is one cheap query
 SQLITE_FULL = 13  # sqlite3's result code for "database or disk is full"
 
 

@@ -77,9 +77,10 @@ def _unless_interrupted(take: Callable):
 
 
 class Publisher(Protocol):
-    """Writes the report of the worker's study and returns its path (harness.reporting.publish.Publisher)."""
+    """Writes a study's report (also into the active MLflow run where there is one) and returns its path
+    (harness.reporting.publish.Publisher)."""
 
-    def __call__(self, worker: Worker) -> Path: ...
+    def __call__(self, spec: StudySpec, stores: Stores, in_run: bool) -> Path: ...
 
 
 @dataclass
@@ -222,7 +223,7 @@ class Worker:
             self.publish_now()
             self.parent.end("FINISHED")
         elif not self.report_path.is_file():  # published on another machine, or deleted here
-            self.publish(self)
+            self.publish(self.spec, self.stores, self.parent.run_id is not None)
         progress.nothing_to_do(self.spec.name, self.stores.root, self.report_path, state)
         return 0
 
@@ -247,5 +248,5 @@ class Worker:
     def publish_now(self) -> None:
         """The parent run (to hold the report), the publication, then the mark that says it is done."""
         self.parent.start(self.ctx.task)
-        self.publish(self)
+        self.publish(self.spec, self.stores, self.parent.run_id is not None)
         self.work.home.set_user_attr(StudyAttr.REPORT_RECORDS, self.records)
