@@ -139,6 +139,7 @@ def check_plan(plan: tuple[Declared, ...], arms: tuple[str, ...]) -> None:
         seen.add(key)
 
 
+ENDPOINTS = ("all", "trained")  # a study's primary endpoint: every verdict run, or the runs that trained
 SPENDING = ("obrien_fleming", "pocock")  # harness.inference.sequential's spending functions
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.analysis_plan import (
     DEFAULT_MARGIN,
+    ENDPOINTS,
     SPENDING,
     Declared,
     Design,
@@ -161,6 +162,8 @@ class StudySpec:
     seed_cap: int | None = None
     spending: str = "obrien_fleming"  # how the error rate is spent over the looks: obrien_fleming | pocock
     sampler: str = "qmc"  # qmc | random (i.i.d. trials, fair comparison) | tpe (find the best config)
+    searches: int = 1  # independent searches per arm, each choosing its own configuration (docs/statistics.md)
+    endpoint: str = "all"  # every verdict run, failures scored (a diverged run at chance), or those that "trained"
     prune: bool = True
     # the declared analysis plan (harness.analysis_plan): the family of comparisons the report tests, and the margin
     # (a fraction: 0.02 = 2 points) of those that declare none. Without a plan every pair is a Difference.
@@ -181,6 +184,8 @@ class StudySpec:
         check_plan(self.family, tuple(a.name for a in self.arms))
         if self.spending not in SPENDING:
             raise ValueError(f"unknown spending {self.spending!r}; choose one of {', '.join(SPENDING)}")
+        if self.endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {self.endpoint!r}; choose one of {', '.join(ENDPOINTS)}")
 
     @property
     def design(self) -> Design:
@@ -196,7 +201,7 @@ class StudySpec:
         """The study's budget and protocol, as its parent runs log them and its arms' Optuna studies hold them."""
         return {"n_trials": self.n_trials, "seeds": self.seeds, "seed_step": self.seed_step, "seed_cap": self.seeds_cap,
                 "spending": self.spending, "confirm_top": self.confirm_top, "select_seeds": self.select_seeds,
-                "sampler": self.sampler, "prune": self.prune}
+                "sampler": self.sampler, "prune": self.prune, "searches": self.searches, "endpoint": self.endpoint}
 
     @property
     def family(self) -> tuple[Declared, ...]:
@@ -242,8 +247,9 @@ class StudySpec:
                                    changes=recorded)
 
 
-COUNTS = {"n_trials": 1, "seeds": 1, "confirm_top": 1, "select_seeds": 1, "seed_step": 0}  # field: its least
-LIMITS = {"n_trials": 10_000, "seeds": 1_000, "seed_cap": 1_000, "confirm_top": 1_000, "select_seeds": 1_000,
+COUNTS = {"n_trials": 1, "seeds": 1, "confirm_top": 1, "select_seeds": 1, "seed_step": 0, "searches": 1}  # field: least
+LIMITS = {"n_trials": 10_000, "searches": 100,
+          "seeds": 1_000, "seed_cap": 1_000, "confirm_top": 1_000, "select_seeds": 1_000,
           "seed_step": 1_000, "epochs": 10_000}  # beyond these a study hangs or runs out of memory, not finishes
 
 
