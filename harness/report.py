@@ -45,8 +45,8 @@ def recorded_names(stores: Stores, studies: Path) -> list[str]:
     import mlflow
 
     from harness.analysis.recorded import is_recorded
-    from harness.spec import list_studies
     from harness.stores import use_tracking
+    from harness.study_file import list_studies
 
     if stores.tracking_uri is None and not (stores.root / "mlflow.db").is_file():
         return []
@@ -60,7 +60,8 @@ def recorded_names(stores: Stores, studies: Path) -> list[str]:
 def _suite(name: str, studies: Path, stores: Stores):
     """The suite `name` names (a suite file, or a variant of one as its run recorded it), or None for a study."""
     from harness.reporting.suite_report import recorded_changes
-    from harness.spec import StudySpec, load_study
+    from harness.spec import StudySpec
+    from harness.study_file import load_study
 
     base = name.split("--")[0]
     if not (studies / f"{base}.py").is_file():

@@ -26,8 +26,9 @@ from harness.cli import (
 )
 from harness.run.launch import launch_workers, wait_for
 from harness.run.resume import check_resume
-from harness.spec import LIMITS, VARIANT_SETTINGS, StudySpec, list_studies, load_study
+from harness.spec import LIMITS, VARIANT_SETTINGS, StudySpec
 from harness.stores import Stores
+from harness.study_file import list_studies, load_study
 
 DESCRIPTION = """\
 Run a transfer-learning study: one Optuna search per arm (same budget, same seeded sampler),

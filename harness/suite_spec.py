@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.naming import variant_name
-from harness.spec import STUDIES_DIR, VARIANT_SETTINGS, StudySpec, load_study
+from harness.spec import STUDIES_DIR, VARIANT_SETTINGS, StudySpec
+from harness.study_file import load_study
 
 FLAGS = {"n_trials": "--trials", "data_root": "--data-root", "source_classes": "--source-classes",
          "target_classes": "--target-classes"}  # a setting's command-line flag, where it is not --<setting>
@@ -37,7 +38,7 @@ class Workload:
 @dataclass(frozen=True, kw_only=True)
 class SuiteSpec:
     """The question, the study file whose arms and declared comparisons every workload runs, and the workloads.
-    `name` is the suite file's name (`harness.spec.load_study(..., suites=True)` sets it)."""
+    `name` is the suite file's name (`harness.study_file.load_study(..., suites=True)` sets it)."""
 
     name: str = ""
     question: str

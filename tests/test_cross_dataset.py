@@ -14,7 +14,8 @@ from harness.learn.models import build_model, preprocessing
 from harness.learn.pretrain import checkpoint_key, pretrain_config, source_preprocessing
 from harness.learn.weights import read_state_dict
 from harness.run.checkpoints import source_checkpoint
-from harness.spec import TrialConfig, load_study, retarget
+from harness.spec import TrialConfig, retarget
+from harness.study_file import load_study
 
 
 @pytest.fixture(scope="module")

@@ -312,7 +312,8 @@ def test_an_image_truncated_or_bit_flipped_anywhere_reads_or_is_a_broken_image_n
 
 
 def test_a_study_file_damaged_anywhere_is_refused_naming_the_file(tmp_path):
-    from harness.spec import STUDIES_DIR, study_from_source
+    from harness.spec import STUDIES_DIR
+    from harness.study_file import study_from_source
 
     source, rng, path = (STUDIES_DIR / "sgd_vs_adam.py").read_text(), random.Random(2), tmp_path / "sgd_vs_adam.py"
     lines = source.splitlines(keepends=True)

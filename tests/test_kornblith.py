@@ -12,8 +12,8 @@ import torchvision.datasets as tvd
 
 from harness.learn.data import make_task
 from harness.learn.models import preprocessing
-from harness.spec import load_study
 from harness.study import main
+from harness.study_file import load_study
 from harness.suite_spec import workload_specs
 from tests.fabricate import write_cifar, write_flowers102, write_pets, write_stl10
 

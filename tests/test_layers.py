@@ -11,7 +11,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 LAYERS = {  # lowest first; a module may import its own layer and those below
-    "harness.spec": 0, "harness.suite_spec": 0, "harness.analysis_plan": 0, "harness.naming": 0, "harness.schema": 0,
+    "harness.spec": 0, "harness.study_file": 0,
+    "harness.suite_spec": 0, "harness.analysis_plan": 0, "harness.naming": 0, "harness.schema": 0,
     "harness.stores": 0, "harness.browse": 0, "harness.internals": 0,
     "harness.learn": 1, "harness.inference": 1, "harness.ledger": 1.5, "harness.run": 2, "harness.analysis": 3,
     "harness.reporting": 4,

@@ -154,7 +154,8 @@ def test_reading_a_study_file_needs_no_torch():
     import subprocess
     import sys
 
-    code = "import sys; from harness.spec import load_study; load_study('sgd_vs_adam'); print('torch' in sys.modules)"
+    code = ("import sys; from harness.study_file import load_study; load_study('sgd_vs_adam'); "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -84,7 +84,8 @@ def test_a_worker_that_finds_its_source_being_pretrained_pretrains_one_the_study
     from filelock import FileLock
 
     from harness.run import checkpoints, queue
-    from harness.spec import STUDIES_DIR, confirmation_config, load_study, selection_seeds
+    from harness.spec import STUDIES_DIR, confirmation_config, selection_seeds
+    from harness.study_file import load_study
 
     eid, _ = tracking
     spec = dataclasses.replace(load_study("sgd_vs_adam", STUDIES_DIR), seeds=2)
@@ -138,7 +139,8 @@ def test_no_source_is_pretrained_ahead_for_an_arm_whose_search_sets_what_the_sou
     A searched lr, weight decay or optimizer parameter does not (the pretraining recipe sets its own)."""
     from harness.learn.pretrain import FINE_TUNING_ONLY
     from harness.run.checkpoints import sure_sources
-    from harness.spec import STUDIES_DIR, TrialConfig, load_study
+    from harness.spec import STUDIES_DIR, TrialConfig
+    from harness.study_file import load_study
 
     assert FINE_TUNING_ONLY <= {f.name for f in dataclasses.fields(TrialConfig)}
     for name in ("lr", "weight_decay", "seed", "epochs", "strategy", "optimizer"):

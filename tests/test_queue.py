@@ -140,8 +140,8 @@ def test_a_worker_asks_its_drained_studies_again_once_another_has_planned(tmp_pa
     import dataclasses
 
     from harness.run.work import open_work
-    from harness.spec import load_study
     from harness.stores import Stores
+    from harness.study_file import load_study
 
     spec = dataclasses.replace(load_study("sgd_vs_adam"), n_trials=2)
     stores = Stores(tmp_path / "mlruns")

@@ -10,7 +10,8 @@ import pytest
 
 from harness.analysis_plan import NonInferior
 from harness.run.dryrun import check_search_spaces, sample_configs
-from harness.spec import Arm, StudySpec, TrialConfig, list_studies, load_study
+from harness.spec import Arm, StudySpec, TrialConfig
+from harness.study_file import list_studies, load_study
 
 ONE_ARM = (Arm("sgd-full", "sgd", "full"),)
 

@@ -20,7 +20,7 @@ import pytest
 
 from harness import ledger
 from harness.schema import Phase, counts
-from harness.spec import load_study
+from harness.study_file import load_study
 from tests.test_workers import Tiny, wait_all
 
 SEQUENTIAL = '''

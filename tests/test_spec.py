@@ -4,7 +4,8 @@ import re
 import pytest
 
 from harness.analysis_plan import Difference, NonInferior, Trend
-from harness.spec import Arm, StudySpec, TrialConfig, list_studies, load_study
+from harness.spec import Arm, StudySpec, TrialConfig
+from harness.study_file import list_studies, load_study
 
 
 def test_list_studies_finds_the_default_study():

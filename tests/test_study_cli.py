@@ -77,8 +77,8 @@ def test_an_unknown_name_is_refused_naming_the_valid_choices(tmp_path, capsys, f
 
 
 def test_class_lists_accept_ranges_lists_and_all():
-    from harness.spec import load_study
     from harness.study import apply_overrides, parser
+    from harness.study_file import load_study
 
     args = parser().parse_args(["sgd_vs_adam", "--source-classes", "0-2,7", "--target-classes", "all"])
     spec = apply_overrides(load_study("sgd_vs_adam"), args)
@@ -105,8 +105,8 @@ def test_resuming_a_study_whose_file_changed_is_refused_naming_the_setting(tmp_p
     from harness.reporting.publish import Publisher
     from harness.run.resume import check_resume
     from harness.run.worker import Worker
-    from harness.spec import load_study
     from harness.stores import Stores
+    from harness.study_file import load_study
 
     stores = Stores(root=tmp_path / "mlruns")
     spec = load_study("sgd_vs_adam")
@@ -119,8 +119,8 @@ def test_resuming_a_study_whose_file_changed_is_refused_naming_the_setting(tmp_p
 
 
 def test_command_line_settings_make_a_study_of_their_own(tmp_path):
-    from harness.spec import load_study
     from harness.study import apply_overrides, parser
+    from harness.study_file import load_study
 
     spec = load_study("sgd_vs_adam")
     same = apply_overrides(spec, parser().parse_args(["sgd_vs_adam", "--epochs", str(spec.base.epochs)]))
@@ -138,8 +138,8 @@ def test_a_variant_is_rebuilt_from_what_its_runs_recorded_even_without_its_study
     from harness.analysis.recorded import recorded_study
     from harness.run.parent import variant_record
     from harness.schema import STUDY_SOURCE, STUDY_VARIANT
-    from harness.spec import load_study
     from harness.stores import Stores, experiment_id
+    from harness.study_file import load_study
 
     stores = Stores(root=tmp_path / "mlruns")
     spec = load_study("sgd_vs_adam").variant(seeds=4, epochs=3)
@@ -157,8 +157,9 @@ def test_a_variant_is_rebuilt_from_what_its_runs_recorded_even_without_its_study
 def test_a_fixed_freeze_depth_beyond_the_models_stages_is_refused_before_anything_is_written(tmp_path):
     import dataclasses
 
-    from harness.spec import Arm, load_study
+    from harness.spec import Arm
     from harness.study import check
+    from harness.study_file import load_study
 
     spec = load_study("sgd_vs_adam")
     spec = dataclasses.replace(spec, arms=(Arm("too-deep", "sgd", "freeze_k", fixed={"freeze_k": 7}),),

@@ -15,9 +15,10 @@ import pytest
 
 import harness.run.objective
 from harness.report import main as report_main
-from harness.spec import STUDIES_DIR, load_study
+from harness.spec import STUDIES_DIR
 from harness.stores import Stores
 from harness.study import main
+from harness.study_file import load_study
 from harness.suite_spec import SuiteSpec, Workload, workload_specs
 from tests.test_end_to_end import ARMS, NAME, TINY
 

@@ -9,8 +9,9 @@ import json
 import mlflow
 
 from harness.schema import STUDY_SOURCE, STUDY_VARIANT, Phase, phase_filter, renamed, schema_problem
-from harness.spec import STUDIES_DIR, StudySpec, load_study, study_from_source
+from harness.spec import STUDIES_DIR, StudySpec
 from harness.stores import Stores, experiment_id
+from harness.study_file import load_study, study_from_source
 
 
 def recorded_study(name: str, stores: Stores, studies=STUDIES_DIR) -> StudySpec:

@@ -34,8 +34,9 @@ from harness.learn.features import FeatureCache
 from harness.learn.models import Preprocess, build_model, model_spec
 from harness.learn.train import device, fit, seed_everything
 from harness.run import tracking
-from harness.spec import TrialConfig, load_study
+from harness.spec import TrialConfig
 from harness.stores import Stores, experiment_id, open_storage
+from harness.study_file import load_study
 
 if TYPE_CHECKING:
     import optuna
