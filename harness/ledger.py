@@ -152,10 +152,31 @@ def sequential_state(spec: StudySpec, confirm: Mapping[str, list[Slot]], power: 
 
     if len(spec.design.looks) == 1:
         return None
-    results = {arm.name: verdict_results(confirm[arm.name], spec.chance_margin) for arm in spec.arms}
-    return replay(spec.family, [a.name for a in spec.arms], {a: r.done for a, r in results.items()},
-                  {a: r.trained for a, r in results.items()}, spec.margin, spec.design, power=power,
-                  failed={a: r.failed for a, r in results.items()})
+    results = {u.name: verdict_results(confirm.get(u.name, []), spec.chance_margin) for u in spec.units()}
+    return replay(spec.family, [a.name for a in spec.arms], done_by_arm(spec, {u: r.done for u, r in results.items()}),
+                  by_arm(spec, {u: r.trained for u, r in results.items()}), spec.margin, spec.design, power=power,
+                  failed=by_arm(spec, {u: r.failed for u, r in results.items()}))
+
+
+def by_arm(spec: StudySpec, per_unit: Mapping[str, Any]) -> dict[str, Any]:
+    """Each arm's values (a {seed: value} dict or a set of seeds): with several searches, its searches' merged,
+    keyed (search, seed) (harness.inference.searches)."""
+    if spec.searches == 1:
+        return {a.name: per_unit.get(a.name, {}) for a in spec.arms}
+    out: dict[str, Any] = {}
+    for u in spec.units():
+        mine = per_unit.get(u.name, {})
+        keyed = {(u.search, s): mine[s] for s in mine} if isinstance(mine, Mapping) else {(u.search, s) for s in mine}
+        out[u.family] = (out[u.family] | keyed) if u.family in out else keyed
+    return out
+
+
+def done_by_arm(spec: StudySpec, done: Mapping[str, set[int]]) -> dict[str, set[int]]:
+    """The verdict seeds an arm has finished in every one of its searches: a look waits for all of them."""
+    out: dict[str, set[int]] = {}
+    for u in spec.units():
+        out[u.family] = out[u.family] & done.get(u.name, set()) if u.family in out else set(done.get(u.name, set()))
+    return out
 
 
 def ranked(search: Iterable[Slot]) -> list[Slot]:
@@ -242,4 +263,4 @@ def read(spec: StudySpec, storage: Any) -> dict[str, ArmLedger]:
     problem = schema_problem(spec.name, schema_version(spec.name, storage))
     if problem:
         raise ValueError(problem)
-    return {arm.name: read_arm(spec, arm.name, storage) for arm in spec.arms}
+    return {arm.name: read_arm(spec, arm.name, storage) for arm in spec.units()}

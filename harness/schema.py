@@ -77,6 +77,7 @@ class Tag:
 
     PHASE = "phase"
     ARM = "arm"
+    SEARCH = "search"  # j of the arm's search "<arm>/search-j", on a study with searches > 1
     OPTIMIZER = "optimizer"
     FREEZE = "freeze"
     SEED = "seed"

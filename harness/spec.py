@@ -122,7 +122,7 @@ class Arm:
     @property
     def family(self) -> str:
         """The arm a search belongs to: the name comparisons use."""
-        return self.name.rsplit(SEARCH_SEP, 1)[0] if self.search else self.name
+        return split_unit(self.name)[0]
 
     def config(self, base: TrialConfig, **overrides: Any) -> TrialConfig:
         return dataclasses.replace(
@@ -131,6 +131,12 @@ class Arm:
 
 
 SEARCH_SEP = "/search-"
+
+
+def split_unit(name: str) -> tuple[str, int]:
+    """"adam/search-2" -> ("adam", 2); an arm's own name -> (name, 0)."""
+    arm, sep, j = name.rpartition(SEARCH_SEP)
+    return (arm, int(j)) if sep and j.isdigit() else (name, 0)
 
 
 # What a confirmation seed can vary (Bouthillier et al. 2021: data splits and pretraining are among the largest
@@ -143,7 +149,8 @@ VARIANCE_SOURCES = {
 
 
 BASE_SETTINGS = ("epochs", "model", "weights", "data_root", "shots", "source_classes", "target_classes")
-VARIANT_SETTINGS = ("n_trials", "seeds", "dataset", *BASE_SETTINGS)  # what a variant may change (the CLI's flags)
+# what a variant may change (the CLI's flags)
+VARIANT_SETTINGS = ("n_trials", "seeds", "searches", "dataset", *BASE_SETTINGS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,7 +255,7 @@ class StudySpec:
         changes = {k: v for k, v in changes.items() if v is not None}
         base = retarget(self.base, changes["dataset"]) if "dataset" in changes else self.base
         base_changes = {k: _setting(changes[k]) for k in BASE_SETTINGS if k in changes}
-        top = {k: changes[k] for k in ("n_trials", "seeds") if k in changes}
+        top = {k: changes[k] for k in ("n_trials", "seeds", "searches") if k in changes}
         # a number of seeds asked for is that number: a fixed design, not the file's first batch
         fixed = {"seed_step": 0} if "seeds" in top and top["seeds"] != self.seeds else {}
         made = dataclasses.replace(self, base=dataclasses.replace(base, **base_changes), **top, **fixed)

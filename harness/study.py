@@ -84,6 +84,9 @@ def parser() -> argparse.ArgumentParser:
     budget.add_argument("--seeds", type=at_most(LIMITS["seeds"]), metavar="N",
                         help="verdict seeds per arm, fixed (without it a sequential study adds seed_step more up to "
                              "seed_cap while a comparison is undecided)")
+    budget.add_argument("--searches", type=at_most(LIMITS["searches"]), metavar="K",
+                        help="independent searches per arm, each choosing its own configuration for the verdict seeds "
+                        "(1: the verdict is conditional on one search)")
     budget.add_argument("--epochs", type=at_most(LIMITS["epochs"]), metavar="N", help="training epochs per run")
     data = p.add_argument_group("data", "each defaults to the study file's")
     data.add_argument("--dataset", metavar="NAME",

@@ -16,6 +16,7 @@ from harness.analysis.records import StudyRecord
 from harness.analysis_plan import Equivalent, Interaction, NonInferior, Trend
 from harness.inference.decide import Decision, decide_all
 from harness.inference.failures import Rate, RateComparison, compare_rates, rate
+from harness.inference.searches import differences, variance_share
 from harness.inference.sequential import Sequential
 from harness.inference.stats import small_validation
 
@@ -66,17 +67,19 @@ class Findings:
 def findings(record: StudyRecord) -> Findings:
     """The declared family decided on the runs that trained, and the failure rates beside it."""
     spec = record.spec
-    found = outcomes(record)
+    per_run = outcomes(record)  # per arm, or with several searches per search
+    found = Outcomes(ledger.by_arm(spec, per_run.trained), ledger.by_arm(spec, per_run.failed))  # searches merged
     # sequential: the looks the planner judged, replayed from the same Optuna records; fixed n: what is recorded
     rule = ledger.sequential_state(spec, {name: arm.slots.confirm for name, arm in record.arms.items()}, power=True)
     failures = {name: (sum(flags.values()), len(flags)) for name, flags in found.failed.items()}
     decisions = rule.decisions if rule else decide_all(spec.family, found.trained, spec.margin, failures=failures)
-    rates = {name: found.rate(name) for name in record.arms}
+    rates = {name: per_run.rate(name) for name in record.arms} | {a.name: found.rate(a.name) for a in spec.arms}
     pairs = list(dict.fromkeys((c.a, c.b) for c in spec.family if hasattr(c, "b")))
     rate_tests = compare_rates(pairs, rates) if any(r.failed for r in rates.values()) else []
     where = [rule.where(i) for i in range(len(decisions))] if rule else [""] * len(decisions)
     sentences = [sentence(d, found, spec.margin, w) for d, w in zip(decisions, where, strict=True)]
-    return Findings(decisions, found, rates, rate_tests, sentences + failure_lines(rates, rate_tests), rule)
+    lines = failure_lines({a.name: rates[a.name] for a in spec.arms}, rate_tests)
+    return Findings(decisions, per_run, rates, rate_tests, sentences + lines, rule)
 
 
 # --- sentences -----------------------------------------------------------------------------------------
@@ -100,6 +103,8 @@ def interval(d: Decision) -> str:
 
 def _seeds(d: Decision) -> str:
     e = d.estimate
+    if e.searches > 1:
+        return f"{e.searches} searches per arm, {e.n}+ seeds each, paired by search and seed"
     if e.n == 1:
         return "1 seed"
     return f"{e.n} seeds{' paired' if e.paired else ' (unpaired, Welch)'}"
@@ -191,7 +196,19 @@ def sentence(d: Decision, found: Outcomes, margin: float, where: str = "") -> st
             f"({interval(d)}; {_seeds(d)}); {power_text(d, margin)}.")
     if d.steps:
         text += " Steps: " + "; ".join(_step(d, s) for s in d.steps) + "."
-    return text
+    return text + _search_share(d, found)
+
+
+def _search_share(d: Decision, found: Outcomes) -> str:
+    """Over searches: how much of the per-seed difference's variance is search-to-search."""
+    c = d.declared
+    if d.estimate is None or d.estimate.searches < 2 or not hasattr(c, "b"):
+        return ""
+    share = variance_share(differences(found.trained[c.a], found.trained[c.b]))
+    if share is None:
+        return ""
+    return (f" Search-to-search: {100 * share.fraction:.0f}% of the per-seed difference's variance (sd "
+            f"{_pts(share.between ** 0.5)} points between searches, {_pts(share.within ** 0.5)} within).")
 
 
 def _failure_text(d: Decision) -> str:

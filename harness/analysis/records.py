@@ -130,7 +130,7 @@ def load_record(spec: StudySpec, stores: Stores) -> StudyRecord:
     """Read one study's ledger and MLflow log; ValueError when the stores hold none."""
     log = load_log(stores, spec.name)
     slots = ledger.read(spec, open_storage(stores))
-    arms = {arm.name: ArmRecord(arm, slots[arm.name]) for arm in spec.arms}
+    arms = {arm.name: ArmRecord(arm, slots[arm.name]) for arm in spec.units()}  # with searches, one per search
     parents = list(log.parents["run_id"])
     overview = log.artifact(parents, "data/overview.json") or {}
     samples = log.artifact(parents, "data/samples.npz") or {}

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
-from harness.analysis_plan import Declared, Equivalent, Interaction, NonInferior, Trend, with_margin
+from harness.analysis_plan import Declared, Difference, Equivalent, Interaction, NonInferior, Trend, with_margin
 from harness.inference.failures import fisher_p
+from harness.inference.searches import over_searches, searched
 from harness.inference.stats import ALPHA, TIE, holm, holm_multipliers, t_test
 
 Values = Mapping[int, float]  # seed -> accuracy
@@ -39,6 +40,7 @@ class Estimate:
     df: float
     n: int
     paired: bool
+    searches: int = 1  # > 1: the mean of per-search estimates, its se and df over searches (inference.searches)
 
     @property
     def unit_sd(self) -> float:
@@ -201,7 +203,7 @@ def seeds_needed(c: Declared, e: Estimate, multiplier: float, margin: float, alp
     power: a difference of `margin` detected; non-inferiority or equivalence shown when the truth is 0. None
     without a variance estimate; cap + 1 when beyond the cap."""
     sd = e.unit_sd
-    if e.df < 1 or not np.isfinite(sd):
+    if e.df < 1 or not np.isfinite(sd) or e.searches > 1:  # over searches, seeds do not shrink the search part
         return None
     if sd <= TIE:
         return e.n
@@ -270,6 +272,8 @@ def _failure_outcome(c: Declared, counts: tuple[tuple[int, int], tuple[int, int]
 
 
 def estimate_for(c: Declared, values: Mapping[str, Values]) -> Estimate | None:
+    if any(searched(values[a]) for a in c.arms):  # (search, seed) keys: estimated within each search, then over them
+        return over_searches(lambda *v: estimate_for(c, dict(zip(c.arms, v, strict=True))), [values[a] for a in c.arms])
     if isinstance(c, Interaction):
         return interaction((values[c.first[0]], values[c.first[1]]), (values[c.second[0]], values[c.second[1]]))
     if isinstance(c, Trend):
@@ -284,7 +288,7 @@ def _steps(c: Trend, values: Mapping[str, Values], alpha: float,
     interval lies on the other side reverses it."""
     out = []
     for left, right in zip(c.arms, c.arms[1:], strict=False):
-        e = paired_or_welch(values[right], values[left])
+        e = estimate_for(Difference(right, left), values)
         if e is None:
             continue
         rate = alpha / (len(c.arms) - 1)

@@ -31,6 +31,7 @@ from scipy import optimize, special, stats
 
 from harness.analysis_plan import Declared, Design, Equivalent
 from harness.inference.decide import Decision, Values, decide_all, mde, seeds_needed
+from harness.inference.searches import seed_of
 from harness.inference.stats import ALPHA
 
 GRID = 401  # points of the score's density per look: levels to about 4 significant digits
@@ -142,8 +143,8 @@ def replay(family: Sequence[Declared], arms: Sequence[str], done: Mapping[str, s
             n_arm[a] = n
         if any(not set(range(1, n_arm[a] + 1)) <= done.get(a, set()) for a in needed):
             break  # this look's batch is still running
-        values = {a: {s: v for s, v in trained.get(a, {}).items() if s <= n_arm[a]} for a in arms}
-        down = {a: sum(s <= n_arm[a] for s in (failed or {}).get(a, ())) for a in arms}
+        values = {a: {s: v for s, v in trained.get(a, {}).items() if seed_of(s) <= n_arm[a]} for a in arms}
+        down = {a: sum(seed_of(s) <= n_arm[a] for s in (failed or {}).get(a, ())) for a in arms}
         decided = decide_all([family[i] for i in open_], values, margin, alpha, power=False,
                              levels=lambda a, k=k: nominal(a, fractions, design.spending)[k],
                              failures={a: (down[a], down[a] + len(values[a])) for a in arms})

@@ -48,7 +48,7 @@ def figure_data(record: StudyRecord) -> figures.FigureData:
     spec, confirm, best = record.spec, confirm_frame(record), _best_confirm(record)
     importance = importance_frame(record)
     return figures.FigureData(
-        arms=[a.name for a in spec.arms], sgd_arms=[a.name for a in spec.arms if a.optimizer == "sgd"],
+        arms=[a.name for a in spec.units()], sgd_arms=[a.name for a in spec.units() if a.optimizer == "sgd"],
         sampler=record.sampler, classes=[str(c) for c in record.overview.get("classes", [])],
         samples=record.samples, class_counts=record.overview.get("counts", {}),
         trials=trial_frame(record), confirm=confirm, history=history_frame(record, confirm),

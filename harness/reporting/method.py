@@ -57,10 +57,24 @@ def method_text(record: StudyRecord, found: Findings) -> str:
             "Accuracy estimates cover the runs that trained; each arm's failure rate, with an exact "
             "(Clopper-Pearson) interval, and Fisher's exact test between declared pairs, stand beside them. "
             "MDE: the effect each comparison detects with 80% power at its own level and seeds, from the sd it "
-            "showed. **Not in the intervals**: the search itself (one search per arm, one sampler scrambling: "
-            "another search could choose another configuration), and the sampling error of "
-            f"{split.lower()[0] + split[1:]}, "
-            f"the same for every run. Searched: {_searched(record)}.")
+            f"showed. {_searches(record)} **Not in the intervals**: the sampling error of "
+            f"{split.lower()[0] + split[1:]}, the same for every run. Searched: {_searched(record)}.")
+
+
+def _searches(record: StudyRecord) -> str:
+    """What the intervals are about: one search's choice, or the optimizer with its tuning protocol."""
+    k = record.spec.searches
+    if k == 1:
+        return ("**Conditional on one search**: each arm ran one search (one sampler scrambling), so the intervals "
+                "cover seed-to-seed variation given the configuration that search chose; another search could "
+                "choose another (declare `searches=k` for an answer over searches).")
+    return (f"**Over {k} searches**: each arm ran {k} independent searches (sampler seeds 0 to {k - 1}, "
+            f"{record.setting('n_trials')} trials each), and each search's chosen configuration ran on the verdict "
+            "seeds. A comparison is estimated within each search (paired by search and seed) and its interval is a "
+            f"t over the {k} per-search estimates ({k - 1} df), so it covers the arm's expected accuracy over "
+            "searches and seeds: the optimizer with its tuning protocol at this budget, search-to-search "
+            "variation included. The sequential rule adds seeds to every search; only more searches narrow the "
+            "search-to-search part.")
 
 
 def verdict_seeds(record: StudyRecord) -> str:

@@ -31,7 +31,8 @@ def plan_table(record: StudyRecord, found: Findings) -> str:
         c, e = d.declared, d.estimate
         margin = f"{pct(c.margin)}" if getattr(c, "margin", None) else "-"
         estimate = "-" if e is None else f"{100 * e.value:+.1f}"
-        seeds = "-" if e is None else f"{e.n}{'' if e.paired else ' (Welch)'}"
+        seeds = "-" if e is None else f"{e.n}{'' if e.paired else ' (Welch)'}" + (
+            f" × {e.searches} searches" if e is not None and e.searches > 1 else "")
         power = "-" if e is None else power_text(d, record.spec.margin)
         rows.append(f"| {c.label} | {c.kind} | {margin} | {estimate} | {interval(d) if e else '-'} | "
                     f"{decision_word(d) if e else 'no data'} | {seeds} | {power} |")

@@ -46,7 +46,7 @@ def migrate(spec, stores) -> str:
         return f"{spec.name}: already at schema {SCHEMA_VERSION}"
     if found is not None and found > SCHEMA_VERSION:
         raise ValueError(schema_problem(spec.name, found))
-    arms = {arm.name: ledger.read_arm(spec, arm.name, storage) for arm in spec.arms}
+    arms = {arm.name: ledger.read_arm(spec, arm.name, storage) for arm in spec.units()}
     missing = [f"{name} trial {s.number}" for name, arm in arms.items() for s in arm.confirm
                if s.counted and s.val_acc is not None and (Attr.TEST not in s.trial.user_attrs or s.run_id is None)]
     if missing:

@@ -38,6 +38,7 @@ from harness.spec import (
     TrialConfig,
     confirmation_config,
     digest,
+    split_unit,
     weights_kind,
 )
 from harness.stores import optuna_study_name
@@ -98,7 +99,8 @@ def tracked_run(cfg: TrialConfig, ctx: RunContext, run_name: str, tags: dict[str
     """
     task = ctx.task(cfg)
     weights, ckpt_tags = starting_weights(cfg, ctx)
-    tags = {**tags, **ckpt_tags, Tag.ARM: cfg.arm, Tag.OPTIMIZER: cfg.optimizer, Tag.FREEZE: cfg.strategy,
+    search = {Tag.SEARCH: str(split_unit(cfg.arm)[1])} if split_unit(cfg.arm)[1] else {}
+    tags = {**tags, **ckpt_tags, **search, Tag.ARM: cfg.arm, Tag.OPTIMIZER: cfg.optimizer, Tag.FREEZE: cfg.strategy,
             Tag.SEED: str(cfg.seed), Tag.CONFIG_HASH: config_hash(cfg), Tag.DEVICE: str(device()),
             **{f"split.{name}": value for name, value in task.fingerprints().items()}}
     run = start_child_run(run_name, tags)
@@ -183,7 +185,7 @@ def run_name(arm: str, trial: int, seed: int | None = None) -> str:
 
 def trial_config(spec: StudySpec, arm: Arm, trial: optuna.Trial | optuna.trial.FixedTrial) -> TrialConfig:
     """The arm's config with the study's search space applied; a FixedTrial replays a finished trial."""
-    return arm.config(spec.base, **spec.search_space(trial, arm))
+    return arm.config(spec.base, **spec.search_space(trial, spec.arm(arm.family)))
 
 
 def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optuna.Trial], float]:

@@ -43,7 +43,7 @@ def check_resume(spec: StudySpec, stores: Stores, say: bool = True) -> str:
             raise ValueError(problem)
         marked = None if home is None else home.get(StudyAttr.REPORT_RECORDS)
         recorded, kept, studies = {}, 0, []
-        for arm in spec.arms:
+        for arm in spec.units():
             try:
                 study = optuna.load_study(study_name=optuna_study_name(spec.name, arm.name), storage=storage)
                 recorded[arm.name] = json.loads(study.user_attrs.get(StudyAttr.CONFIG, "{}"))
@@ -52,11 +52,11 @@ def check_resume(spec: StudySpec, stores: Stores, say: bool = True) -> str:
                 continue
             kept += sum(counts(t) for s in (study, confirm) for t in s.get_trials(deepcopy=False))
             studies += [study, confirm]
-        complete = len(studies) == 2 * len(spec.arms)
+        complete = len(studies) == 2 * len(spec.units())
         state = "open" if marked is None else \
             "current" if complete and records_digest(studies) == marked else "published"
     for name, old in recorded.items():
-        arm = spec.arm(name)
+        arm = next(a for a in spec.units() if a.name == name)
         new = fixed_settings(spec, arm)
         diff = {k: (old[k], new.get(k)) for k in old if old[k] != new.get(k)}
         if diff:

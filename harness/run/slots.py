@@ -38,6 +38,12 @@ def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 SAMPLERS = ("qmc", "random", "tpe")
+
+
+def sampler_seed(arm: Arm) -> int:
+    """The same for every arm (a fair comparison); an arm's search j scrambles with seed j - 1, so its first
+    search is the single-search design's."""
+    return queue.SAMPLER_SEED + max(arm.search - 1, 0)
 PLANNED = ("qmc", "random")  # samplers whose points do not depend on results: drawn up front, one sequence
 
 
@@ -48,11 +54,11 @@ def search_points(spec: StudySpec, arm: Arm, n: int) -> list[dict[str, Any]]:
     if spec.sampler not in PLANNED:
         return [{} for _ in range(n)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    scratch = optuna.create_study(sampler=_sampler(spec.sampler, queue.SAMPLER_SEED))
+    scratch = optuna.create_study(sampler=_sampler(spec.sampler, sampler_seed(arm)))
     points = []
     for _ in range(n):
         trial = scratch.ask()
-        spec.search_space(trial, arm)
+        spec.search_space(trial, spec.arm(arm.family))  # a search space knows arms, not their searches
         scratch.tell(trial, 0.0)
         points.append(trial.params)
     return points
@@ -60,7 +66,8 @@ def search_points(spec: StudySpec, arm: Arm, n: int) -> list[dict[str, Any]]:
 
 def searched_fields(spec: StudySpec, arm: Arm) -> set[str]:
     """The TrialConfig fields (opt.<name> for optimizer params) the arm's search space sets."""
-    overrides = spec.search_space(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask(), arm)
+    overrides = spec.search_space(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask(),
+                                  spec.arm(arm.family))
     fields = {k for k in overrides if k != "optimizer_params"}
     return fields | {f"opt.{k}" for k in overrides.get("optimizer_params", {})}
 

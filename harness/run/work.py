@@ -20,6 +20,7 @@ from harness.run.slots import (
     confirm_slots,
     fixed_settings,
     pruner,
+    sampler_seed,
     search_points,
     select,
 )
@@ -85,13 +86,15 @@ class Work:
         done, added = True, 0
         for study in self.studies():
             queue.fail_stale(study, on_stale)
-        rule = ledger.sequential_state(self.spec, {a.name: ledger.slots(self.confirm[a.name].get_trials(deepcopy=False),
-                                                                       a.name, Phase.CONFIRM) for a in self.spec.arms})
-        verdict = rule.wanted if rule else {a.name: self.spec.seeds for a in self.spec.arms}
+        confirm = {a.name: ledger.slots(self.confirm[a.name].get_trials(deepcopy=False), a.name, Phase.CONFIRM)
+                   for a in self.spec.units()}
+        rule = ledger.sequential_state(self.spec, confirm)
+        wanted = rule.wanted if rule else {a.name: self.spec.seeds for a in self.spec.arms}
+        verdict = {a.name: wanted[a.family] for a in self.spec.units()}  # every search of an arm runs its seeds
         if rule and not rule.complete:
             done = False  # a batch is running, or waits for another arm's
             self._announce(rule)
-        for arm in self.spec.arms:
+        for arm in self.spec.units():
             search, confirm = self.search[arm.name], self.confirm[arm.name]
             if arm.name not in self.points:
                 self.points[arm.name] = search_points(self.spec, arm, self.spec.n_trials)
@@ -153,12 +156,12 @@ class Work:
 
     def _claim(self) -> Job | None:
         for kind, studies in ((Phase.SEARCH, self.search), (Phase.CONFIRM, self.confirm)):
-            for arm in self.spec.arms:
+            for arm in self.spec.units():
                 study = studies[arm.name]
                 if study.study_name in self.drained:
                     continue
                 if self.spec.sampler == "tpe" and kind is Phase.SEARCH:  # distinct points in each worker
-                    study.sampler = optuna.samplers.TPESampler(seed=queue.SAMPLER_SEED + len(study.trials))
+                    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(arm) + len(study.trials))
                 claimed = queue.claim(study)
                 if claimed is not None:
                     of = self.spec.n_trials if kind is Phase.SEARCH else self.budgets.get(arm.name, 0)
@@ -190,9 +193,9 @@ def open_work(spec: StudySpec, stores: Stores, on_stale: Callable[[FrozenTrial],
         elif problem := schema_problem(spec.name, home.user_attrs.get(StudyAttr.SCHEMA)):
             raise ValueError(problem)
         search = {a.name: _study(storage, optuna_study_name(spec.name, a.name), pruner(spec, Phase.SEARCH), spec, a)
-                  for a in spec.arms}
+                  for a in spec.units()}
         confirm = {a.name: _study(storage, confirm_study_name(spec.name, a.name), pruner(spec, Phase.CONFIRM), spec, a)
-                   for a in spec.arms}
+                   for a in spec.units()}
         work = Work(spec, stores, storage, home, search, confirm)
         if on_stale is not None:
             work.plan(on_stale)
