@@ -45,6 +45,7 @@ STUDY = StudySpec(
     arms=tuple(Arm(_name(m), "sgd", "full", fixed={"optimizer_params": {"momentum": m}}) for m in MOMENTA),
     search_space=search_space,
     base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=12, batch_size=8),
+    searches=1,  # one search per arm (one searched dimension): the report's intervals are conditional on it
     n_trials=8,  # one searched dimension
     seeds=5,  # then 5 more at a time while an equivalence is undecided, up to 15
     seed_step=5,

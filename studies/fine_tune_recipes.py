@@ -50,6 +50,7 @@ STUDY = StudySpec(
     search_space=search_space,
     base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=10,
                      optimizer_params={"momentum": 0.9, "nesterov": True}),
+    searches=1,  # one search per arm: the report's intervals are conditional on each arm's chosen configuration
     n_trials=8,  # per arm: one or two searched dimensions
     seeds=5,  # then 5 more at a time for the arms of undecided comparisons, up to 15
     seed_step=5,

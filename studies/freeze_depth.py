@@ -48,6 +48,7 @@ STUDY = StudySpec(
     search_space=search_space,
     base=TrialConfig(model="lenet5", weights="source", dataset="digits",
                      optimizer_params={"momentum": 0.9}, epochs=12),
+    searches=1,  # one lr search per depth: the report's intervals are conditional on each depth's chosen lr
     n_trials=6,  # per arm: a one-dimensional lr search
     seeds=10,  # Yosinski's effects are a few points: intervals from 10 seeds can show them
     seed_step=5,  # then 5 more at a time for the arms of undecided comparisons, up to 20

@@ -57,6 +57,7 @@ STUDY = StudySpec(
     ),
     search_space=search_space,
     base=TrialConfig(weights="source", dataset="digits", epochs=4, pretrain_epochs=3),
+    searches=1,  # CPU time allows one search per arm: the intervals are conditional on its choice
     n_trials=3,
     seeds=3,  # then 3 more at a time for the arms of undecided comparisons, up to 9 (CPU time: see above)
     seed_step=3,

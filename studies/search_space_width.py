@@ -36,6 +36,7 @@ STUDY = StudySpec(
     arms=tuple(Arm(f"{opt}-{width}", opt, "full") for width in ("narrow", "wide") for opt in ("sgd", "adam")),
     search_space=search_space,
     base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=10),
+    searches=1,  # the question is one search's width: its intervals are conditional on each arm's search
     n_trials=12,
     seeds=5,  # then 5 more at a time for the arms of undecided comparisons, up to 15
     seed_step=5,

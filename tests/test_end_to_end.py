@@ -8,9 +8,9 @@ import harness.run.objective
 from harness.stores import Stores
 from harness.study import main
 
-TINY = ["--trials", "2", "--seeds", "2", "--epochs", "2"]
+TINY = ["--trials", "2", "--seeds", "2", "--epochs", "2", "--searches", "1"]  # one search: the tests' time
 ARMS = ("sgd-frozen", "adam-frozen", "sgd-unfrozen", "adam-unfrozen")
-NAME = "sgd_vs_adam--epochs-2--trials-2--seeds-2"  # settings other than the file's make a study of their own
+NAME = "sgd_vs_adam--epochs-2--trials-2--searches-1--seeds-2"  # other settings: a study of its own
 
 pytestmark = pytest.mark.slow  # each test reads or runs a whole study
 
@@ -124,10 +124,11 @@ def test_a_diverging_confirmation_seed_is_recorded_and_the_study_still_reports(f
         return real_fit(model, task, cfg, on_epoch)
 
     monkeypatch.setattr(harness.run.objective, "fit", fit_diverging_at_seed_2)
-    args = ["sgd_vs_adam", "--trials", "1", "--seeds", "2", "--epochs", "1", "--root", str(tmp_path / "mlruns"),
+    args = ["sgd_vs_adam", "--trials", "1", "--seeds", "2", "--epochs", "1", "--searches", "1",
+            "--root", str(tmp_path / "mlruns"),
             "--reports", str(tmp_path / "reports")]
     assert main(args) == 0
-    name = "sgd_vs_adam--epochs-1--trials-1--seeds-2"
+    name = "sgd_vs_adam--epochs-1--trials-1--searches-1--seeds-2"
     failed = [r for r in runs(tmp_path, "confirm", name) if r.info.status == "FAILED"]
     assert len(failed) == 4 and all(r.data.tags["outcome"] == "diverged" for r in failed)
     assert (tmp_path / "reports" / name / "README.md").is_file()

@@ -143,7 +143,7 @@ def test_a_worker_asks_its_drained_studies_again_once_another_has_planned(tmp_pa
     from harness.stores import Stores
     from harness.study_file import load_study
 
-    spec = dataclasses.replace(load_study("sgd_vs_adam"), n_trials=2)
+    spec = dataclasses.replace(load_study("sgd_vs_adam"), n_trials=2, searches=1)
     stores = Stores(tmp_path / "mlruns")
     a, b = (open_work(spec, stores, lambda trial: None) for _ in range(2))
     first, second, third = (b.next_job(lambda trial: None) for _ in range(3))

@@ -18,7 +18,7 @@ NAME = "sgd_vs_adam--epochs-2--trials-2--searches-2--seeds-2"
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     root = tmp_path_factory.mktemp("searched")
-    assert main(["sgd_vs_adam", *TINY, "--searches", "2", "--root", str(root / "mlruns"),
+    assert main(["sgd_vs_adam", *TINY[:-2], "--searches", "2", "--root", str(root / "mlruns"),
                  "--reports", str(root / "reports")]) == 0
     return root
 

@@ -28,7 +28,7 @@ from harness.suite_spec import SuiteSpec, Workload
 SUITE = SuiteSpec(question="Over these tasks, does Adam beat SGD?", study="sgd_vs_adam", workloads=(
     Workload("30 shots"), Workload("10 shots", {"shots": 10}, target=0.5)))
 '''
-SUITE_NAME = "tiny_suite--epochs-2--trials-2--seeds-2"
+SUITE_NAME = "tiny_suite--epochs-2--trials-2--searches-1--seeds-2"
 SHOTS_10 = f"{NAME}--shots-10"
 
 

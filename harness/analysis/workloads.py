@@ -22,7 +22,7 @@ from harness.inference.aggregate import (
     probability_of_improvement,
     time_to_target,
 )
-from harness.spec import StudySpec
+from harness.spec import StudySpec, split_unit
 from harness.stores import Stores
 from harness.suite_spec import Workload
 
@@ -47,11 +47,16 @@ class WorkloadResult:
 
     def test_acc(self, arm: str) -> list[float]:
         """The arm's counted test accuracies in seed order (a diverged run scores 0, as in the study's report)."""
-        return [acc for _, acc in sorted(self.record.arms[arm].test_acc().items())] if arm in self.record.arms else []
+        units = [u.name for u in self.record.spec.units() if u.family == arm and u.name in self.record.arms]
+        return [acc for u in units for _, acc in sorted(self.record.arms[u].test_acc().items())]  # by search, seed
+
+    def times_of(self, arm: str) -> pd.DataFrame:
+        """The arm's rows of `times`, every search of it."""
+        return self.times[self.times["arm"].map(lambda name: split_unit(name)[0]) == arm]
 
     def median_time(self, arm: str, column: str = "seconds") -> float:
         """The median over the arm's seeds of its time-to-target (inf when most runs never reached it)."""
-        values = self.times.loc[self.times["arm"] == arm, column].to_numpy(dtype=float)
+        values = self.times_of(arm)[column].to_numpy(dtype=float)
         return float(np.median(values)) if values.size else float("inf")
 
 

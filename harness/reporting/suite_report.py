@@ -99,8 +99,7 @@ def time_table(results: list[WorkloadResult]) -> pd.DataFrame:
     """Per workload and arm: mean test accuracy, and median epochs and seconds to the target over the seeds."""
     rows = [{"workload": r.workload.label, "arm": arm, "test_acc": float(np.mean(r.test_acc(arm))),
              "epochs": r.median_time(arm, "epochs"), "seconds": r.median_time(arm, "seconds"),
-             "reached": f"{int(np.isfinite(r.times.loc[r.times['arm'] == arm, 'epochs']).sum())}/"
-                        f"{int((r.times['arm'] == arm).sum())}"}
+             "reached": f"{int(np.isfinite(r.times_of(arm)['epochs']).sum())}/{len(r.times_of(arm))}"}
             for r in results for arm in (a.name for a in r.record.spec.arms) if r.test_acc(arm)]
     return pd.DataFrame(rows, columns=["workload", "arm", "test_acc", "epochs", "seconds", "reached"])
 
