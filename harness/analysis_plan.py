@@ -9,7 +9,10 @@ no flag, filter or result removes one.
 - `Trend(arms, "decreasing" | "increasing")`: does accuracy move one way along `arms`, in order?
 
 Margins are in accuracy as a fraction (0.02 = 2 points); a comparison without one takes the study's `margin`.
-`claim` says who predicted the result, when the literature did. Nothing here imports anything heavy.
+`reason` says why a declared margin is the size it is: the smallest difference that would matter to someone
+acting on the result, not a size picked to suit the noise (the report prints the margin in seed sds beside it,
+and "no reason declared" where there is none). `claim` says who predicted the result, when the literature did.
+Nothing here imports anything heavy.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class _WithMargin:
     b: str
     margin: float | None = None
     claim: str = ""
+    reason: str = ""  # why this margin: what a difference of that size would change for someone acting on it
 
     arms = Difference.arms
     label = Difference.label
@@ -115,8 +119,9 @@ def with_margin(c: Declared, margin: float) -> Declared:
 
 
 def check_plan(plan: tuple[Declared, ...], arms: tuple[str, ...]) -> None:
-    """Refuse a plan that names an arm the study lacks, a bad trend direction, a margin out of range, or the
-    same comparison twice; the error names the valid choices."""
+    """Refuse a plan that names an arm the study lacks, a bad trend direction, a margin out of range, a reason
+    that is not text or explains no declared margin, or the same comparison twice; the error names the valid
+    choices."""
     seen = set()
     for c in plan:
         if not isinstance(c, Difference | NonInferior | Equivalent | Interaction | Trend):
@@ -133,10 +138,21 @@ def check_plan(plan: tuple[Declared, ...], arms: tuple[str, ...]) -> None:
         margin = getattr(c, "margin", None)
         if margin is not None and not 0 < margin < 1:
             raise ValueError(f"{c.kind} {c.label}: margin {margin} must lie between 0 and 1 (0.02 = 2 points)")
+        _check_reason(c)
         key = (c.kind, c.label)
         if key in seen:
             raise ValueError(f"{c.kind} {c.label} is declared twice")
         seen.add(key)
+
+
+def _check_reason(c: Declared) -> None:
+    reason = getattr(c, "reason", "")
+    if not isinstance(reason, str):
+        raise TypeError(f"{c.kind} {c.label}: reason must be text (why the margin is its size), not {reason!r}")
+    # a reason explains the margin declared beside it; the study's margin can change without the comparison
+    if reason.strip() and c.margin is None:
+        raise ValueError(f"{c.kind} {c.label}: reason= explains a margin, but none is declared; declare "
+                         "margin= beside it (0.02 = 2 points)")
 
 
 ENDPOINTS = ("all", "trained")  # a study's primary endpoint: every verdict run, or the runs that trained

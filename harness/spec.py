@@ -195,7 +195,8 @@ class StudySpec:
         _check_fields(self)
         if self.base.study != self.name:  # one home for the name: the runs' configs follow the study
             object.__setattr__(self, "base", dataclasses.replace(self.base, study=self.name))
-        check_plan(self.family, tuple(a.name for a in self.arms))
+        # the plan as declared (margins not yet filled in), so a reason without a margin of its own is seen
+        check_plan(self.plan or self.family, tuple(a.name for a in self.arms))
         if self.spending not in SPENDING:
             raise ValueError(f"unknown spending {self.spending!r}; choose one of {', '.join(SPENDING)}")
         if self.endpoint not in ENDPOINTS:

@@ -60,8 +60,13 @@ STUDY = StudySpec(
     prune=False,  # the median pruner would compare recipes that learn at different speeds epoch by epoch
     plan=(
         *(Difference(recipe, "full") for recipe in ("linear_probe", "freeze_k", "gradual", "lp_ft", "discriminative")),
-        NonInferior("full", "linear_probe",
-                    claim="fine-tuning >= a linear probe on fixed features (Kornblith et al. 2019)"),
-        NonInferior("lp_ft", "full", claim="LP-FT >= full fine-tuning (Kumar et al. 2022)"),
+        NonInferior("full", "linear_probe", margin=0.01,
+                    claim="fine-tuning >= a linear probe on fixed features (Kornblith et al. 2019)",
+                    reason=("1 point: a probe is the cheaper recipe (its features are computed once), so "
+                            "fine-tuning that loses a point to it is the worse choice; a quarter of the 3.9 points "
+                            "Kornblith et al. found fine-tuning ahead (97.5 vs 93.6, ResNet-50 on CIFAR-10)")),
+        NonInferior("lp_ft", "full", margin=0.01, claim="LP-FT >= full fine-tuning (Kumar et al. 2022)",
+                    reason=("1 point: LP-FT adds a probe stage and a hyperparameter (its epochs) to full "
+                            "fine-tuning; a practitioner would not take on that extra stage at a loss of a point")),
     ),
 )

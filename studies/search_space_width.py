@@ -48,8 +48,11 @@ STUDY = StudySpec(
         # the question itself: does Adam's lead over SGD change with the width of the search space?
         Interaction(("adam-narrow", "sgd-narrow"), ("adam-wide", "sgd-wide"),
                     claim="narrow spaces can flip rankings (Choi et al. 2019)"),
-        NonInferior("adam-wide", "sgd-wide",
-                    claim="with every hyperparameter tuned, Adam >= SGD with momentum (Choi et al. 2019)"),
+        NonInferior("adam-wide", "sgd-wide", margin=0.01,
+                    claim="with every hyperparameter tuned, Adam >= SGD with momentum (Choi et al. 2019)",
+                    reason=("1 point, as in sgd_vs_adam: about half the gap Wilson et al. 2017 reported in SGD's "
+                            "favour (7.65 vs 9.60% test error, CIFAR-10), the loss that argued against adaptive "
+                            "methods; Choi et al.'s 'never worse' must rule out a loss of that order")),
         Difference("adam-narrow", "sgd-narrow"),
         Difference("adam-wide", "sgd-wide"),
     ),

@@ -49,11 +49,19 @@ STUDY = StudySpec(
     seed_cap=10,
     sampler="qmc",
     # Choi et al. 2019: with every hyperparameter tuned (epsilon included), Adam is never worse than SGD. Tested
-    # as non-inferiority within the study's 2-point margin, frozen and fine-tuned, beside the plain difference.
+    # as non-inferiority, frozen and fine-tuned, beside the plain difference; each margin is declared with its reason.
     plan=(
-        *(NonInferior(f"adam-{layers}", f"sgd-{layers}",
-                      claim=f"Adam >= SGD, layers {layers}, every hyperparameter tuned (Choi et al. 2019)")
-          for layers in ("frozen", "unfrozen")),
+        NonInferior("adam-frozen", "sgd-frozen", margin=0.01,
+                    claim="Adam >= SGD, layers frozen, every hyperparameter tuned (Choi et al. 2019)",
+                    reason=("1 point: about half the gap Wilson et al. 2017 reported in SGD's favour (7.65 vs 9.60% "
+                            "test error, CIFAR-10), the loss that argued against adaptive methods; a practitioner "
+                            "would not switch from SGD to Adam at a loss of that order, so 'not worse' must rule it "
+                            "out")),
+        NonInferior("adam-unfrozen", "sgd-unfrozen", margin=0.01,
+                    claim="Adam >= SGD, layers unfrozen, every hyperparameter tuned (Choi et al. 2019)",
+                    reason=("1 point, as frozen: the choice of optimizer does not hinge on which layers train, so "
+                            "the loss to rule out is the same, about half of Wilson et al. 2017's gap in SGD's "
+                            "favour (7.65 vs 9.60% test error, CIFAR-10)")),
         Difference("adam-frozen", "sgd-frozen"),
         Difference("adam-unfrozen", "sgd-unfrozen"),
     ),

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import optuna
 import pandas as pd
+import pytest
 
 from harness.analysis.findings import edge_notes, findings, momentum_notes, split_notes
 from harness.analysis_plan import Difference, NonInferior, Trend
@@ -20,10 +21,11 @@ SHUFFLED = [0.0, 0.015, -0.02, -0.005, 0.01]
 
 
 def record(test: dict[str, list[float]], val: dict[str, list[float]] | None = None, plan=(), n_classes=5,
-           diverged: dict[str, list[bool]] | None = None):
-    """A stand-in StudyRecord: per arm, the ledger's verdict seeds 1.. with these test (and val) accuracies."""
+           diverged: dict[str, list[bool]] | None = None, **settings):
+    """A stand-in StudyRecord: per arm, the ledger's verdict seeds 1.. with these test (and val) accuracies;
+    `settings` are the StudySpec's (a sequential design, a chance margin)."""
     arms = tuple(Arm(name, "sgd") for name in test)
-    spec = StudySpec(name="s", question="?", arms=arms, search_space=None, plan=tuple(plan))
+    spec = StudySpec(name="s", question="?", arms=arms, search_space=None, plan=tuple(plan), **settings)
     fake = {}
     for name, values in test.items():
         blew_up = (diverged or {}).get(name, [False] * len(values))
@@ -34,7 +36,7 @@ def record(test: dict[str, list[float]], val: dict[str, list[float]] | None = No
 
 
 def _seed(arm: str, seed: int, val: float, test: float, diverged: bool, classes: int) -> Slot:
-    attrs = {Attr.SEED: seed, Attr.SEARCH_TRIAL: 0}
+    attrs = {Attr.SEED: seed, Attr.SEARCH_TRIAL: 0, Attr.MLFLOW_RUN_ID: f"run-{arm}-{seed}"}
     if diverged:
         attrs[Attr.OUTCOME] = Outcome.DIVERGED.value
     else:
@@ -91,6 +93,32 @@ def test_a_non_inferiority_sentence_names_the_claim_margin_decision_and_power():
     (sentence,) = findings(r).sentences
     assert sentence.startswith("Adam >= SGD (Choi et al. 2019) — non-inferiority within 5.0 points: adam - sgd: ")
     assert "5 seeds paired" in sentence and "80% power to show it when a - b >= " in sentence
+
+
+def test_a_decision_stopped_at_an_early_look_shows_the_estimate_over_every_seed_its_arms_ran():
+    """Non-inferiority is decided at the first look; the difference of the same pair runs on to the cap, so the
+    pair's arms have 10 seeds: the one estimate of the effect is over all 10, beside the one where it stopped."""
+    early, late = [0.02 + j for j in JITTER], [-0.01 + j for j in SHUFFLED]
+    sgd = [0.8 + j for j in SHUFFLED + JITTER]
+    r = record({"adam": [s + d for s, d in zip(sgd, early + late, strict=True)], "sgd": sgd},
+               plan=[NonInferior("adam", "sgd", 0.05), Difference("adam", "sgd")], seeds=5, seed_step=5, seed_cap=10)
+    found = findings(r)
+    assert found.rule.stopped_at[0] == 5 and found.decisions[0].estimate.n == 5  # frozen at the first look
+    assert found.decisions[1].estimate.n == 10
+    overall = found.overall[0]
+    assert overall.n == 10 and overall.value == pytest.approx(np.mean(early + late))
+    stopped = f"{100 * found.decisions[0].estimate.value:+.1f}"
+    assert f"estimate at stopping, n = 5: {stopped} points (" in found.sentences[0]
+    assert f"; over all 10 seeds: {100 * np.mean(early + late):+.1f} points;" in found.sentences[0]
+    assert "over all" not in found.sentences[1] and "at stopping" not in found.sentences[1]  # it used every seed
+
+
+def test_a_fixed_design_has_one_estimate_per_comparison():
+    r = record({"adam": [0.9 + j for j in SHUFFLED], "sgd": [0.9 + j for j in JITTER]},
+               plan=[NonInferior("adam", "sgd", 0.05)])
+    found = findings(r)
+    assert found.overall[0].value == pytest.approx(found.decisions[0].estimate.value)
+    assert "over all" not in found.sentences[0] and "at stopping" not in found.sentences[0]
 
 
 def test_a_trend_sentence_lists_each_step():

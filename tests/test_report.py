@@ -124,7 +124,8 @@ def _search(client, eid, parent, spec: StudySpec, arm: Arm, storage, rng) -> Non
             user_attrs={"mlflow_run_id": rid, "state_reason": ""}))
 
 
-def _confirm(client, eid, parent, spec, arm, storage, test_acc: list[float], decoys: bool) -> list[str]:
+def _confirm(client, eid, parent, spec, arm, storage, test_acc: list[float], decoys: bool,
+             val_acc: list[float] | None = None) -> list[str]:
     best = optuna.load_study(study_name=optuna_study_name(spec.name, arm.name), storage=storage).best_trial
     confirm = optuna.create_study(study_name=confirm_study_name(spec.name, arm.name), storage=storage,
                                   direction="maximize")
@@ -145,7 +146,7 @@ def _confirm(client, eid, parent, spec, arm, storage, test_acc: list[float], dec
         right = round(72 * acc)
         matrix = [[right if i == j else (72 - right) // 4 for j in range(5)] for i in range(5)]
         client.log_dict(rid, {"classes": CLASSES, "matrix": matrix}, "confusion.json")
-        slot(best.number, seed, rid, value=max(history), test=acc)
+        slot(best.number, seed, rid, value=max(history) if val_acc is None else val_acc[seed - 1], test=acc)
         ids.append(rid)
     if decoys:  # runs that must not count: a cut-off attempt of a verdict seed, a finished run of another trial
         cut = _child_tags(parent, arm, "confirm", best.number, 1, "interrupted")
@@ -156,8 +157,9 @@ def _confirm(client, eid, parent, spec, arm, storage, test_acc: list[float], dec
 
 
 def write_study(stores: Stores, spec: StudySpec, test_acc: dict[str, list[float]],
-                decoys: bool = False) -> dict[str, list[str]]:
-    """A study's records as harness.study leaves them, plus `decoys` (confirm runs that must not count);
+                decoys: bool = False, val_acc: dict[str, list[float]] | None = None) -> dict[str, list[str]]:
+    """A study's records as harness.study leaves them, plus `decoys` (confirm runs that must not count), and
+    validation accuracies `val_acc` where given (else the best of a curve that follows the test accuracy);
     returns the counted confirm run ids per arm."""
     eid = experiment_id(stores, spec.name)
     client, storage = MlflowClient(stores.mlflow_uri), open_storage(stores)
@@ -170,7 +172,8 @@ def write_study(stores: Stores, spec: StudySpec, test_acc: dict[str, list[float]
         _search(client, eid, parent, spec, arm, storage, rng)
         if arm.name in test_acc:
             accs = test_acc[arm.name]
-            confirmed[arm.name] = _confirm(client, eid, parent, spec, arm, storage, accs, decoys)
+            confirmed[arm.name] = _confirm(client, eid, parent, spec, arm, storage, accs, decoys,
+                                           (val_acc or {}).get(arm.name))
     return confirmed
 
 
@@ -185,9 +188,13 @@ def built(tmp_path_factory) -> dict:
     write_study(stores, TIE, {"sgd": [0.8 + j for j in JITTER], "adam": [0.8 + j for j in SHUFFLED]})
     depth = {a.name: 0.9 - 0.1 * a.fixed.get("transfer_stages", 1) + 0.03 * (a.optimizer == "adam")
              for a in SWEEP.arms}
-    write_study(stores, SWEEP, {name: [acc + j for j in JITTER[:3]] for name, acc in depth.items()})
+    sweep = {name: [acc + j for j in JITTER[:3]] for name, acc in depth.items()}
+    # baseline's seed 2 at chance on test (5 classes) after 80% on validation: a broken split, not a result
+    sweep["baseline"][1], val = 0.21, {"baseline": [0.8, 0.8, 0.8]}
+    swept = write_study(stores, SWEEP, sweep, val_acc=val)
     readmes = {spec.name: build_report(spec, stores, reports) for spec in (CLEAR, SWEEP)}
     return {"root": root, "stores": stores, "reports": reports, "readme": readmes, "confirmed": confirmed,
+            "impossible": swept["baseline"][1],
             "text": {name: path.read_text() for name, path in readmes.items()},
             "tie": findings(load_record(TIE, stores))}
 
@@ -333,10 +340,48 @@ def test_summary_json_holds_the_question_and_verdicts(built):
     assert "adam-frozen beats sgd-frozen" in summary["verdicts"][0]
 
 
+def test_summary_json_records_the_commit_and_command_the_study_ran_from(built):
+    summary = json.loads((built["readme"]["clear"].parent / "summary.json").read_text())
+    assert summary["git_commit"] == "abc1234" and summary["git_commits"] == ["abc1234"]  # the parent run's tags
+    assert summary["command"] == "python -m harness.study clear --seeds 5" and summary["study_file"] == "clear"
+
+
+def test_summary_json_holds_one_estimate_over_every_seed_and_the_decisions_own(built):
+    (d,) = json.loads((built["readme"]["clear"].parent / "summary.json").read_text())["decisions"]
+    assert d["estimate"] == pytest.approx(0.3) and d["seeds"] == 5  # a fixed design: both are over every seed
+    assert d["estimate_at_decision"] == d["estimate"] and d["seeds_at_decision"] == 5 and d["low"] < 0.3 < d["high"]
+
+
+def test_a_decision_stopped_early_keeps_its_own_estimate_beside_the_one_over_every_seed():
+    from harness.analysis_plan import NonInferior
+    from harness.reporting.markdown import _decision
+    from tests.test_findings import record
+
+    early, late = [0.02 + j for j in JITTER], [-0.01 + j for j in SHUFFLED]
+    sgd = [0.8 + j for j in SHUFFLED + JITTER]
+    r = record({"adam": [s + d for s, d in zip(sgd, early + late, strict=True)], "sgd": sgd},
+               plan=[NonInferior("adam", "sgd", 0.05), Difference("adam", "sgd")], seeds=5, seed_step=5, seed_cap=10)
+    found = findings(r)
+    d = _decision(found.decisions[0], found.overall[0])
+    assert d["estimate"] == pytest.approx(np.mean(early + late)) and d["seeds"] == 10
+    assert d["estimate_at_decision"] == pytest.approx(np.mean(early)) and d["seeds_at_decision"] == 5
+    assert (d["low"], d["high"]) == (found.decisions[0].low, found.decisions[0].high)  # the interval where it stopped
+    assert d["margin"] == 0.05 and d["margin_reason"] == "" and 0 < d["shown_if_equal"] <= 1
+
+
+def test_a_run_at_chance_on_test_but_not_validation_is_a_warning_first_in_the_verdict(built):
+    verdict = _section(built["text"]["sweep"], "Verdict")
+    assert verdict.lstrip().startswith(f"> **Impossible run**: baseline, seed 2 (MLflow run `{built['impossible']}`)")
+    assert "**Impossible run**" not in built["text"]["clear"]
+    summary = json.loads((built["readme"]["sweep"].parent / "summary.json").read_text())
+    assert [(r["arm"], r["seed"], r["run_id"]) for r in summary["impossible_runs"]] == [
+        ("baseline", 2, built["impossible"])]
+
+
 def test_index_lists_each_study_with_its_verdict_and_a_relative_link(built):
     index = build_index(built["reports"]).read_text()
     assert "[sweep](sweep/README.md)" in index
-    assert "adam-frozen beats sgd-frozen" in _row(index, "[clear](clear/README.md)")
+    assert "adam-frozen beats sgd-frozen, +30.0 points over 5 seeds" in _row(index, "[clear](clear/README.md)")
 
 
 def test_a_study_without_runs_fails_with_a_message_and_writes_nothing(built, tmp_path):

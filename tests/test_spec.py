@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from harness.analysis_plan import Difference, NonInferior, Trend
+from harness.analysis_plan import Difference, Equivalent, NonInferior, Trend
 from harness.spec import Arm, StudySpec, TrialConfig
 from harness.study_file import list_studies, load_study
 
@@ -34,8 +34,8 @@ def test_default_study_declares_non_inferiority_and_difference_frozen_and_unfroz
     assert {a.name for a in study.arms} == {"sgd-frozen", "adam-frozen", "sgd-unfrozen", "adam-unfrozen"}
     assert (study.searches, study.n_trials, study.seeds, study.sampler) == (3, 8, 5, "qmc")
     assert [(c.kind, c.label, getattr(c, "margin", None)) for c in study.family] == [
-        ("non-inferiority", "adam-frozen - sgd-frozen", 0.02),
-        ("non-inferiority", "adam-unfrozen - sgd-unfrozen", 0.02),
+        ("non-inferiority", "adam-frozen - sgd-frozen", 0.01),
+        ("non-inferiority", "adam-unfrozen - sgd-unfrozen", 0.01),
         ("difference", "adam-frozen - sgd-frozen", None), ("difference", "adam-unfrozen - sgd-unfrozen", None)]
 
 
@@ -45,6 +45,16 @@ def test_every_committed_study_declares_its_plan(name):
     if not isinstance(study, StudySpec):  # a suite: its workloads are variants of a study file, checked as one
         study = load_study(study.study)
     assert study.plan
+
+
+@pytest.mark.parametrize("name", list_studies())
+def test_every_committed_margin_is_declared_with_its_reason(name):
+    study = load_study(name, suites=True)
+    if not isinstance(study, StudySpec):
+        study = load_study(study.study)
+    for c in study.plan:
+        if isinstance(c, NonInferior | Equivalent):
+            assert c.margin is not None and c.reason.strip(), f"{name}: {c.kind} {c.label} declares no margin reason"
 
 
 def test_without_a_plan_every_pair_is_a_difference():
@@ -58,12 +68,21 @@ def test_without_a_plan_every_pair_is_a_difference():
     ((Trend(("a", "b", "c"), "sideways"),), "choose decreasing or increasing"),
     ((Trend(("a", "b"), "decreasing"),), "needs 3 or more arms"),
     ((NonInferior("a", "b", 2.0),), "margin 2.0 must lie between 0 and 1"),
+    ((Equivalent("a", "b", reason="a point matters"),), "reason= explains a margin, but none is declared"),
     ((Difference("a", "b"), Difference("a", "b")), "declared twice"),
 ])
 def test_a_bad_plan_is_refused_naming_the_valid_choices(plan, message):
     arms = tuple(Arm(n, "sgd") for n in ("a", "b", "c"))
     with pytest.raises(ValueError, match=re.escape(message)):
         StudySpec(name="s", question="?", arms=arms, search_space=None, plan=plan)
+
+
+def test_a_margin_reason_must_be_text():
+    arms = tuple(Arm(n, "sgd") for n in ("a", "b"))
+    with pytest.raises(TypeError, match="reason must be text"):
+        StudySpec(name="s", question="?", arms=arms, search_space=None, plan=(NonInferior("a", "b", 0.01, reason=1),))
+    declared = NonInferior("a", "b", 0.01, reason="the smallest loss a user would act on")
+    assert StudySpec(name="s", question="?", arms=arms, search_space=None, plan=(declared,)).family == (declared,)
 
 
 def test_data_root_comes_from_the_environment(monkeypatch):

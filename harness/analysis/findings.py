@@ -6,7 +6,7 @@ claims. Sentences for the report, from the numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ import pandas as pd
 from harness import ledger
 from harness.analysis.records import StudyRecord
 from harness.analysis_plan import Equivalent, Interaction, NonInferior, Trend
-from harness.inference.decide import Decision, decide_all
+from harness.inference.decide import Decision, Estimate, decide_all, estimate_for
 from harness.inference.failures import Rate, RateComparison, compare_rates, rate
 from harness.inference.searches import differences, variance_share
 from harness.inference.sequential import Sequential
@@ -56,6 +56,10 @@ class Findings:
     rate_tests: list[RateComparison]
     sentences: list[str]
     rule: Sequential | None = None  # the sequential rule as replayed (None: one look, a fixed number of seeds)
+    # per decision, the estimate over every seed its arms ran: a comparison decided at an early look keeps that
+    # look's interval, but its arms may have run on for others, and an estimate frozen where the rule stopped is
+    # biased away from 0 (stopping follows a large estimate); the report's one estimate of the effect is this
+    overall: list[Estimate | None] = field(default_factory=list)
 
     @property
     def family(self) -> int:
@@ -77,9 +81,10 @@ def findings(record: StudyRecord) -> Findings:
     pairs = list(dict.fromkeys((c.a, c.b) for c in spec.family if hasattr(c, "b")))
     rate_tests = compare_rates(pairs, rates) if any(r.failed for r in rates.values()) else []
     where = [rule.where(i) for i in range(len(decisions))] if rule else [""] * len(decisions)
-    sentences = [sentence(d, found, spec.margin, w) for d, w in zip(decisions, where, strict=True)]
+    overall = [estimate_for(d.declared, found.trained) for d in decisions]
+    sentences = [sentence(d, found, spec.margin, w, o) for d, w, o in zip(decisions, where, overall, strict=True)]
     lines = failure_lines({a.name: rates[a.name] for a in spec.arms}, rate_tests)
-    return Findings(decisions, per_run, rates, rate_tests, sentences + lines, rule)
+    return Findings(decisions, per_run, rates, rate_tests, sentences + lines, rule, overall)
 
 
 # --- sentences -----------------------------------------------------------------------------------------
@@ -177,9 +182,20 @@ def _what(d: Decision) -> str:
     return f"{c.kind}{margin}: {c.label}"
 
 
-def sentence(d: Decision, found: Outcomes, margin: float, where: str = "") -> str:
+def later_seeds(d: Decision, overall: Estimate | None) -> bool:
+    """Whether the comparison's arms ran seeds beyond those its decision used (it stopped at an earlier look)."""
+    return d.estimate is not None and overall is not None and overall.n > d.estimate.n
+
+
+def at_decision(d: Decision) -> str:
+    """Where the decision's own estimate was taken, for a label beside the estimate over every seed."""
+    return f"{'at stopping' if d.decided else 'at the last look'}, n = {d.estimate.n}"
+
+
+def sentence(d: Decision, found: Outcomes, margin: float, where: str = "", overall: Estimate | None = None) -> str:
     """One line per declared comparison: what it claims, the estimate, interval, decision, where the
-    sequential rule stopped it, and power."""
+    sequential rule stopped it, and power; beside a decision taken at an earlier look than its arms' last seed,
+    the estimate over every seed they ran (`overall`)."""
     c = d.declared
     claim = f"{c.claim} — " if c.claim else ""
     if d.failures is not None:
@@ -192,8 +208,11 @@ def sentence(d: Decision, found: Outcomes, margin: float, where: str = "") -> st
         return f"{claim}{_what(d)}: no decision, {why}."
     unit = " per step" if isinstance(c, Trend) else ""
     stop = f" ({where})" if where else ""
-    text = (f"{claim}{_what(d)}: **{decision_word(d)}**{stop}; estimate {_pts(d.estimate.value, True)} points{unit} "
-            f"({interval(d)}; {_seeds(d)}); {power_text(d, margin)}.")
+    later = later_seeds(d, overall)
+    label = f" {at_decision(d)}:" if later else ""
+    also = f"; over all {overall.n} seeds: {_pts(overall.value, True)} points{unit}" if later else ""
+    text = (f"{claim}{_what(d)}: **{decision_word(d)}**{stop}; estimate{label} {_pts(d.estimate.value, True)} points"
+            f"{unit} ({interval(d)}; {_seeds(d)}){also}; {power_text(d, margin)}.")
     if d.steps:
         text += " Steps: " + "; ".join(_step(d, s) for s in d.steps) + "."
     return text + _search_share(d, found)

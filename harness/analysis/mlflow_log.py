@@ -62,6 +62,12 @@ class RunLog:
         firsts = {c.removeprefix("tags."): parents[c].dropna() for c in parents.columns if c.startswith("tags.")}
         return {k: str(v.iloc[0]) for k, v in firsts.items() if len(v)}
 
+    def parent_tag_values(self, key: str) -> list[str]:
+        """Every value the parent runs gave tag `key`, oldest run first, each once (a study resumed from another
+        commit has several)."""
+        column = self.raw.loc[self.parents.index].get(f"tags.{key}", pd.Series(dtype=object)).dropna()
+        return list(dict.fromkeys(map(str, reversed(list(column)))))
+
     @functools.cached_property
     def _params(self) -> pd.DataFrame:
         children = self.raw.loc[self.children().index]

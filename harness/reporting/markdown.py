@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from harness.analysis.caveats import impossible_runs, margin_facts, margin_lines
 from harness.analysis.findings import Findings, decision_word, findings, protocol_notes
 from harness.analysis.records import (
     MIN_IMPORTANCE_TRIALS,
@@ -25,6 +26,7 @@ from harness.analysis.records import (
     varied_text,
 )
 from harness.browse import Browse, browse
+from harness.inference.decide import Decision, Estimate
 from harness.reporting import figures
 from harness.reporting.method import method_text, selection_seeds, verdict_seeds
 from harness.reporting.tables import arm_table, pct, plan_table
@@ -76,11 +78,18 @@ def _distinct(record: StudyRecord, param: str) -> str:
 
 def _header(record: StudyRecord, found: Findings) -> str:
     bullets = "\n".join(f"- {line}" for line in found.sentences + _not_reproduced(record))
-    parts = [f"# {record.spec.name}\n\n> {record.spec.question}\n\n## Verdict\n\n{bullets}"]
+    # first in the verdict, where no reader misses it: such a run puts every verdict below it in doubt
+    warnings = [f"> {run.sentence(record.spec.chance_margin)}" for run in impossible_runs(record)]
+    verdict = "\n>\n".join(warnings) + "\n\n" if warnings else ""
+    parts = [f"# {record.spec.name}\n\n> {record.spec.question}\n\n## Verdict\n\n{verdict}{bullets}"]
     notes = protocol_notes(record)
     if notes:
         parts.append("**Protocol checks** (what this run could not show):\n\n" + "\n".join(f"- {n}." for n in notes))
     parts.append(plan_table(record, found))
+    margins = margin_lines(found.decisions)
+    if margins:
+        parts.append("**Margins** (each in seed sds, and how often its test says shown when the arms are equal):\n\n"
+                     + "\n".join(f"- {line}" for line in margins))
     parts.append(method_text(record, found))
     return "\n\n".join(parts)
 
@@ -237,11 +246,9 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
                 _figures_md(shown), _setup(record, ui)]
     readme = out / "README.md"
     readme.write_text("\n\n".join(sections) + "\n")
-    summary = {"name": spec.name, "question": spec.question, "verdicts": found.sentences,
-               "decisions": [{"comparison": d.declared.label, "kind": d.declared.kind, "decision": d.outcome,
-                              "word": decision_word(d) if d.estimate or d.failures else "no data",
-                              "estimate": None if d.estimate is None else d.estimate.value,
-                              "low": d.low, "high": d.high, "mde": d.mde} for d in found.decisions]}
+    summary = {"name": spec.name, "question": spec.question, **_provenance(record), "verdicts": found.sentences,
+               "decisions": [_decision(d, o) for d, o in zip(found.decisions, found.overall, strict=True)],
+               "impossible_runs": [vars(run) for run in impossible_runs(record)]}
     if found.rule is not None:
         rule = found.rule
         summary["sequential"] = {"looks": list(rule.design.looks), "judged": list(rule.looks_done),
@@ -249,6 +256,34 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
                                  "where": [rule.where(i) for i in range(len(found.decisions))]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return readme
+
+
+def _decision(d: Decision, overall: Estimate | None) -> dict[str, Any]:
+    """One declared comparison for summary.json: `estimate` over every seed its arms ran (the one estimate of the
+    effect), the decision's own estimate, seeds and interval where the rule stopped, and a margin's meaning."""
+    return {"comparison": d.declared.label, "kind": d.declared.kind, "decision": d.outcome,
+            "word": decision_word(d) if d.estimate or d.failures else "no data",
+            "estimate": None if overall is None else overall.value, "seeds": None if overall is None else overall.n,
+            "estimate_at_decision": None if d.estimate is None else d.estimate.value,
+            "seeds_at_decision": None if d.estimate is None else d.estimate.n,
+            "low": d.low, "high": d.high, "mde": d.mde, **(margin_facts(d) or {})}
+
+
+def _provenance(record: StudyRecord) -> dict[str, Any]:
+    """What the study ran from: every commit its parent runs recorded (oldest first; one unless it was resumed on
+    another), the newest, the command that ran it and its study file: what tests/test_committed_reports.py checks a
+    committed report against."""
+    commits = record.log.parent_tag_values(Tag.GIT_COMMIT)
+    return {"git_commit": commits[-1] if commits else None, "git_commits": commits,
+            "command": record.log.parent_tags().get(Tag.COMMAND), "study_file": record.spec.file or record.spec.name}
+
+
+def _overall(d: dict[str, Any]) -> str:
+    """A comparison's estimate over every seed its arms ran, as summary.json holds it (older summaries held the
+    estimate where the rule stopped, under the same name, and no `seeds`: they show none)."""
+    if d.get("estimate") is None or d.get("seeds") is None:
+        return ""
+    return f", {100 * d['estimate']:+.1f} points over {d['seeds']} seeds"
 
 
 def build_index(reports_dir: Path = Path("reports")) -> Path:
@@ -259,7 +294,7 @@ def build_index(reports_dir: Path = Path("reports")) -> Path:
         name = path.parent.name
         decisions = summary.get("decisions")  # one short line per declared comparison; older summaries: sentences
         where = summary.get("sequential", {}).get("where") or [""] * len(decisions or [])
-        verdict_line = ("; ".join(f"{d['comparison']} ({d['kind']}): {d['word']}{f' ({w})' if w else ''}"
+        verdict_line = ("; ".join(f"{d['comparison']} ({d['kind']}): {d['word']}{f' ({w})' if w else ''}{_overall(d)}"
                                   for d, w in zip(decisions, where, strict=False))
                         if decisions and "word" in decisions[0] else " ".join(summary["verdicts"]))
         rows.append(f"| [{name}]({name}/README.md) | {summary['question']} | {verdict_line} |")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.findings import Findings, decision_word, interval, power_text
+from harness.analysis.findings import Findings, at_decision, decision_word, interval, later_seeds, power_text
 from harness.analysis.records import FINISHED, ArmRecord, StudyRecord
 from harness.inference.stats import summarize
 
@@ -27,10 +27,13 @@ def _duration(seconds: float) -> str:
 def plan_table(record: StudyRecord, found: Findings) -> str:
     """The declared family, one row each: kind, margin, estimate, interval, decision, seeds, power."""
     rows = []
-    for d in found.decisions:
+    overall = found.overall or [None] * len(found.decisions)
+    for d, o in zip(found.decisions, overall, strict=True):
         c, e = d.declared, d.estimate
         margin = f"{pct(c.margin)}" if getattr(c, "margin", None) else "-"
         estimate = "-" if e is None else f"{100 * e.value:+.1f}"
+        if later_seeds(d, o):
+            estimate = f"{estimate} ({at_decision(d)}); {100 * o.value:+.1f} (all {o.n} seeds)"
         seeds = "-" if e is None else f"{e.n}{'' if e.paired else ' (Welch)'}" + (
             f" × {e.searches} searches" if e is not None and e.searches > 1 else "")
         power = "-" if e is None else power_text(d, record.spec.margin)
