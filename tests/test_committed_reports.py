@@ -83,11 +83,14 @@ def test_its_own_study_file_counts_and_another_studys_does_not(ran):
     assert "(studies/s.py)" in stale(variant, repo)
 
 
-def test_a_study_resumed_across_commits_is_as_old_as_its_oldest_run(ran):
+def test_a_study_resumed_across_commits_is_as_old_as_its_oldest_run_for_training_and_its_newest_for_decisions(ran):
     repo, first = ran
-    later = commit(repo, {"harness/inference/decide.py": "rule = 2\n"})
+    later = commit(repo, {"harness/learn/train.py": "fit = 2\n"})
     assert stale(report(repo, git_commits=[first, later]), repo).startswith(
         f"reports/s/summary.json: its study ran from {first[:12]}")
+    rule = commit(repo, {"harness/inference/decide.py": "rule = 2\n"})  # resuming replays the rule with its code
+    assert "(harness/inference/decide.py)" in stale(report(repo, git_commits=[later]), repo)
+    assert stale(report(repo, git_commits=[later, rule]), repo) is None
 
 
 def test_a_report_that_records_no_commit_or_an_unknown_one_is_stale(ran):

@@ -17,17 +17,20 @@ import re
 import subprocess
 from pathlib import Path
 
-CODE = (
+RUN_CODE = (
     "harness/learn",  # what a run computes: models and weights, data and splits, optimizers, fit and evaluate
     # which runs a study makes and what each records: a trial's config and run, how its end becomes an outcome,
     # the sampler's points and the confirmation plan, pruning, the source checkpoints, the queue's planning
-    "harness/run/objective.py", "harness/run/slot.py", "harness/run/slots.py", "harness/run/pruning.py",
+    "harness/run/objective.py", "harness/run/slots.py", "harness/run/pruning.py",
     "harness/run/checkpoints.py", "harness/run/queue.py", "harness/run/work.py",
-    "harness/ledger.py",  # what counts as a result; the configuration each arm confirms
-    "harness/inference",  # the stopping rule the planner runs (which seeds run), and every estimate and decision
-    # the defaults every run inherits, the declared family (margins, looks), how a study file is read
-    "harness/spec.py", "harness/analysis_plan.py", "harness/study_file.py",
+    # the defaults every run inherits, how a study file is read
+    "harness/spec.py", "harness/study_file.py",
 )
+# What counts as a result, the stopping rule and every estimate and decision: a rerun of the study's command
+# resumes its stores and replays the rule with its own code (running any seeds the rule now wants), so these are
+# held to the newest run's commit, where the training code is held to every run's
+DECISION_CODE = ("harness/ledger.py", "harness/inference", "harness/analysis_plan.py")
+CODE = (*RUN_CODE, *DECISION_CODE)
 SUITE_CODE = ("harness/suite_spec.py",)  # a suite's workloads and targets, beside its workloads' own code
 COMMIT = re.compile(r"[0-9a-f]{7,40}")
 
@@ -84,25 +87,35 @@ def _regenerate(summary: dict) -> str:
 def stale(summary_path: Path, repo: Path) -> str | None:
     """Why the report whose summary.json is `summary_path` (inside `repo`, under reports/<name>/) may predate the
     code that computes its numbers, naming it and how to regenerate it; None when every commit it ran from
-    descends from (or is) the last commit touching that code."""
+    descends from (or is) the last commit touching the training code, and its newest from the last touching the
+    decision code."""
     summary = json.loads(summary_path.read_text())
-    commits, files = recorded(summary, summary_path.parent.parent)
-    paths = [*CODE, *files, *(SUITE_CODE if "workloads" in summary else ())]
-    last = _git(repo, "log", "-1", "--format=%H", "--", *paths).stdout.strip()
     where = summary_path.relative_to(repo) if summary_path.is_relative_to(repo) else summary_path
-    if not last:
-        return None  # none of that code is in this checkout's history
-    if not commits:
+    studies = _workloads(summary, summary_path.parent.parent) if "workloads" in summary else [summary]
+    found = [recorded(study, summary_path.parent.parent) for study in studies]
+    if not all(commits for commits, _ in found):
         whose = "its workloads' reports record" if "workloads" in summary else "it records"
-        return f"{where}: {whose} no git commit the study ran from; {_regenerate(summary)}"
-    for commit in commits:
-        if not COMMIT.fullmatch(commit) or _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode:
-            return (f"{where}: its study ran from {commit!r}, which is no commit of this checkout; "
-                    f"{_regenerate(summary)}")
-        if _git(repo, "merge-base", "--is-ancestor", last, commit).returncode:
-            changed = _git(repo, "diff", "--name-only", commit, last, "--", *paths).stdout.split()
-            subject = _git(repo, "log", "-1", "--format=%s", last).stdout.strip()
-            return (f"{where}: its study ran from {commit[:12]}, but {last[:12]} ({subject[:80]}) changed the code "
-                    f"that computes its numbers since ({', '.join(changed[:6]) or 'see git log'}"
-                    f"{', ...' if len(changed) > 6 else ''}); {_regenerate(summary)}")
+        if any(_last(repo, [*CODE, *files]) for _, files in found):
+            return f"{where}: {whose} no git commit the study ran from; {_regenerate(summary)}"
+        return None
+    suite = SUITE_CODE if "workloads" in summary else ()
+    for commits, files in found:
+        for commit in commits:
+            if not COMMIT.fullmatch(commit) or _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode:
+                return (f"{where}: its study ran from {commit!r}, which is no commit of this checkout; "
+                        f"{_regenerate(summary)}")
+        checks = [(commit, [*RUN_CODE, *files, *suite]) for commit in commits] + [(commits[-1], list(DECISION_CODE))]
+        for commit, paths in checks:
+            last = _last(repo, paths)
+            if last and _git(repo, "merge-base", "--is-ancestor", last, commit).returncode:
+                changed = _git(repo, "diff", "--name-only", commit, last, "--", *paths).stdout.split()
+                subject = _git(repo, "log", "-1", "--format=%s", last).stdout.strip()
+                return (f"{where}: its study ran from {commit[:12]}, but {last[:12]} ({subject[:80]}) changed the "
+                        f"code that computes its numbers since ({', '.join(changed[:6]) or 'see git log'}"
+                        f"{', ...' if len(changed) > 6 else ''}); {_regenerate(summary)}")
     return None
+
+
+def _last(repo: Path, paths: list[str]) -> str:
+    """The last commit touching any of `paths` ('' when none is in this checkout's history)."""
+    return _git(repo, "log", "-1", "--format=%H", "--", *paths).stdout.strip()
