@@ -22,10 +22,12 @@ from harness.inference.aggregate import (
     probability_of_improvement,
     time_to_target,
 )
+from harness.inference.stats import ALPHA, holm_multipliers
 from harness.spec import StudySpec, split_unit
 from harness.stores import Stores
 from harness.suite_spec import Workload
 
+GENERAL = 10  # clusters (workloads that share no task) below which a suite describes its workloads, claims nothing
 TAUS = np.geomspace(1, 100, 200)  # the performance profiles' factors of the fastest arm's time
 
 
@@ -107,6 +109,8 @@ class Aggregate:
     heterogeneity: Heterogeneity | None
     decided: dict[str, dict[str, str]]  # declared comparison ("kind: a - b") -> workload -> its decision in words
     tally: dict[str, dict[str, int]]  # declared comparison -> "a better" | "b better" | ... -> workloads
+    confidence: float = 1 - ALPHA  # the interval's level: Holm's over the suite's pairs
+    family: int = 1  # the pairs Holm corrects over
 
     @property
     def label(self) -> str:
@@ -124,6 +128,35 @@ def tally_word(outcome: str, kind: str) -> str:
     return "undecided"
 
 
+def task_clusters(results: list[WorkloadResult]) -> dict[str, str]:
+    """Workload -> its cluster: workloads that share a source (dataset and classes), a test split, or any class of
+    one dataset are one cluster, joined transitively. Their results move together (the same images, the same
+    source model), so they are one unit of evidence, not several."""
+    def touches(r: WorkloadResult) -> set[tuple]:
+        cfg = r.record.spec.base
+        source = cfg.source_dataset or cfg.dataset
+        marks = {("source", source, cfg.source_classes), ("test", cfg.dataset, cfg.split_seed, cfg.test_fraction)}
+        for dataset, classes in ((source, cfg.source_classes), (cfg.dataset, cfg.target_classes)):
+            marks |= {("class", dataset, c) for c in classes} if classes else {("class", dataset, "all")}
+        return marks
+
+    label = {r.workload.label: r.workload.label for r in results}
+    seen: dict[tuple, str] = {}
+
+    def root(w: str) -> str:
+        while label[w] != w:
+            w = label[w]
+        return w
+
+    for r in results:
+        for mark in touches(r):
+            if mark in seen:
+                label[root(r.workload.label)] = root(seen[mark])
+            else:
+                seen[mark] = r.workload.label
+    return {w: root(w) for w in label}
+
+
 def aggregate(results: list[WorkloadResult]) -> list[Aggregate]:
     """Every pair of arms the suite's study declares a comparison of (difference, non-inferiority, equivalence),
     over the workloads."""
@@ -135,8 +168,11 @@ def aggregate(results: list[WorkloadResult]) -> list[Aggregate]:
     for i, declared in enumerate(spec.family):
         if hasattr(declared, "b"):  # trends and interactions have no one pair to aggregate
             pairs.setdefault((declared.a, declared.b), []).append(i)
+    clusters = task_clusters(results)
+    raw = [probability_of_improvement(runs[a], runs[b], clusters=clusters, min_units=GENERAL).p_value for a, b in pairs]
+    factors = holm_multipliers([p if np.isfinite(p) else 1.0 for p in raw])  # Holm over the suite's pairs
     out = []
-    for (a, b), indices in pairs.items():
+    for ((a, b), indices), factor in zip(pairs.items(), factors, strict=True):
         decided, tally = {}, {}
         for i in indices:
             declared = spec.family[i]
@@ -147,9 +183,10 @@ def aggregate(results: list[WorkloadResult]) -> list[Aggregate]:
                 decided[key][r.workload.label] = decision_word(d) if d.estimate or d.failures else "no data"
                 word = tally_word(d.outcome, declared.kind)
                 tally[key][word] = tally[key].get(word, 0) + 1
-        out.append(Aggregate(a, b, probability_of_improvement(runs[a], runs[b]),
+        improvement = probability_of_improvement(runs[a], runs[b], 1 - ALPHA / factor, clusters, GENERAL)
+        out.append(Aggregate(a, b, improvement,
                              {arm: iqm_interval(scores[arm]) for arm in (a, b)},
-                             heterogeneity(runs[a], runs[b]), decided, tally))
+                             heterogeneity(runs[a], runs[b]), decided, tally, 1 - ALPHA / factor, len(pairs)))
     return out
 
 

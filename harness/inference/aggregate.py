@@ -47,23 +47,34 @@ class Improvement:
     high: float
     p_value: float
     per_workload: dict[str, float]
+    clusters: int = 0  # independent units the interval runs over: workloads that share no task
 
 
 def probability_of_improvement(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
-                               confidence: float = 1 - ALPHA) -> Improvement:
-    """P(A > B) over the workloads both arms ran (workload -> test accuracies over seeds), the workload the unit."""
+                               confidence: float = 1 - ALPHA, clusters: Mapping[str, str] | None = None,
+                               min_units: int = 2) -> Improvement:
+    """P(A > B) over the workloads both arms ran (workload -> test accuracies over seeds). The unit is the cluster:
+    workloads that share a task (`clusters`: workload -> its cluster; default each its own) are averaged first,
+    since their results move together, and the t interval runs over the clusters' means. Fewer than `min_units`
+    clusters: the estimate alone (nan interval and p), a statement about these workloads only (a t over a few
+    bounded, often bimodal per-workload P's claims an effect 6-9% of the time at 5%: tests/test_aggregate.py)."""
     shared = [w for w in a if w in b and len(a[w]) and len(b[w])]
     per = {w: improvement_probability(a[w], b[w]) for w in shared}
-    values = np.array(list(per.values()))
+    groups: dict[str, list[float]] = {}
+    for w, value in per.items():
+        groups.setdefault((clusters or {}).get(w, w), []).append(value)
+    values = np.array([np.mean(v) for v in groups.values()])
     n = len(values)
-    se = values.std(ddof=1) / np.sqrt(n) if n > 1 else np.inf
-    t = t_test(values.mean() - 0.5 if n else 0.0, se, n - 1, confidence)
+    estimate = float(values.mean()) if n else float("nan")  # the clusters' mean: what the interval is about
+    if n < max(min_units, 2):
+        return Improvement(estimate, float("nan"), float("nan"), float("nan"), per, n)
+    se = values.std(ddof=1) / np.sqrt(n)
+    t = t_test(values.mean() - 0.5, se, n - 1, confidence)
 
     def clip(x: float) -> float:  # a probability: the interval stays inside [0, 1]
         return float(np.clip(x + 0.5, 0.0, 1.0))
 
-    return Improvement(float(values.mean()) if n else float("nan"), clip(t.low), clip(t.high), float(t.p_value),
-                       per)
+    return Improvement(estimate, clip(t.low), clip(t.high), float(t.p_value), per, n)
 
 
 @dataclass(frozen=True)

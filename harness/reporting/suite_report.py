@@ -12,8 +12,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from harness.analysis.findings import level_text
 from harness.analysis.mlflow_log import suite_runs
-from harness.analysis.workloads import TAUS, Aggregate, WorkloadResult, aggregate, profiles
+from harness.analysis.workloads import GENERAL, TAUS, Aggregate, WorkloadResult, aggregate, profiles
 from harness.reporting.figures_base import (
     ACC,
     PERCENT,
@@ -52,9 +53,10 @@ def verdict_sentence(agg: Aggregate, n: int) -> str:
     imp = agg.improvement
     if not np.isfinite(imp.estimate):
         return f"{agg.label}: no workload has runs of both arms."
+    k = len(imp.per_workload)
+    scope = "over workloads like these"
     side = agg.a if imp.low > 0.5 else agg.b if imp.high < 0.5 else None
-    said = (f"{side} is better over workloads like these" if side else
-            "undecided over workloads like these (the interval includes 0.5)")
+    said = (f"{side} is better {scope}" if side else f"undecided {scope} (the interval includes 0.5)")
     tally = "; ".join(f"{kind} " + ", ".join(f"{v} {TALLY[k].format(a=agg.a, b=agg.b)}" for k, v in counts.items())
                       for kind, counts in ((key.split(":")[0], c) for key, c in agg.tally.items()))
     het = agg.heterogeneity
@@ -63,13 +65,20 @@ def verdict_sentence(agg: Aggregate, n: int) -> str:
         f"{'; furthest out: ' + '; '.join(het.outliers) if het.outliers else ''})." if het.p_value < 0.05 else
         f" No evidence at the 5% level that it depends on the workload (Alexander-Govern p = {het.p_value:.2f}; "
         f"I² = {100 * het.i_squared:.0f}%, from variances estimated on few seeds).")
-    return (f"**{agg.label}**: P({agg.a} > {agg.b}) = {imp.estimate:.2f} (95% CI {imp.low:.2f} to {imp.high:.2f}, "
-            f"{_p(imp.p_value)}, over {len(imp.per_workload)} of {n} workloads): {said}. Each workload's "
-            f"own verdict: {tally}.{depends}")
+    if not np.isfinite(imp.low):  # too few independent tasks for an interval that keeps its level
+        return (f"**{agg.label}**: P({agg.a} > {agg.b}) = {imp.estimate:.2f} on these {k} of {n} workloads "
+                f"({imp.clusters} {'cluster' if imp.clusters == 1 else 'clusters'} of shared tasks; an interval "
+                f"needs {GENERAL}): a description of these workloads, no verdict beyond them. Each workload's own "
+                f"verdict: {tally}.{depends}")
+    return (f"**{agg.label}**: P({agg.a} > {agg.b}) = {imp.estimate:.2f} ({level_text(agg.confidence)}% CI "
+            f"{imp.low:.2f} to {imp.high:.2f}, {_p(imp.p_value)}, Holm over {agg.family}; {k} of {n} workloads in "
+            f"{imp.clusters} clusters of shared tasks, the interval's unit): {said}. Each workload's own verdict: "
+            f"{tally}.{depends}")
+
 
 
 def _aggregate_table(aggs: list[Aggregate]) -> str:
-    rows = [("| comparison | P(A > B) [95% CI] | IQM normalised A [95% CI] | IQM normalised B [95% CI] | "
+    rows = [("| comparison | P(A > B) [CI at its Holm level] | IQM normalised A [95% CI] | IQM normalised B [95% CI] | "
             "heterogeneity p, I² |"), "|---|---|---|---|---|"]
     for g in aggs:
         het = "n/a" if g.heterogeneity is None else \
@@ -168,7 +177,9 @@ def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_
         f"# {suite.name}: {suite.question}",
         (f"{n} workloads, each a study of its own: the arms, search space, budget and declared comparisons of "
         f"`studies/{study}.py`, with the settings the table below names. The workload is the unit of every "
-        "interval here: they speak for workloads like these, and with few workloads they are wide."),
+        "interval here, and workloads that share a task (a source, a test split or a class of one dataset) are "
+        "one cluster, the unit of the P(A > B) interval; below 10 clusters the suite describes these workloads "
+        "and claims nothing beyond them. Holm's correction runs over the suite's pairs."),
         "## Verdicts over the workloads", "\n\n".join(verdict_sentence(g, n) for g in aggs), _aggregate_table(aggs),
         "## Each workload's own verdicts", _workload_table(results, aggs),
         "## Time to target",
@@ -187,8 +198,9 @@ def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_
         "workload from chance (0) to the best arm's mean (1), so workloads of different difficulty line up."),
         "## How these numbers are made",
         ("- **P(A > B)** (Agarwal et al. 2021): per workload, the chance that a run of A beats a run of B (the "
-        "Mann-Whitney statistic, ties a half); averaged over the workloads, with a t interval over them and the "
-        "p-value of P = 0.5.\n- **IQM**: the interquartile mean of the normalised runs pooled over workloads, "
+        "Mann-Whitney statistic, ties a half); averaged within each cluster of workloads that share a task, then "
+        "over the clusters, with a t interval over them and the p-value of P = 0.5, Holm-corrected over the pairs.\n"
+        "- **IQM**: the interquartile mean of the normalised runs pooled over workloads, "
         "with a stratified bootstrap interval (runs resampled within each workload, scipy's `bootstrap`, "
         "widened for few seeds as Hesterberg 2015 proposes; simulated coverage 0.93-0.96, but 0.90-0.93 with 5 "
         "seeds a workload and strongly skewed seed noise).\n- **Heterogeneity**: the Alexander-Govern test "
