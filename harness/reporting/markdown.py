@@ -28,6 +28,7 @@ from harness.analysis.records import (
 from harness.browse import Browse, browse
 from harness.inference.decide import Decision, Estimate
 from harness.reporting import figures
+from harness.reporting.answer import answer_md
 from harness.reporting.method import method_text, selection_seeds, verdict_seeds
 from harness.reporting.tables import arm_table, pct, plan_table
 from harness.schema import Phase, Tag
@@ -76,12 +77,13 @@ def _distinct(record: StudyRecord, param: str) -> str:
     return ", ".join(record.log.param_values(param)) or "?"
 
 
-def _header(record: StudyRecord, found: Findings) -> str:
+def _header(record: StudyRecord, found: Findings, answer: str = "") -> str:
     bullets = "\n".join(f"- {line}" for line in found.sentences + _not_reproduced(record))
     # first in the verdict, where no reader misses it: such a run puts every verdict below it in doubt
     warnings = [f"> {run.sentence(record.spec.chance_margin)}" for run in impossible_runs(record)]
     verdict = "\n>\n".join(warnings) + "\n\n" if warnings else ""
-    parts = [f"# {record.spec.name}\n\n> {record.spec.question}\n\n## Verdict\n\n{verdict}{bullets}"]
+    first = f"{answer}\n\n" if answer else ""
+    parts = [f"# {record.spec.name}\n\n> {record.spec.question}\n\n{first}## Verdict\n\n{verdict}{bullets}"]
     notes = protocol_notes(record)
     if notes:
         parts.append("**Protocol checks** (what this run could not show):\n\n" + "\n".join(f"- {n}." for n in notes))
@@ -242,8 +244,9 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
     found = findings(record)
     shown = figures.draw_all(figure_data(record), out)
     ui = browse(stores.mlflow_uri, ui_url)
-    sections = [_header(record, found), arm_table(record, found), _six_steps(record, out),
-                _figures_md(shown), _setup(record, ui)]
+    answer = answer_md(record, found, out)
+    sections = [_header(record, found, answer), arm_table(record, found), _six_steps(record, out), _figures_md(shown),
+                _setup(record, ui)]
     readme = out / "README.md"
     readme.write_text("\n\n".join(sections) + "\n")
     summary = {"name": spec.name, "question": spec.question, **_provenance(record), "verdicts": found.sentences,
