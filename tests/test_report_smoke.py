@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
+import pytest
+
 from harness.reporting.markdown import build_index, build_report
 from harness.stores import Stores
 from tests.test_report import CLEAR, JITTER, SHUFFLED, write_study
@@ -17,9 +20,18 @@ def test_a_small_study_reports_its_sections_verdict_and_figures_and_is_indexed(t
     write_study(stores, CLEAR, {"sgd-frozen": [0.6 + j for j in JITTER], "adam-frozen": [0.9 + j for j in SHUFFLED]})
     readme = build_report(CLEAR, stores, reports)
     text = readme.read_text()
-    positions = [text.index(t) for t in ("## Verdict", "## Results per arm", "## Figures", "## Setup")]
+    positions = [text.index(t) for t in ("## Answer", "## Verdict", "## Results per arm", "## Figures", "## Setup")]
     assert positions == sorted(positions)
     assert "**adam-frozen beats sgd-frozen**" in text
+    answer = text[: text.index("## Verdict")]  # the answer first: the sentence, the key figure, the table
+    assert "- adam-frozen beats sgd-frozen by 30.0 points" in answer and "(test_acc.png)" in answer
+    results = pd.read_csv(readme.parent / "results.csv").set_index("arm")
+    assert results.loc["adam-frozen", "test_acc"] - results.loc["sgd-frozen", "test_acc"] == pytest.approx(0.3)
+    runs = pd.read_csv(readme.parent / "runs.csv")
+    verdict = runs[runs["verdict"]]
+    assert len(verdict) == 2 * len(JITTER) and verdict["test_acc"].notna().all()
+    assert runs.loc[~runs["verdict"], "test_acc"].isna().all()  # no test accuracy for search or selection runs
+    assert "\\toprule" in (readme.parent / "results.tex").read_text()
     links = set(re.findall(r"\]\(([^)]+\.png)\)", text))
     assert {"learning_curves.png", "val_acc_vs_lr.png", "test_acc.png", "confusion.png"} <= links
     assert all((readme.parent / link).is_file() for link in links)  # drawn, where the README points
