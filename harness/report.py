@@ -89,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     from harness.suite_spec import workload_specs
 
     stores = Stores(args.root, args.tracking_uri, args.storage)
+    if not args.all and stores.tracking_uri is None and not (stores.root / "mlflow.db").is_file():
+        # nothing recorded here: say so without creating an empty store the next command would mistake for one
+        base = args.name.split("--")[0]
+        known = (args.studies / f"{base}.py").is_file()
+        why = (f"no runs of {args.name!r} in {stores.root}; run `python -m harness.study {base}` first" if known else
+               f"unknown study {args.name!r}; studies in {args.studies}: "
+               f"{', '.join(p.stem for p in sorted(args.studies.glob('*.py')) if not p.stem.startswith('_'))}")
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = recorded_names(stores, args.studies) if args.all else [args.name]
     failed = 0
@@ -114,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no study has runs in {stores.mlflow_uri}", file=sys.stderr)
     if len(names) > failed:
         print(f"wrote {build_index(args.reports)}")
+    if failed and not args.all:  # the one study asked for cannot be reported: unknown, unrun, another schema
+        return 2
     return 1 if failed or not names else 0
 
 

@@ -182,7 +182,7 @@ def test_stores_of_an_older_harness_are_refused_until_migrated_then_report_the_s
                                    STUDY_SOURCE)
     capsys.readouterr()
     flags = ["--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")]
-    assert report_main([NAME, *flags]) == 1
+    assert report_main([NAME, *flags]) == 2  # a refusal, as the worker's below
     assert f"run `python -m harness.report {NAME} --migrate`" in capsys.readouterr().err
     assert main(["sgd_vs_adam", *TINY, *flags]) == 2  # a worker refuses too, before it writes anything
     assert "--migrate" in capsys.readouterr().err and len(runs(tmp_path, "study")) == 1

@@ -330,3 +330,15 @@ def test_a_study_file_damaged_anywhere_is_refused_naming_the_file(tmp_path):
             assert str(error).startswith(str(path)) or "sgd_vs_adam" in str(error), error
             refused += 1
     assert refused >= 60  # most damage breaks the file; what loads is a (changed) valid study
+
+
+def test_a_report_of_an_unknown_or_unrun_study_is_refused_with_exit_2_and_writes_nothing(tmp_path, capsys):
+    from harness.report import main as report_main
+
+    root = tmp_path / "mlruns"
+    assert report_main(["nosuch", "--root", str(root), "--reports", str(tmp_path / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown study 'nosuch'; studies in" in err and "sgd_vs_adam" in err
+    assert report_main(["sgd_vs_adam", "--root", str(root), "--reports", str(tmp_path / "reports")]) == 2
+    assert "run `python -m harness.study sgd_vs_adam` first" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no empty store, no report folder
