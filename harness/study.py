@@ -12,6 +12,7 @@ import json
 import logging
 import shlex
 import sys
+import warnings
 from typing import Any
 
 from harness.cli import (
@@ -293,6 +294,8 @@ def run_worker(spec: StudySpec, stores: Stores, args: argparse.Namespace, comman
     from harness.run.worker import Worker
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # again: MLflow sets its own level when it is imported
+    # torch's exporter says this of every CPU model MLflow logs: about weights on other devices, never ours
+    warnings.filterwarnings("ignore", message="No complete tensor found in the group", category=UserWarning)
     worker = Worker(spec, stores, command, Publisher(args.reports), args.reports / spec.name / "README.md")
     try:
         return worker.run()
