@@ -134,3 +134,14 @@ def test_the_mde_exists_at_two_and_three_seeds_despite_the_t_distributions_heavy
     for d in decide_all(family, values, M):
         assert np.isfinite(d.mde) and d.seeds_needed is not None
 
+
+def test_each_estimate_carries_the_skewness_of_its_per_seed_contrasts():
+    a, b = arm(0.9, [0.01, 0.01, 0.01, 0.01, -0.09]), arm(0.85)
+    diffs = [a[s] - b[s] for s in a]
+    assert paired_or_welch(a, b).skew == pytest.approx(stats.skew(diffs))
+    values = {"n1": a, "n2": arm(0.88, NOISE[::-1]), "n3": b}
+    slopes = [np.polyfit(range(3), [values[k][s] for k in values], 1)[0] for s in range(5)]
+    assert slope(list(values.values())).skew == pytest.approx(stats.skew(slopes))
+    unpaired = paired_or_welch(a, {s + 10: v for s, v in b.items()})
+    assert not unpaired.paired and np.isnan(unpaired.skew)  # no per-seed contrasts to be skewed
+    assert np.isnan(paired_or_welch(arm(0.9), arm(0.8)).skew)  # every difference equal: no shape at all

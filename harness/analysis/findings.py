@@ -191,7 +191,15 @@ def sentence(d: Decision, found: Outcomes, margin: float, where: str = "") -> st
             f"({interval(d)}; {_seeds(d)}); {power_text(d, margin)}.")
     if d.steps:
         text += " Steps: " + "; ".join(_step(d, s) for s in d.steps) + "."
-    return text
+    return text + skew_text(d)
+
+
+def skew_text(d: Decision) -> str:
+    """A warning where the per-seed contrasts are skewed: the t interval's level leans on their symmetry."""
+    if not d.skewed:
+        return ""
+    what = "slopes" if isinstance(d.declared, Trend) else "differences"
+    return f" Per-seed {what} skewed (skewness {d.estimate.skew:.1f}): the level may not hold."
 
 
 def _failure_text(d: Decision) -> str:

@@ -32,6 +32,7 @@ from harness.inference.stats import ALPHA, TIE, holm, holm_multipliers, t_test
 
 Values = Mapping[int, float]  # seed -> accuracy
 POWER = 0.8
+SKEWED = 1.0  # |skewness| of the per-seed contrasts above which a decision is flagged: the t level may not hold
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Estimate:
     df: float
     n: int
     paired: bool
+    skew: float = np.nan  # the sample skewness (g1) of the per-seed contrasts; nan unpaired or all equal
 
     @property
     def unit_sd(self) -> float:
@@ -60,12 +62,20 @@ def _mean_se(x: np.ndarray) -> tuple[float, float]:
     return float(np.mean(x)), sd / np.sqrt(len(x))
 
 
+def _per_seed(x: np.ndarray) -> Estimate:
+    """A one-sample t over per-seed contrasts, with their skewness: the t level leans on their symmetry."""
+    mean, se = _mean_se(x)
+    d = x - mean
+    m2 = float(d @ d) / len(x)
+    skew = float((d * d) @ d) / len(x) / m2**1.5 if m2 > TIE**2 else np.nan
+    return Estimate(mean, se, len(x) - 1.0, len(x), True, skew)
+
+
 def paired_or_welch(a: Values, b: Values) -> Estimate | None:
     """a - b: paired over the seeds both have (two or more), else Welch; None when an arm has no value."""
     shared = _shared([a, b])
     if len(shared) >= 2:
-        mean, se = _mean_se(np.array([a[s] - b[s] for s in shared]))
-        return Estimate(mean, se, len(shared) - 1.0, len(shared), True)
+        return _per_seed(np.array([a[s] - b[s] for s in shared]))
     xa = np.array([v for v in a.values() if np.isfinite(v)])
     xb = np.array([v for v in b.values() if np.isfinite(v)])
     if len(xa) == 0 or len(xb) == 0:
@@ -89,8 +99,7 @@ def interaction(first: tuple[Values, Values], second: tuple[Values, Values]) -> 
     shared = _shared([*first, *second])
     if len(shared) >= 2:
         (a, b), (c, d) = first, second
-        mean, se = _mean_se(np.array([(a[s] - b[s]) - (c[s] - d[s]) for s in shared]))
-        return Estimate(mean, se, len(shared) - 1.0, len(shared), True)
+        return _per_seed(np.array([(a[s] - b[s]) - (c[s] - d[s]) for s in shared]))
     one, two = paired_or_welch(*first), paired_or_welch(*second)
     if one is None or two is None:
         return None
@@ -105,8 +114,7 @@ def slope(arms: Sequence[Values]) -> Estimate | None:
         return None
     positions = np.arange(len(arms)) - (len(arms) - 1) / 2
     y = np.array([[v[s] for v in arms] for s in shared])
-    mean, se = _mean_se(y @ positions / np.sum(positions**2))
-    return Estimate(mean, se, len(shared) - 1.0, len(shared), True)
+    return _per_seed(y @ positions / np.sum(positions**2))
 
 
 def _power_one_sided(delta: float, se: float, df: float, critical: float) -> float:
@@ -208,6 +216,11 @@ class Decision:
     @property
     def decided(self) -> bool:
         return self.outcome not in ("undecided", "no data")
+
+    @property
+    def skewed(self) -> bool:
+        """The per-seed contrasts are skewed past SKEWED: a t interval's level leans on their symmetry."""
+        return self.estimate is not None and abs(self.estimate.skew) > SKEWED
 
 
 Failures = Mapping[str, tuple[int, int]]  # arm -> (seeds that failed to train, seeds run)
