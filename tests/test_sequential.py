@@ -86,6 +86,11 @@ def test_t_levels_are_the_same_on_every_replay_and_tend_to_normal_theory_at_larg
     many = t_nominal(0.05, design.looks, df=tuple(1000.0 * n for n in design.looks))  # t with 1000s of df: z
     assert np.allclose(many, nominal(0.05, design.fractions), rtol=0.05)
     assert t_nominal(0.05, (5,)) == (0.05,)
+    dfs = tuple(n - 1.0 for n in design.looks)
+    for alpha in np.geomspace(0.005, 0.05, 6):  # Holm's alpha / k for families of up to 10
+        # interpolated as simulated directly, up to the simulation's own error where only ~100 paths cross a look
+        direct = sequential._t_levels(float(alpha), design.looks, "obrien_fleming", dfs)
+        assert np.allclose(t_nominal(alpha, design.looks), direct, rtol=0.1)
     with pytest.raises(ValueError, match="at least 1 more than the last"):
         t_nominal(0.05, design.looks, df=(4.0, 4.0, 9.0, 14.0))
 

@@ -59,9 +59,10 @@ def nominal(alpha: float, fractions: tuple[float, ...], spending: str = "obrien_
 
 def _on_grid(levels_at, alpha: float, *design) -> tuple[float, ...]:
     """Holm's factors make every alpha a new value: the levels are computed once per design on a grid of alphas
-    and interpolated in logs, where they are smooth (normal theory: within 0.1% of the exact levels). Only the two
-    grid alphas around `alpha` enter the interpolation, so only they are computed (cached): the same levels as
-    from the whole grid, without computing the rest of it for every report."""
+    and interpolated in logs, where they are smooth (normal theory: within 0.1% of the exact levels; simulated t
+    levels carry their own Monte Carlo error, largest where a look's increment is crossed by few paths). Only the
+    two grid alphas around `alpha` enter the interpolation, so only they are computed (cached): the same levels
+    as from the whole grid, without computing the rest of it for every report."""
     at = math.log(alpha)
     if not ALPHA_GRID[0] <= at <= ALPHA_GRID[-1]:
         return levels_at(alpha, *design)
@@ -124,7 +125,7 @@ def t_nominal(alpha: float, looks: tuple[int, ...], spending: str = "obrien_flem
     increment; each later one is set on PATHS simulated null paths (`_null_t`), among those not yet stopped."""
     if len(looks) == 1 or alpha >= 1:
         return (alpha,) * len(looks)
-    return _on_grid(_t_levels, alpha, tuple(looks), spending, _dfs(tuple(looks), df and tuple(df)))
+    return _on_grid(_t_levels, alpha, tuple(looks), spending, _dfs(tuple(looks), None if df is None else tuple(df)))
 
 
 @functools.lru_cache(maxsize=64)
