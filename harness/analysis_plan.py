@@ -64,8 +64,8 @@ class NonInferior(_WithMargin):
 
 
 class Equivalent(_WithMargin):
-    """|a - b| <= margin: shown when the TOST interval (90% at alpha 0.05) lies inside ±margin; refuted when it
-    lies wholly outside."""
+    """|a - b| <= margin: shown when the TOST interval (90% at alpha 0.05) lies inside ±margin; refuted when the
+    95% interval lies wholly outside (either side may be crossed)."""
 
     kind = "equivalence"
 

@@ -38,7 +38,7 @@ def test_a_paired_difference_is_scipys_paired_t_and_welch_is_scipys_welch():
 def test_non_inferiority_is_shown_refuted_or_undecided_against_the_margin(shift, expected):
     d = one(NonInferior("a", "b"), {"a": arm(0.9 + shift, NOISE[::-1]), "b": arm(0.9)})
     assert d.outcome == expected
-    assert (d.p_adjusted < 0.05) == (expected == "shown")  # the interval and the adjusted p agree
+    assert (d.p_adjusted < 0.05) == (expected != "undecided")  # the interval and the adjusted p agree, refuted too
 
 
 def test_non_inferiority_is_not_superiority_equal_arms_show_it():
@@ -47,11 +47,13 @@ def test_non_inferiority_is_not_superiority_equal_arms_show_it():
     assert d.outcome == "shown" and d.low < 0 < d.high
 
 
-@pytest.mark.parametrize(("shift", "expected"), [(0.0, "shown"), (0.08, "refuted"), (0.02, "undecided")])
-def test_equivalence_is_a_tost_with_a_90_percent_interval(shift, expected):
+@pytest.mark.parametrize(("shift", "expected", "confidence"),
+                         [(0.0, "shown", 0.90), (0.08, "refuted", 0.95), (0.02, "undecided", 0.90)])
+def test_equivalence_is_a_tost_with_a_90_percent_interval_and_is_refuted_by_the_95_percent_one(shift, expected,
+                                                                                                confidence):
     d = one(Equivalent("a", "b"), {"a": arm(0.9 + shift, NOISE[::-1]), "b": arm(0.9)})
-    assert d.confidence == pytest.approx(0.90) and d.outcome == expected
-    assert (d.p_adjusted < 0.05) == (expected == "shown")
+    assert d.confidence == pytest.approx(confidence) and d.outcome == expected
+    assert (d.p_adjusted < 0.05) == (expected != "undecided")
 
 
 def test_a_significant_difference_inside_the_margin_is_still_equivalent():
@@ -131,3 +133,15 @@ def test_the_mde_exists_at_two_and_three_seeds_despite_the_t_distributions_heavy
     family = [Difference("a", "b"), NonInferior("a", "b"), Equivalent("a", "b")]
     for d in decide_all(family, values, M):
         assert np.isfinite(d.mde) and d.seeds_needed is not None
+
+
+def test_each_estimate_carries_the_skewness_of_its_per_seed_contrasts():
+    a, b = arm(0.9, [0.01, 0.01, 0.01, 0.01, -0.09]), arm(0.85)
+    diffs = [a[s] - b[s] for s in a]
+    assert paired_or_welch(a, b).skew == pytest.approx(stats.skew(diffs))
+    values = {"n1": a, "n2": arm(0.88, NOISE[::-1]), "n3": b}
+    slopes = [np.polyfit(range(3), [values[k][s] for k in values], 1)[0] for s in range(5)]
+    assert slope(list(values.values())).skew == pytest.approx(stats.skew(slopes))
+    unpaired = paired_or_welch(a, {s + 10: v for s, v in b.items()})
+    assert not unpaired.paired and np.isnan(unpaired.skew)  # no per-seed contrasts to be skewed
+    assert np.isnan(paired_or_welch(arm(0.9), arm(0.8)).skew)  # every difference equal: no shape at all

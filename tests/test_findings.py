@@ -169,3 +169,14 @@ def test_one_seed_and_hopeless_power_are_said_plainly():
     assert "1 seed" in one and "1 seeds" not in one and "unpaired" not in one
     wild = findings(record({"a": [0.5, 0.95], "b": [0.9, 0.45]}, plan=[Difference("a", "b")])).sentences[0]
     assert "no 80% power at any possible difference" in wild and "MDE 2" not in wild.split("(MDE")[0]
+
+
+def test_a_decision_on_skewed_per_seed_differences_says_its_level_may_not_hold():
+    skewed = findings(record({"a": [0.80, 0.81, 0.80, 0.81, 0.70], "b": [0.79, 0.80, 0.79, 0.80, 0.79]},
+                             plan=[Difference("a", "b")]))
+    d = skewed.decisions[0]
+    assert d.skewed and d.estimate.skew == pytest.approx(-1.5)  # four seeds at +1 point, one at -9
+    assert skewed.sentences[0].endswith(" Per-seed differences skewed (skewness -1.5): the level may not hold.")
+    plain = findings(record({"a": [0.8 + j for j in JITTER], "b": [0.79 + j for j in SHUFFLED]},
+                            plan=[Difference("a", "b")]))
+    assert not plain.decisions[0].skewed and "skewed" not in plain.sentences[0]

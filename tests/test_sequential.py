@@ -2,12 +2,14 @@
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from harness.analysis_plan import Design, Difference, NonInferior
+from harness.inference import sequential
 from harness.inference.decide import decide_all
-from harness.inference.sequential import _nominal, nominal, replay
+from harness.inference.sequential import _nominal, nominal, replay, t_nominal
 from harness.spec import Arm, StudySpec
+from tests.tiers import slow_except
 
 
 def test_looks_run_from_the_start_by_the_step_and_end_at_the_cap():
@@ -48,6 +50,49 @@ def test_interpolated_levels_match_the_exact_ones_and_one_look_is_the_fixed_leve
         exact, fast = np.array(_nominal(alpha, fractions, "obrien_fleming")), np.array(nominal(alpha, fractions))
         assert np.allclose(fast, exact, rtol=3e-3)
     assert nominal(0.05, (1.0,)) == (0.05,)
+
+
+def _crossed(design: Design, levels: tuple[float, ...], reps: int = 400_000) -> float:
+    """P(|T_k| crosses look k's boundary at some look) for one comparison at the null, simulated afresh (its own
+    seed, seed by seed): the boundary of a look at nominal level p is the t quantile a t interval uses."""
+    rng, crossed = np.random.default_rng(11), np.zeros(reps, dtype=bool)
+    x = rng.standard_normal((reps, design.looks[-1]))
+    for n, level in zip(design.looks, levels, strict=True):
+        t = x[:, :n].mean(axis=1) / x[:, :n].std(axis=1, ddof=1) * np.sqrt(n)
+        crossed |= np.abs(t) > -special.stdtrit(n - 1, level / 2)
+    return float(crossed.mean())
+
+
+# model_zoo's looks and sgd_vs_adam's
+@pytest.mark.parametrize("design", slow_except([Design(3, 3, 9), Design(5, 5, 20)], Design(3, 3, 9)))
+def test_t_levels_spend_alpha_for_t_statistics_where_normal_theory_levels_spend_more(design):
+    """At 2-4 degrees of freedom the t statistics' joint tails across looks are heavier than the normal score's:
+    normal-theory levels spend more than 5%; the t levels spend it, up to the two simulations' error."""
+    normal, t = _crossed(design, nominal(0.05, design.fractions)), _crossed(design, t_nominal(0.05, design.looks))
+    print(f"{design.looks}: one comparison at the null crosses at some look {normal:.4f} at normal-theory levels, "
+          f"{t:.4f} at t levels")
+    error = 3 * np.sqrt(0.05 / sequential.PATHS + 0.05 * 0.95 / 400_000)
+    assert abs(t - 0.05) < error and normal > 0.05 + 3 * np.sqrt(0.05 * 0.95 / 400_000)
+
+
+def test_t_levels_are_the_same_on_every_replay_and_tend_to_normal_theory_at_large_df():
+    design = Design(5, 5, 20)
+    first = t_nominal(0.05, design.looks)
+    sequential._t_levels.cache_clear()
+    sequential._null_t.cache_clear()
+    assert t_nominal(0.05, design.looks) == first  # the planner's and the report's replays agree exactly
+    assert first[0] == pytest.approx(nominal(0.05, design.fractions)[0])  # the first look's t quantile, exactly
+    assert all(t < z for t, z in zip(first[1:], nominal(0.05, design.fractions)[1:], strict=True))
+    many = t_nominal(0.05, design.looks, df=tuple(1000.0 * n for n in design.looks))  # t with 1000s of df: z
+    assert np.allclose(many, nominal(0.05, design.fractions), rtol=0.05)
+    assert t_nominal(0.05, (5,)) == (0.05,)
+    dfs = tuple(n - 1.0 for n in design.looks)
+    for alpha in np.geomspace(0.005, 0.05, 6):  # Holm's alpha / k for families of up to 10
+        # interpolated as simulated directly, up to the simulation's own error where only ~100 paths cross a look
+        direct = sequential._t_levels(float(alpha), design.looks, "obrien_fleming", dfs)
+        assert np.allclose(t_nominal(alpha, design.looks), direct, rtol=0.1)
+    with pytest.raises(ValueError, match="at least 1 more than the last"):
+        t_nominal(0.05, design.looks, df=(4.0, 4.0, 9.0, 14.0))
 
 
 def _values(rng, means, n):

@@ -6,7 +6,10 @@ distributions:
 - skewed: the noise is a gamma's left tail against the ceiling (skewness -1), as accuracies near 100% are;
 - collapse: as normal, but a run collapses to chance (validation and test both near 20%) with probability
   0.1 in half the arms: the report counts it a failure, and its intervals cover the mean of the runs that
-  trained.
+  trained;
+- lopsided: as normal, but every other arm's noise is a gamma's left tail (skewness -2.8), so a pair's
+  per-seed differences have skewness -1 (under `skewed` both arms of a pair skew alike and their differences
+  are symmetric).
 
 Measured (numbers printed with -s): family-wise error, coverage, false claims of non-inferiority and
 equivalence, power at the printed MDE, and the exact coverage of failure rates.
@@ -35,6 +38,8 @@ SLOW = pytest.mark.slow  # hundreds of simulated studies a case: every case runs
 def _noise(rng, dist: str, size) -> np.ndarray:
     if dist == "skewed":  # mean 0, sd SD_NOISE, skewness -1 (a gamma with shape 4, mirrored)
         return -(rng.gamma(4.0, SD_NOISE / 2, size) - 2 * SD_NOISE)
+    if dist == "lopsided":  # mean 0, sd SD_NOISE, skewness -2.8 (a gamma with shape 1/2, mirrored)
+        return -(rng.gamma(0.5, SD_NOISE * np.sqrt(2), size) - SD_NOISE / np.sqrt(2))
     return rng.normal(0, SD_NOISE, size)
 
 
@@ -45,7 +50,7 @@ def simulate(rng, means: dict[str, float], n: int, dist: str, collapsing: str = 
     seed_effect = rng.normal(0, SD_SEED, n)
     trained, failures = {}, {}
     for i, (name, mean) in enumerate(means.items()):
-        test = mean + seed_effect + _noise(rng, dist, n)
+        test = mean + seed_effect + _noise(rng, dist if dist != "lopsided" or i % 2 else "normal", n)
         val = test + rng.normal(0, 0.01, n)
         if dist == "collapse" and (i % 2 or collapsing == "all"):
             down = rng.random(n) < 0.1
@@ -280,3 +285,58 @@ def test_sequential_design_against_fixed_n_at_equal_average_cost_and_the_spendin
         assert obf >= cap - 0.1 - slack  # and it gives up a few points at most against always running to 30
         assert obf >= poc - slack
     assert rows[-1][2] < 20  # a plain difference stops well before the cap
+
+
+# --- every decision inside the family's error control, at the committed designs ---
+
+# FAMILY's arms at the boundary of each claim's null (a false "shown" is likeliest there), and two more pairs just
+# inside the margin, where a false refutation is likeliest: r - s = -m + EPS (not inferior), u - v = m - EPS
+# (equivalent). Every pair has one arm of either parity, so under "lopsided" its differences are skewed.
+EPS = 0.001
+BOTH = (*FAMILY, NonInferior("r", "s"), Equivalent("u", "v"))
+BOTH_NULL = {**NULL, "r": 0.85 - MARGIN + EPS, "s": 0.85, "u": 0.85 + MARGIN - EPS, "v": 0.85}
+BOTH_TRUTH = [*TRUTH, -MARGIN + EPS, MARGIN - EPS]
+DESIGNS = {"sgd_vs_adam": Design(5, 5, 20), "model_zoo": Design(3, 3, 9), "fixed n = 3": Design(3),
+           "fixed n = 5": Design(5)}  # the committed studies' designs (studies/*.py), and one look at 3 or 5 seeds
+FWER_REPS = 4000
+
+
+def family_wise_error(design: Design, dist: str, reps: int, seed: int) -> tuple[float, float]:
+    """The share of studies with a false claim at any look, through what the report calls (replay for a
+    sequential design, decide_all for one look), and the share of decisions flagged skewed."""
+    rng = np.random.default_rng(seed)
+    errors = flagged = decided = 0
+    for _ in range(reps):
+        if len(design.looks) == 1:
+            trained, failures = simulate(rng, BOTH_NULL, design.start, dist)
+            decisions = decide_all(BOTH, trained, MARGIN, power=False, failures=_counts(failures, design.start))
+        else:
+            decisions = sequential_study(rng, BOTH_NULL, BOTH, dist, design).decisions
+        errors += any(false_claim(d, t) for d, t in zip(decisions, BOTH_TRUTH, strict=True))
+        flagged += sum(d.skewed for d in decisions)
+        decided += len(decisions)
+    return errors / reps, flagged / decided
+
+
+@pytest.mark.parametrize("dist", slow_except(["normal", "lopsided"], "lopsided"))
+@pytest.mark.parametrize("design", slow_except(list(DESIGNS), "fixed n = 3"))
+def test_every_decision_of_every_kind_stays_inside_the_family_wise_error_at_the_committed_designs(design, dist):
+    """Every kind, both decisions (shown at its null's boundary, refuted just inside the margin), every look:
+    a false claim anywhere in the family counts."""
+    error, flagged = family_wise_error(DESIGNS[design], dist, FWER_REPS, [*DESIGNS].index(design) + 10 * len(dist))
+    print(f"FWER {design} {DESIGNS[design].looks} {dist}: {error:.4f} ({FWER_REPS} studies; decisions flagged "
+          f"skewed {flagged:.3f})")
+    assert error <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / FWER_REPS)
+
+
+@SLOW
+def test_a_refuted_equivalence_is_false_at_most_5_percent_even_with_a_margin_small_against_the_noise():
+    """A true |a - b| just inside a margin a tenth of the standard error: "not equivalent" claims a side of ±m,
+    and a narrow margin lets the estimate cross either side, so the refutation's interval is two-sided at alpha
+    (one-sided at alpha, the TOST interval's, would refute falsely nearly twice as often)."""
+    rng, margin, refuted = np.random.default_rng(12), 0.002, 0
+    for _ in range(FWER_REPS):
+        trained, _ = simulate(rng, {"a": 0.85 + 0.95 * margin, "b": 0.85}, 3, "normal")
+        refuted += decide_all([Equivalent("a", "b", margin)], trained, margin, power=False)[0].outcome == "refuted"
+    print(f"equivalence refuted at a true difference inside a narrow margin: {refuted / FWER_REPS:.4f}")
+    assert refuted / FWER_REPS <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / FWER_REPS)

@@ -215,7 +215,7 @@ def sentence(d: Decision, found: Outcomes, margin: float, where: str = "", overa
             f"{unit} ({interval(d)}; {_seeds(d)}){also}; {power_text(d, margin)}.")
     if d.steps:
         text += " Steps: " + "; ".join(_step(d, s) for s in d.steps) + "."
-    return text + _search_share(d, found)
+    return text + skew_text(d) + _search_share(d, found)
 
 
 def _search_share(d: Decision, found: Outcomes) -> str:
@@ -228,6 +228,14 @@ def _search_share(d: Decision, found: Outcomes) -> str:
         return ""
     return (f" Search-to-search: {100 * share.fraction:.0f}% of the per-seed difference's variance (sd "
             f"{_pts(share.between ** 0.5)} points between searches, {_pts(share.within ** 0.5)} within).")
+
+
+def skew_text(d: Decision) -> str:
+    """A warning where the per-seed contrasts are skewed: the t interval's level leans on their symmetry."""
+    if not d.skewed:
+        return ""
+    what = "slopes" if isinstance(d.declared, Trend) else "differences"
+    return f" Per-seed {what} skewed (skewness {d.estimate.skew:.1f}): the level may not hold."
 
 
 def _failure_text(d: Decision) -> str:

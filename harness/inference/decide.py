@@ -6,8 +6,11 @@ Decisions, by kind (m the margin, CI the interval at the comparison's level):
 - difference, interaction: "a > b" / "a < b" when CI excludes 0 (two-sided);
 - non-inferiority: "shown" when CI's low end > -m (one-sided at alpha / 2, as non-inferiority trials test);
   "refuted" when its high end < -m;
-- equivalence: TOST at alpha: "shown" when the (1 - 2 alpha) CI lies inside ±m; "refuted" when wholly outside;
+- equivalence: TOST at alpha: "shown" when the (1 - 2 alpha) CI lies inside ±m; "refuted" when the (1 - alpha)
+  CI lies wholly outside (either side of ±m may be crossed, so each side gets alpha / 2);
 - trend: the per-seed slope per step; "shown" when CI lies on the declared side of 0, "refuted" on the other.
+Each comparison's p-value (raw_p) tests whatever it decides, refutations included, so every decision is inside
+Holm's family-wise error control.
 
 The values are the runs that trained (harness.inference.failures says which did not): the intervals cover the
 mean accuracy of an arm *when it trains*, and the failure rate is reported beside them.
@@ -20,15 +23,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import optimize, stats
 
 from harness.analysis_plan import Declared, Difference, Equivalent, Interaction, NonInferior, Trend, with_margin
 from harness.inference.failures import fisher_p
+from harness.inference.kinds import interval_for, level, raw_p
 from harness.inference.searches import over_searches, searched
 from harness.inference.stats import ALPHA, TIE, holm, holm_multipliers, t_test
 
 Values = Mapping[int, float]  # seed -> accuracy
 POWER = 0.8
+SKEWED = 1.0  # |skewness| of the per-seed contrasts above which a decision is flagged: the t level may not hold
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Estimate:
     n: int
     paired: bool
     searches: int = 1  # > 1: the mean of per-search estimates, its se and df over searches (inference.searches)
+    skew: float = np.nan  # the sample skewness (g1) of the per-seed contrasts; nan unpaired or all equal
 
     @property
     def unit_sd(self) -> float:
@@ -58,12 +64,20 @@ def _mean_se(x: np.ndarray) -> tuple[float, float]:
     return float(np.mean(x)), sd / np.sqrt(len(x))
 
 
+def _per_seed(x: np.ndarray) -> Estimate:
+    """A one-sample t over per-seed contrasts, with their skewness: the t level leans on their symmetry."""
+    mean, se = _mean_se(x)
+    d = x - mean
+    m2 = float(d @ d) / len(x)
+    skew = float((d * d) @ d) / len(x) / m2**1.5 if m2 > TIE**2 else np.nan
+    return Estimate(mean, se, len(x) - 1.0, len(x), True, skew=skew)
+
+
 def paired_or_welch(a: Values, b: Values) -> Estimate | None:
     """a - b: paired over the seeds both have (two or more), else Welch; None when an arm has no value."""
     shared = _shared([a, b])
     if len(shared) >= 2:
-        mean, se = _mean_se(np.array([a[s] - b[s] for s in shared]))
-        return Estimate(mean, se, len(shared) - 1.0, len(shared), True)
+        return _per_seed(np.array([a[s] - b[s] for s in shared]))
     xa = np.array([v for v in a.values() if np.isfinite(v)])
     xb = np.array([v for v in b.values() if np.isfinite(v)])
     if len(xa) == 0 or len(xb) == 0:
@@ -87,8 +101,7 @@ def interaction(first: tuple[Values, Values], second: tuple[Values, Values]) -> 
     shared = _shared([*first, *second])
     if len(shared) >= 2:
         (a, b), (c, d) = first, second
-        mean, se = _mean_se(np.array([(a[s] - b[s]) - (c[s] - d[s]) for s in shared]))
-        return Estimate(mean, se, len(shared) - 1.0, len(shared), True)
+        return _per_seed(np.array([(a[s] - b[s]) - (c[s] - d[s]) for s in shared]))
     one, two = paired_or_welch(*first), paired_or_welch(*second)
     if one is None or two is None:
         return None
@@ -103,47 +116,7 @@ def slope(arms: Sequence[Values]) -> Estimate | None:
         return None
     positions = np.arange(len(arms)) - (len(arms) - 1) / 2
     y = np.array([[v[s] for v in arms] for s in shared])
-    mean, se = _mean_se(y @ positions / np.sum(positions**2))
-    return Estimate(mean, se, len(shared) - 1.0, len(shared), True)
-
-
-def _sf(x: float, e: Estimate) -> float:
-    """P(T >= x / se) under df: the one-sided p of `x` standard errors; 0 or 1 when se is 0."""
-    if e.df < 1:
-        return 1.0
-    if e.se <= TIE:
-        return 0.0 if x > TIE else 1.0 if x < -TIE else 0.5
-    return float(special.stdtr(e.df, -x / e.se))  # scipy.stats.t.sf's value, without its per-call overhead
-
-
-def raw_p(c: Declared, e: Estimate) -> float:
-    """The p-value Holm's correction runs on: the test of the comparison's own null hypothesis."""
-    if isinstance(c, NonInferior):  # H0: a - b <= -m, one-sided at alpha / 2
-        return min(1.0, 2 * _sf(e.value + c.margin, e))
-    if isinstance(c, Equivalent):  # TOST: H0: |a - b| >= m, both one-sided tests at alpha
-        return max(_sf(e.value + c.margin, e), _sf(c.margin - e.value, e))
-    return min(1.0, 2 * _sf(abs(e.value), e)) if e.df >= 1 else 1.0  # two-sided: difference, interaction, trend
-
-
-def level(c: Declared, multiplier: float, alpha: float = ALPHA,
-          nominal: Callable[[float], float] | None = None) -> float:
-    """The two-sided interval level that decides `c` at its Holm factor: 1 - 2 alpha / k for TOST, else
-    1 - alpha / k; `nominal` maps that error rate to the one a sequential look spends of it."""
-    rate = (2 if isinstance(c, Equivalent) else 1) * alpha / multiplier
-    return 1 - (rate if nominal is None else nominal(rate))
-
-
-def outcome(c: Declared, low: float, high: float) -> str:
-    """What the interval decides, in the kind's own words."""
-    if isinstance(c, NonInferior):
-        return "shown" if low > -c.margin else "refuted" if high < -c.margin else "undecided"
-    if isinstance(c, Equivalent):
-        inside, outside = -c.margin < low and high < c.margin, low > c.margin or high < -c.margin
-        return "shown" if inside else "refuted" if outside else "undecided"
-    if isinstance(c, Trend):
-        side = 1 if low > 0 else -1 if high < 0 else 0
-        return "undecided" if side == 0 else "shown" if side == c.sign else "refuted"
-    return "a > b" if low > 0 else "a < b" if high < 0 else "undecided"
+    return _per_seed(y @ positions / np.sum(positions**2))
 
 
 def _power_one_sided(delta: float, se: float, df: float, critical: float) -> float:
@@ -246,6 +219,11 @@ class Decision:
     def decided(self) -> bool:
         return self.outcome not in ("undecided", "no data")
 
+    @property
+    def skewed(self) -> bool:
+        """The per-seed contrasts are skewed past SKEWED: a t interval's level leans on their symmetry."""
+        return self.estimate is not None and abs(self.estimate.skew) > SKEWED
+
 
 Failures = Mapping[str, tuple[int, int]]  # arm -> (seeds that failed to train, seeds run)
 
@@ -326,12 +304,8 @@ def decide_all(family: Sequence[Declared], values: Mapping[str, Values], margin:
             d = Decision(c, None, p_raw, p_adj, k, len(all_p), confidence, -np.inf, np.inf, "no data", np.inf,
                          None, steps)
         else:
-            t = t_test(e.value, e.se, e.df, confidence)
-            # accuracies lie in [0, 1], so a difference in [-1, 1] and an interaction in [-2, 2]: an interval cut
-            # to what is possible covers as often, and never reads "36 to 113%"
-            bound = 2.0 if isinstance(c, Interaction) else 1.0
-            low, high = max(float(t.low), -bound), min(float(t.high), bound)
-            d = Decision(c, e, p_raw, p_adj, k, len(all_p), confidence, low, high, outcome(c, low, high),
+            confidence, low, high, decided = interval_for(c, e, k, alpha, levels)
+            d = Decision(c, e, p_raw, p_adj, k, len(all_p), confidence, low, high, decided,
                          mde(c, e, k, alpha) if power else np.nan,
                          seeds_needed(c, e, k, margin, alpha) if power else None, steps)
         if i in rate_test and not d.decided:

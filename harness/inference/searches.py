@@ -47,8 +47,11 @@ def over_searches(estimate: Callable[..., Estimate | None], arms: Sequence[Mappi
     if len(per) == 1:
         return replace(per[0], searches=1)
     x = np.array([e.value for e in per])
+    d = x - x.mean()
+    m2 = float(d @ d) / len(x)
+    skew = float((d * d) @ d) / len(x) / m2**1.5 if m2 > 0 else np.nan  # of the per-search estimates the t runs on
     return replace(per[0], value=float(x.mean()), se=float(x.std(ddof=1) / np.sqrt(len(x))), df=len(x) - 1.0,
-                   n=min(e.n for e in per), searches=len(x))
+                   n=min(e.n for e in per), searches=len(x), skew=skew)
 
 
 @dataclass(frozen=True)
