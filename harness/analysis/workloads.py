@@ -46,7 +46,8 @@ class WorkloadResult:
         return 1 / self.record.n_classes if self.record.n_classes else 0.0
 
     def test_acc(self, arm: str) -> list[float]:
-        """The arm's counted test accuracies in seed order (a diverged run scores 0, as in the study's report)."""
+        """The arm's counted test accuracies in seed order (a run that left no model at chance, as the study's
+        endpoint "all" scores it)."""
         return [acc for _, acc in sorted(self.record.arms[arm].test_acc().items())] if arm in self.record.arms else []
 
     def median_time(self, arm: str, column: str = "seconds") -> float:
@@ -139,7 +140,7 @@ def aggregate(results: list[WorkloadResult]) -> list[Aggregate]:
             decided[key], tally[key] = {}, {}
             for r in results:
                 d = r.found.decisions[i]
-                decided[key][r.workload.label] = decision_word(d) if d.estimate or d.failures else "no data"
+                decided[key][r.workload.label] = decision_word(d) if d.estimate else "no data"
                 word = tally_word(d.outcome, declared.kind)
                 tally[key][word] = tally[key].get(word, 0) + 1
         out.append(Aggregate(a, b, probability_of_improvement(runs[a], runs[b]),

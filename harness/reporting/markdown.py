@@ -25,6 +25,7 @@ from harness.analysis.records import (
     varied_text,
 )
 from harness.browse import Browse, browse
+from harness.inference.failures import RateClaim
 from harness.reporting import figures
 from harness.reporting.method import method_text, selection_seeds, verdict_seeds
 from harness.reporting.tables import arm_table, pct, plan_table
@@ -237,11 +238,12 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
                 _figures_md(shown), _setup(record, ui)]
     readme = out / "README.md"
     readme.write_text("\n\n".join(sections) + "\n")
-    summary = {"name": spec.name, "question": spec.question, "verdicts": found.sentences,
+    summary = {"name": spec.name, "question": spec.question, "endpoint": spec.endpoint, "verdicts": found.sentences,
                "decisions": [{"comparison": d.declared.label, "kind": d.declared.kind, "decision": d.outcome,
-                              "word": decision_word(d) if d.estimate or d.failures else "no data",
+                              "word": decision_word(d) if d.estimate else "no data",
                               "estimate": None if d.estimate is None else d.estimate.value,
-                              "low": d.low, "high": d.high, "mde": d.mde} for d in found.decisions]}
+                              "low": d.low, "high": d.high, "mde": d.mde} for d in found.decisions],
+               "failure_rates": [_rate_claim(c) for c in found.rate_claims]}
     if found.rule is not None:
         rule = found.rule
         summary["sequential"] = {"looks": list(rule.design.looks), "judged": list(rule.looks_done),
@@ -249,6 +251,14 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
                                  "where": [rule.where(i) for i in range(len(found.decisions))]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return readme
+
+
+def _rate_claim(c: RateClaim) -> dict[str, Any]:
+    """A failure-rate claim as summary.json holds it: each arm's failures, runs and exact 95% interval."""
+    arms = [{"arm": arm, "failed": r.failed, "n": r.n, "low": r.low, "high": r.high}
+            for arm, r in zip((c.a, c.b), c.rates, strict=True)]
+    return {"pair": f"{c.a} - {c.b}", "arms": arms, "p": c.p_value, "p_adjusted": c.p_adjusted,
+            "family": c.family, "significant": c.significant, "fails_more": c.more}
 
 
 def build_index(reports_dir: Path = Path("reports")) -> Path:
