@@ -75,11 +75,16 @@ class Slot:
 
     @property
     def test_acc(self) -> float | None:
-        """A confirmation seed's test accuracy; a diverged run left no model and scores 0."""
+        """A confirmation seed's test accuracy; none for a run that left no model (diverged, raised)."""
         test = self.trial.user_attrs.get(Attr.TEST)
-        if test is not None:
-            return float(test["acc"])
-        return 0.0 if self.diverged else None
+        return None if test is None else float(test["acc"])
+
+    def score(self, chance: float) -> float | None:
+        """What the run scores over all verdict runs (the endpoint "all"): its test accuracy, a run that failed to
+        train included; `chance` (1 / classes) for a run that left no model to test (diverged, raised)."""
+        if self.test_acc is not None:
+            return self.test_acc
+        return chance if self.outcome in (Outcome.DIVERGED, Outcome.FAILED) else None
 
     @property
     def classes(self) -> int | None:
@@ -122,40 +127,76 @@ def slots(trials: Iterable[FrozenTrial], arm: str, phase: Phase) -> list[Slot]:
 @dataclass(frozen=True)
 class VerdictResults:
     """An arm's counted verdict seeds: those that finished (a result: failures included), the test accuracy of
-    those that trained, and those that failed to train."""
+    those that trained, those that failed to train, and every finished seed's score over all runs."""
 
     done: set[int]
     trained: dict[int, float]
     failed: set[int]
+    scored: dict[int, float]
+
+    def values(self, endpoint: str) -> dict[int, float]:
+        """The declared endpoint's values (harness.analysis_plan.ENDPOINTS): every verdict run, or those that
+        trained."""
+        return self.scored if endpoint == "all" else self.trained
 
 
-def verdict_results(confirm: Iterable[Slot], chance_margin: float) -> VerdictResults:
-    """What the sequential rule and the report both judge: one result per counted verdict seed."""
-    done, trained, down = set(), {}, set()
+def verdict_results(confirm: Iterable[Slot], chance_margin: float, chance: float) -> VerdictResults:
+    """What the sequential rule and the report both judge: one result per counted verdict seed, a run without a
+    model scored at `chance`."""
+    done, trained, down, scored = set(), {}, set(), {}
     for s in confirm:
         if not s.counted or not s.is_verdict:
             continue
         done.add(s.seed)
-        if s.failed_to_train(chance_margin):
-            down.add(s.seed)
-        elif s.test_acc is not None:
-            trained[s.seed] = s.test_acc
-        else:
+        if s.score(chance) is None:
             raise ValueError(f"confirmation seed {s.seed} of arm {s.arm} finished without a test accuracy in Optuna's "
                              "records; run `python -m harness.report --migrate` on these stores")
-    return VerdictResults(done, trained, down)
+        scored[s.seed] = s.score(chance)
+        if s.failed_to_train(chance_margin):
+            down.add(s.seed)
+        else:
+            trained[s.seed] = s.test_acc
+    return VerdictResults(done, trained, down, scored)
+
+
+def chances(spec: StudySpec, confirm: Mapping[str, Iterable[Slot]]) -> dict[str, float]:
+    """Each arm's chance accuracy, 1 / its target task's classes: what a run that left no model scores. The
+    classes come from the arm's own tested runs (each records the classes it was tested on), else the classes
+    its configuration declares, else another arm's tested runs (a study's arms share their target task unless
+    an arm fixes another), else the dataset registry's count; 0 only when nothing says."""
+    tested = {name: [s.classes for s in slots if s.classes] for name, slots in confirm.items()}
+    anyone = next((k for found in tested.values() for k in found), None)
+    out = {}
+    for arm in spec.units():  # with several searches, each search of an arm
+        declared = arm.config(spec.base).target_classes
+        classes = next(iter(tested.get(arm.name, [])), None) or (len(declared) if declared else anyone)
+        out[arm.name] = 1 / (classes or _registry_classes(arm.config(spec.base).dataset) or np.inf)
+    return out
+
+
+def _registry_classes(dataset: str) -> int | None:
+    """The dataset's class count from the registry (imports torch: asked only when no run was ever tested)."""
+    from harness.learn.datasets import dataset_spec
+
+    try:
+        return dataset_spec(dataset).num_classes
+    except (ValueError, OSError):
+        return None
 
 
 def sequential_state(spec: StudySpec, confirm: Mapping[str, list[Slot]], power: bool = False) -> Sequential | None:
-    """The sequential rule replayed over every arm's confirmation slots; None for a one-look design."""
+    """The sequential rule replayed over every arm's confirmation slots, on the study's endpoint; None for a
+    one-look design."""
     from harness.inference.sequential import replay
 
     if len(spec.design.looks) == 1:
         return None
-    results = {u.name: verdict_results(confirm.get(u.name, []), spec.chance_margin) for u in spec.units()}
+    chance = chances(spec, confirm)
+    results = {u.name: verdict_results(confirm.get(u.name, []), spec.chance_margin, chance[u.name])
+               for u in spec.units()}
     return replay(spec.family, [a.name for a in spec.arms], done_by_arm(spec, {u: r.done for u, r in results.items()}),
-                  by_arm(spec, {u: r.trained for u, r in results.items()}), spec.margin, spec.design, power=power,
-                  failed=by_arm(spec, {u: r.failed for u, r in results.items()}))
+                  by_arm(spec, {u: r.values(spec.endpoint) for u, r in results.items()}), spec.margin, spec.design,
+                  power=power, failed=by_arm(spec, {u: r.failed for u, r in results.items()}))
 
 
 def by_arm(spec: StudySpec, per_unit: Mapping[str, Any]) -> dict[str, Any]:

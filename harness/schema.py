@@ -35,7 +35,7 @@ class Outcome(StrEnum):
 
     COMPLETE = "complete"
     PRUNED = "pruned"  # stopped early by the pruner: a result
-    DIVERGED = "diverged"  # the loss left the finite numbers: a result (no model; scored 0), never retried
+    DIVERGED = "diverged"  # the loss left the finite numbers: a result (no model; verdict: chance), never retried
     FAILED = "failed"  # the run raised: a result, since rerunning the same configuration would repeat it
     INTERRUPTED = "interrupted"  # cut off (Ctrl-C, an error around the run): the slot runs again
     STALE = "stale"  # its worker died: the slot runs again

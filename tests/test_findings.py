@@ -1,5 +1,6 @@
-"""Specification of harness.analysis.findings: failures decided on validation and reported as results, the
-declared family kept whole, sentences that carry kind, margin, interval, decision and power, protocol checks."""
+"""Specification of harness.analysis.findings: failures decided on validation and reported as results (scored on
+the endpoint "all", and claims of their own beside the comparisons), the declared family kept whole, sentences
+that carry kind, margin, interval, decision and power, protocol checks."""
 
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ SHUFFLED = [0.0, 0.015, -0.02, -0.005, 0.01]
 
 
 def record(test: dict[str, list[float]], val: dict[str, list[float]] | None = None, plan=(), n_classes=5,
-           diverged: dict[str, list[bool]] | None = None, **settings):
+           diverged: dict[str, list[bool]] | None = None, endpoint: str = "all", **settings):
     """A stand-in StudyRecord: per arm, the ledger's verdict seeds 1.. with these test (and val) accuracies;
     `settings` are the StudySpec's (a sequential design, a chance margin)."""
     arms = tuple(Arm(name, "sgd") for name in test)
-    spec = StudySpec(name="s", question="?", arms=arms, search_space=None, plan=tuple(plan), **settings)
+    spec = StudySpec(name="s", question="?", arms=arms, search_space=None, plan=tuple(plan), endpoint=endpoint,
+                     **settings)
     fake = {}
     for name, values in test.items():
         blew_up = (diverged or {}).get(name, [False] * len(values))
@@ -46,16 +48,20 @@ def _seed(arm: str, seed: int, val: float, test: float, diverged: bool, classes:
                                                               user_attrs=attrs))
 
 
-def test_a_run_at_chance_on_validation_is_a_failure_that_leaves_the_means_but_not_the_family():
-    r = record({"vgg-adam": [0.8 + j for j in JITTER], "vgg-sgd": [0.21, 0.88, 0.22, 0.86, 0.87]},
-               plan=[Difference("vgg-adam", "vgg-sgd")])
-    found = findings(r)
+def test_a_run_at_chance_on_validation_is_a_failure_scored_on_the_endpoint_all_and_left_out_on_trained():
+    test = {"vgg-adam": [0.8 + j for j in JITTER], "vgg-sgd": [0.21, 0.88, 0.22, 0.86, 0.87]}
+    found = findings(record(test, plan=[Difference("vgg-adam", "vgg-sgd")]))
     assert found.outcomes.trained["vgg-sgd"] == {2: 0.88, 4: 0.86, 5: 0.87}
+    assert found.outcomes.values["vgg-sgd"] == dict(enumerate(test["vgg-sgd"], 1))  # failures at their test acc
     assert found.rates["vgg-sgd"].failed == 2 and found.rates["vgg-sgd"].n == 5
-    assert len(found.decisions) == 1 and found.decisions[0].estimate.n == 3  # paired over the seeds both trained
-    assert found.family == 2  # the comparison and its pair's failure-rate test
+    assert len(found.decisions) == 1 and found.decisions[0].estimate.n == 5  # every seed, paired
+    assert found.family == 2  # the comparison and its pair's failure-rate claim
     assert any("vgg-sgd failed to train on 2 of 5 seeds (40.0%, exact 95% CI 5.3 to 85.3%)" in s
                for s in found.sentences)
+    assert "among runs that trained" not in found.sentences[0]
+    trained = findings(record(test, plan=[Difference("vgg-adam", "vgg-sgd")], endpoint="trained"))
+    assert trained.decisions[0].estimate.n == 3  # paired over the seeds both trained
+    assert "vgg-sgd: **undecided** among runs that trained; estimate -7.3 points" in trained.sentences[0]
 
 
 def test_validation_not_test_decides_a_failure():
@@ -65,26 +71,37 @@ def test_validation_not_test_decides_a_failure():
     assert findings(r).rates["a"].failed == 0
 
 
-def test_an_arm_that_never_trains_is_decided_on_its_failure_rate_and_stays_in_the_family():
-    r = record({"a": [0.2, 0.21, 0.19], "b": [0.9, 0.91, 0.89], "c": [0.8, 0.82, 0.81]},
-               plan=[Difference("a", "b"), Difference("c", "b")])
-    found = findings(r)
-    assert found.family == 3 and found.decisions[0].outcome == "no data"  # 3 of 3 against 0 of 3: p = 0.1
-    assert found.sentences[0] == "difference: a - b: no decision, a trained on no seed (see the failure rates)."
-    assert found.decisions[1].multiplier >= 1 and "Holm over 3" in found.sentences[1]  # with the rate test
-    assert any(s.startswith("Failure rates of a (3/3) and b (0/3)") for s in found.sentences)
-    six = record({"a": [0.2, 0.21, 0.19] * 2, "b": [0.9, 0.91, 0.89] * 2, "c": [0.8, 0.82, 0.81] * 2},
-                 plan=[Difference("a", "b"), Difference("c", "b")])
-    decided = findings(six).decisions[0]
-    assert decided.outcome == "a < b" and decided.rate_p < 0.05 / 3  # 6 of 6 against 0 of 6: p = 0.002
-    assert findings(six).sentences[0].startswith("difference: a - b: **b beats a**; decided on failure to train: "
-                                                 "a failed on 6 of 6 seeds, b on 0 of 6 (Fisher's exact p = 0.0022")
+def test_an_arm_that_never_trains_is_said_to_fail_and_its_comparisons_are_decided_on_the_endpoint():
+    test = {"a": [0.2, 0.21, 0.19], "b": [0.9, 0.91, 0.89], "c": [0.8, 0.82, 0.81]}
+    plan = [Difference("a", "b"), Difference("c", "b")]
+    found = findings(record(test, plan=plan))
+    assert found.family == 3 and found.decisions[0].outcome == "a < b"  # on every run's accuracy
+    assert found.sentences[0].startswith("difference: a - b: **b beats a**; estimate -70.0 points")
+    assert found.decisions[1].multiplier >= 1 and "Holm over 3" in found.sentences[1]  # with the rate claim
+    assert "a failed to train on every seed (3 of 3, exact 95% CI 29.2 to 100.0%)." in found.sentences
+    (claim,) = found.rate_claims  # 3 of 3 against 0 of 3: p = 0.1, not shown
+    assert (claim.a, claim.b, claim.counts, claim.more) == ("a", "b", ((3, 3), (0, 3)), None)
+    assert found.sentences[-1].startswith("Failure to train: a and b do not differ significantly: a 3 of 3")
+    trained = findings(record(test, plan=plan, endpoint="trained"))
+    assert trained.decisions[0].outcome == "no data"
+    assert trained.sentences[0] == ("difference: a - b: no decision, a trained on no seed: it failed to train on "
+                                    "every one (see the failure rates).")
+    six = {arm: values * 2 for arm, values in test.items()}
+    for endpoint, outcome in (("all", "a < b"), ("trained", "no data")):  # the claim decides no comparison
+        found = findings(record(six, plan=plan, endpoint=endpoint))
+        assert found.decisions[0].outcome == outcome
+        (claim,) = found.rate_claims  # 6 of 6 against 0 of 6: p = 0.002, below 0.05 / 3
+        assert claim.more == "a" and claim.p_value < 0.05 / 3
+        assert found.sentences[-1].startswith("**a fails to train more often than b**: a 6 of 6 (exact 95% CI "
+                                              "54.1 to 100.0%), b 0 of 6 (0.0 to 45.9%); Fisher's exact p = 0.0022, "
+                                              "Holm over 3.")
 
 
 def test_a_diverged_run_is_a_failure():
     r = record({"a": [0.0, 0.9, 0.91], "b": [0.9, 0.9, 0.9]}, diverged={"a": [True, False, False]},
                plan=[Difference("a", "b")])
     assert findings(r).rates["a"].failed == 1
+    assert findings(r).outcomes.values["a"] == {1: 0.2, 2: 0.9, 3: 0.91}  # no model: scored at chance, 1 / 5
 
 
 def test_a_non_inferiority_sentence_names_the_claim_margin_decision_and_power():

@@ -45,6 +45,8 @@ def test_a_slot_reads_its_results_and_run_id_from_optuna():
 
 
 def test_verdict_results_count_diverged_and_raised_seeds_as_failures_and_skip_cut_off_ones():
+    """Each endpoint's values: every finished verdict seed (a run that failed to train at its test accuracy, one
+    that left no model at chance), or the seeds that trained."""
     found = ledger.verdict_results([
         _seed(1, "COMPLETE", 0.9, 0.88),
         _seed(2, "FAIL", outcome="diverged"),
@@ -52,15 +54,16 @@ def test_verdict_results_count_diverged_and_raised_seeds_as_failures_and_skip_cu
         _seed(4, "FAIL", outcome="interrupted"),  # cut off: runs again, not a result
         _seed(5, "COMPLETE", 0.21, 0.2),  # validation within the chance margin of chance (1/5)
         _seed(1_000_001, "COMPLETE", 0.95, 0.9),  # a selection seed: chooses, never judges
-    ], chance_margin=0.05)
+    ], chance_margin=0.05, chance=0.2)
     assert found.done == {1, 2, 3, 5}
-    assert found.trained == {1: 0.88}
+    assert found.trained == found.values("trained") == {1: 0.88}
     assert found.failed == {2, 3, 5}
+    assert found.scored == found.values("all") == {1: 0.88, 2: 0.2, 3: 0.2, 5: 0.2}
 
 
 def test_a_finished_seed_missing_its_test_accuracy_asks_for_the_migration():
     with pytest.raises(ValueError, match="--migrate"):
-        ledger.verdict_results([_seed(1, "COMPLETE", 0.9)], chance_margin=0.05)
+        ledger.verdict_results([_seed(1, "COMPLETE", 0.9)], chance_margin=0.05, chance=0.2)
 
 
 def test_the_chosen_trial_is_the_selected_one_else_the_best_with_ties_to_the_lower_number():
@@ -78,7 +81,8 @@ def test_the_verdict_holds_the_chosen_trials_counted_seeds_and_counts_those_cut_
     confirm = [_seed(2, "COMPLETE", 0.9, 0.8), _seed(1, "FAIL", outcome="diverged"), _seed(3, "FAIL", outcome="stale"),
                _seed(1, "COMPLETE", 0.9, 0.7, trial=4)]  # another trial's seed: not this verdict
     arm = ledger.ArmLedger("a", study, search, confirm)
-    assert [(s.seed, s.test_acc) for s in arm.verdict()] == [(1, 0.0), (2, 0.8)]  # diverged: no model, scores 0
+    assert [(s.seed, s.test_acc) for s in arm.verdict()] == [(1, None), (2, 0.8)]  # diverged: no model to test
+    assert [s.score(0.2) for s in arm.verdict()] == [0.2, 0.8]  # ... scored at chance over all runs
     assert arm.cut_off() == 1
 
 
@@ -87,3 +91,16 @@ def test_selection_means_use_the_selection_seeds_and_score_a_failed_seed_0():
                _seed(1_000_001, "COMPLETE", 0.6, trial=5), _seed(1, "COMPLETE", 0.99, 0.9, trial=5)]
     assert ledger.selection_means(confirm) == {3: 0.4, 5: 0.6}
     assert ledger.selection_means(confirm, selecting=False) == {3: 0.4, 5: pytest.approx(0.795)}
+
+
+def test_chance_comes_from_the_arms_tested_runs_else_its_declared_classes_else_the_other_arms():
+    from harness.spec import Arm, StudySpec, TrialConfig
+
+    arms = (Arm("a", "sgd"), Arm("b", "sgd", fixed={"target_classes": (1, 2, 3, 4)}), Arm("c", "sgd"))
+    spec = StudySpec(name="s", question="?", arms=arms, search_space=None,
+                     base=TrialConfig(target_classes=None))
+    diverged = _seed(1, "FAIL", outcome="diverged")
+    found = ledger.chances(spec, {"a": [diverged, _seed(2, "COMPLETE", 0.9, 0.8)], "b": [diverged], "c": [diverged]})
+    assert found == {"a": 1 / 5, "b": 1 / 4, "c": 1 / 5}  # a's runs record 5 classes; b declares 4; c: a's
+    digits = ledger.chances(spec, {"a": [diverged], "b": [], "c": []})  # no run tested: the dataset's classes
+    assert digits["a"] == digits["c"] == 1 / 10

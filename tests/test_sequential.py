@@ -132,3 +132,21 @@ def test_a_look_waits_for_every_seed_it_needs_and_a_later_seed_never_counts_earl
     first = replay([Difference("a", "b")], ["a", "b"], {"a": set(range(1, 6)), "b": set(range(1, 6))},
                    values, 0.02, Design(5, 5, 10))
     assert first.decisions[0].estimate.n == 5  # seeds 6-10 exist but belong to the next look
+
+
+def test_a_failure_rate_claim_rides_along_stays_shown_and_never_asks_for_seeds_or_decides():
+    """a fails on seeds 1-9, b never (the endpoint "trained": a's failed seeds have no value): the claim that a
+    fails more often is judged with the open comparisons at each look's level; once shown it stays, with its
+    look's counts, and the comparison beside it, undecided, runs to the cap."""
+    rng = np.random.default_rng(4)
+    values = _values(rng, {"a": 0.9, "b": 0.9}, 20)
+    failed = {"a": set(range(1, 10)), "b": set()}
+    trained = {"a": {s: v for s, v in values["a"].items() if s not in failed["a"]}, "b": values["b"]}
+    done = {a: set(range(1, 21)) for a in values}
+    design = Design(10, 5, 20)
+    rule = replay([Difference("a", "b")], ["a", "b"], done, trained, 0.02, design, failed=failed)
+    (claim,) = rule.rates
+    assert claim.more == "a" and claim.counts == ((9, 10), (0, 10))  # shown at the first look: its counts
+    assert rule.stopped_at == [None] and rule.looks_done == (10, 15, 20)  # the claim decides nothing
+    without = replay([Difference("a", "b")], ["a", "b"], done, trained, 0.02, design)
+    assert without.rates == [] and [d.outcome for d in without.decisions] == [d.outcome for d in rule.decisions]

@@ -3,7 +3,8 @@
 "twin" is "good" under another name (the same configuration and seeds), so good - twin must never be declared
 a difference and runs to the cap; "slow" has a learning rate far too small to learn (its head stays near its
 random start: validation within 10 points of chance, a failure to train), so good - slow is decided at the
-first look, on failure rates, and slow runs no second batch. Run by two workers; in a second copy one of them is killed
+first look on accuracy over every run (the endpoint "all": slow's runs count at their test accuracy near
+chance), and slow runs no second batch. Run by two workers; in a second copy one of them is killed
 while it trains a seed of the second batch, then restarted: the records and decisions must be the same.
 """
 

@@ -14,8 +14,8 @@ import pandas as pd
 from harness import ledger
 from harness.analysis.records import StudyRecord
 from harness.analysis_plan import Equivalent, Interaction, NonInferior, Trend
-from harness.inference.decide import Decision, Estimate, decide_all, estimate_for
-from harness.inference.failures import Rate, RateComparison, compare_rates, rate
+from harness.inference.decide import Decision, Estimate, decide_family, estimate_for
+from harness.inference.failures import Rate, RateClaim, rate
 from harness.inference.searches import differences, variance_share
 from harness.inference.sequential import Sequential
 from harness.inference.stats import small_validation
@@ -27,10 +27,13 @@ def _pts(x: float, sign: bool = False) -> str:
 
 @dataclass
 class Outcomes:
-    """Per arm, per seed: the test accuracy of the runs that trained, and which seeds failed."""
+    """Per arm, per seed: the test accuracy of the runs that trained, which seeds failed, and the values of the
+    study's endpoint the comparisons are decided on (every run scored, or those that trained)."""
 
     trained: dict[str, dict[int, float]]
     failed: dict[str, dict[int, bool]]
+    values: dict[str, dict[int, float]]
+    endpoint: str = "all"
 
     def rate(self, arm: str) -> Rate:
         flags = self.failed[arm]
@@ -39,13 +42,16 @@ class Outcomes:
 
 def outcomes(record: StudyRecord) -> Outcomes:
     """Split each arm's counted verdict seeds into trained and failed (diverged, raised, or validation accuracy
-    within the study's chance margin of chance), as the sequential rule reads them: from the ledger."""
-    trained, failures = {}, {}
+    within the study's chance margin of chance) and score them on the study's endpoint, as the sequential rule
+    reads them: from the ledger."""
+    spec = record.spec
+    chance = ledger.chances(spec, {name: arm.slots.confirm for name, arm in record.arms.items()})
+    trained, failures, values = {}, {}, {}
     for name, arm in record.arms.items():
-        found = ledger.verdict_results(arm.verdict, record.spec.chance_margin)
+        found = ledger.verdict_results(arm.verdict, spec.chance_margin, chance[name])
         failures[name] = {s: s in found.failed for s in sorted(found.done)}
-        trained[name] = found.trained
-    return Outcomes(trained, failures)
+        trained[name], values[name] = found.trained, found.values(spec.endpoint)
+    return Outcomes(trained, failures, values, spec.endpoint)
 
 
 @dataclass
@@ -53,7 +59,7 @@ class Findings:
     decisions: list[Decision]
     outcomes: Outcomes
     rates: dict[str, Rate]
-    rate_tests: list[RateComparison]
+    rate_claims: list[RateClaim]  # a declared pair's failure rates, where a run of it failed
     sentences: list[str]
     rule: Sequential | None = None  # the sequential rule as replayed (None: one look, a fixed number of seeds)
     # per decision, the estimate over every seed its arms ran: a comparison decided at an early look keeps that
@@ -63,28 +69,28 @@ class Findings:
 
     @property
     def family(self) -> int:
-        """The tests Holm corrects over: the declared comparisons, and a failure-rate test per declared pair
+        """The tests Holm corrects over: the declared comparisons, and a failure-rate claim per declared pair
         where some run failed."""
-        return max((d.family for d in self.decisions), default=0)
+        return max((x.family for x in [*self.decisions, *self.rate_claims]), default=0)
 
 
 def findings(record: StudyRecord) -> Findings:
-    """The declared family decided on the runs that trained, and the failure rates beside it."""
+    """The declared family decided on the study's endpoint, and the failure rates and their claims beside it."""
     spec = record.spec
     per_run = outcomes(record)  # per arm, or with several searches per search
-    found = Outcomes(ledger.by_arm(spec, per_run.trained), ledger.by_arm(spec, per_run.failed))  # searches merged
+    found = Outcomes(ledger.by_arm(spec, per_run.trained), ledger.by_arm(spec, per_run.failed),
+                     ledger.by_arm(spec, per_run.values), spec.endpoint)  # searches merged
     # sequential: the looks the planner judged, replayed from the same Optuna records; fixed n: what is recorded
     rule = ledger.sequential_state(spec, {name: arm.slots.confirm for name, arm in record.arms.items()}, power=True)
     failures = {name: (sum(flags.values()), len(flags)) for name, flags in found.failed.items()}
-    decisions = rule.decisions if rule else decide_all(spec.family, found.trained, spec.margin, failures=failures)
+    judged = rule or decide_family(spec.family, found.values, spec.margin, failures=failures)
+    decisions, claims = judged.decisions, judged.rates
     rates = {name: per_run.rate(name) for name in record.arms} | {a.name: found.rate(a.name) for a in spec.arms}
-    pairs = list(dict.fromkeys((c.a, c.b) for c in spec.family if hasattr(c, "b")))
-    rate_tests = compare_rates(pairs, rates) if any(r.failed for r in rates.values()) else []
     where = [rule.where(i) for i in range(len(decisions))] if rule else [""] * len(decisions)
-    overall = [estimate_for(d.declared, found.trained) for d in decisions]
+    overall = [estimate_for(d.declared, found.values) for d in decisions]
     sentences = [sentence(d, found, spec.margin, w, o) for d, w, o in zip(decisions, where, overall, strict=True)]
-    lines = failure_lines({a.name: rates[a.name] for a in spec.arms}, rate_tests)
-    return Findings(decisions, per_run, rates, rate_tests, sentences + lines, rule, overall)
+    lines = failure_lines({a.name: rates[a.name] for a in spec.arms}, claims)
+    return Findings(decisions, per_run, rates, claims, sentences + lines, rule, overall)
 
 
 # --- sentences -----------------------------------------------------------------------------------------
@@ -193,26 +199,26 @@ def at_decision(d: Decision) -> str:
 
 
 def sentence(d: Decision, found: Outcomes, margin: float, where: str = "", overall: Estimate | None = None) -> str:
-    """One line per declared comparison: what it claims, the estimate, interval, decision, where the
-    sequential rule stopped it, and power; beside a decision taken at an earlier look than its arms' last seed,
-    the estimate over every seed they ran (`overall`)."""
+    """One line per declared comparison: what it claims, the estimate, interval, decision (among the runs that
+    trained where the study's endpoint is theirs), where the sequential rule stopped it, and power; beside a
+    decision taken at an earlier look than its arms' last seed, the estimate over every seed they ran."""
     c = d.declared
     claim = f"{c.claim} — " if c.claim else ""
-    if d.failures is not None:
-        return f"{claim}{_what(d)}: **{decision_word(d)}**{f' ({where})' if where else ''}; {_failure_text(d)}."
     if d.estimate is None:
         unrun = [a for a in c.arms if not found.failed[a]]
-        empty = [a for a in c.arms if found.failed[a] and not found.trained[a]]
+        empty = [a for a in c.arms if found.failed[a] and not found.values[a]]
         why = (f"{' and '.join(unrun)} {'has' if len(unrun) == 1 else 'have'} no confirmation runs" if unrun else
-               f"{', '.join(empty)} trained on no seed (see the failure rates)" if empty else "too few seeds")
+               f"{', '.join(empty)} trained on no seed: {'it' if len(empty) == 1 else 'each'} failed to train on "
+               "every one (see the failure rates)" if empty else "too few seeds")
         return f"{claim}{_what(d)}: no decision, {why}."
     unit = " per step" if isinstance(c, Trend) else ""
+    among = " among runs that trained" if found.endpoint == "trained" else ""
     stop = f" ({where})" if where else ""
     later = later_seeds(d, overall)
     label = f" {at_decision(d)}:" if later else ""
     also = f"; over all {overall.n} seeds: {_pts(overall.value, True)} points{unit}" if later else ""
-    text = (f"{claim}{_what(d)}: **{decision_word(d)}**{stop}; estimate{label} {_pts(d.estimate.value, True)} points"
-            f"{unit} ({interval(d)}; {_seeds(d)}){also}; {power_text(d, margin)}.")
+    text = (f"{claim}{_what(d)}: **{decision_word(d)}**{among}{stop}; estimate{label} "
+            f"{_pts(d.estimate.value, True)} points{unit} ({interval(d)}; {_seeds(d)}){also}; {power_text(d, margin)}.")
     if d.steps:
         text += " Steps: " + "; ".join(_step(d, s) for s in d.steps) + "."
     return text + skew_text(d) + _search_share(d, found)
@@ -223,7 +229,7 @@ def _search_share(d: Decision, found: Outcomes) -> str:
     c = d.declared
     if d.estimate is None or d.estimate.searches < 2 or not hasattr(c, "b"):
         return ""
-    share = variance_share(differences(found.trained[c.a], found.trained[c.b]))
+    share = variance_share(differences(found.values[c.a], found.values[c.b]))
     if share is None:
         return ""
     return (f" Search-to-search: {100 * share.fraction:.0f}% of the per-seed difference's variance (sd "
@@ -238,35 +244,29 @@ def skew_text(d: Decision) -> str:
     return f" Per-seed {what} skewed (skewness {d.estimate.skew:.1f}): the level may not hold."
 
 
-def _failure_text(d: Decision) -> str:
-    """A pair decided on failure rates: the accuracy of its trained runs left it undecided."""
-    (fa, na), (fb, nb) = d.failures
-    c = d.declared
-    accuracy = ("no arm-to-arm accuracy to compare (an arm trained on fewer than 2 seeds)" if d.estimate is None
-                else f"the trained runs' accuracy alone: estimate {_pts(d.estimate.value, True)} points, "
-                     f"{interval(d)}, undecided")
-    return (f"decided on failure to train: {c.a} failed on {fa} of {na} seeds, {c.b} on {fb} of {nb} (Fisher's "
-            f"exact p = {d.rate_p:.2g}, Holm over {d.family}); {accuracy}")
-
-
 def _step(d: Decision, step: tuple[str, str, float, float, float]) -> str:
     left, right, change, low, high = step
     state = _step_state(d.declared.sign, low, high)
     return f"{left} -> {right} {_pts(change, True)} ({_pts(low, True)} to {_pts(high, True)}, {state})"
 
 
-def failure_lines(rates: dict[str, Rate], tests: list[RateComparison]) -> list[str]:
-    """Failure rates, said as results: per arm that failed at all, and the declared pairs' exact tests."""
-    lines = [f"{arm} failed to train on {r.failed} of {r.n} seeds ({_pts(r.rate)}%, exact 95% CI "
-             f"{_pts(r.low)} to {_pts(r.high)}%)." for arm, r in rates.items() if r.failed]
-    for t in tests:
-        ra, rb = rates[t.a], rates[t.b]
-        if ra.failed or rb.failed:
-            held = (f"Holm-adjusted p = {t.p_adjusted:.2g} over {len(tests)}" if len(tests) > 1
-                    else f"p = {t.p_value:.2g}")
-            word = "differ" if t.significant else "do not differ significantly"
-            lines.append(f"Failure rates of {t.a} ({ra.failed}/{ra.n}) and {t.b} ({rb.failed}/{rb.n}) {word} "
-                         f"(Fisher's exact test, {held}).")
+def failure_lines(rates: dict[str, Rate], claims: list[RateClaim]) -> list[str]:
+    """Failure rates, said as results: per arm that failed at all, and each declared pair's claim that one arm
+    fails to train more often (the comparisons are decided on the endpoint whatever it says)."""
+    lines = [f"{arm} failed to train on " + (f"every seed ({r.failed} of {r.n}, " if r.failed == r.n else
+                                              f"{r.failed} of {r.n} seeds ({_pts(r.rate)}%, ")
+             + f"exact 95% CI {_pts(r.low)} to {_pts(r.high)}%)." for arm, r in rates.items() if r.failed]
+    for c in claims:
+        (fa, na), (fb, nb) = c.counts
+        ra, rb = c.rates
+        held = f"Fisher's exact p = {c.p_value:.2g}" + (f", Holm over {c.family}" if c.family > 1 else "")
+        counts = (f"{c.a} {fa} of {na} (exact 95% CI {_pts(ra.low)} to {_pts(ra.high)}%), {c.b} {fb} of {nb} "
+                  f"({_pts(rb.low)} to {_pts(rb.high)}%)")
+        if c.more:
+            other = c.b if c.more == c.a else c.a
+            lines.append(f"**{c.more} fails to train more often than {other}**: {counts}; {held}.")
+        else:
+            lines.append(f"Failure to train: {c.a} and {c.b} do not differ significantly: {counts}; {held}.")
     return lines
 
 

@@ -34,10 +34,11 @@ VARIED_BY = {"seed": "seed", "partition": "partition_seed", "pretrain": "pretrai
 @dataclass
 class ArmRecord:
     """One arm as the ledger holds it: its search study, counted search trials and the chosen trial's counted
-    verdict seeds (one per seed; a diverged one at test accuracy 0)."""
+    verdict seeds (one per seed; a run that left no model scored at `chance`, as the endpoint "all" scores it)."""
 
     arm: Arm
     slots: ArmLedger
+    chance: float = 0.0  # 1 / the target task's classes (ledger.chances)
 
     @property
     def study(self) -> optuna.Study | None:
@@ -66,7 +67,8 @@ class ArmRecord:
         return self.slots.cut_off()
 
     def test_acc(self) -> dict[int, float]:
-        return {s.seed: s.test_acc for s in self.verdict if s.test_acc is not None}
+        """Every counted verdict seed's score over all runs: its test accuracy, chance where it left no model."""
+        return {s.seed: s.score(self.chance) for s in self.verdict if s.score(self.chance) is not None}
 
     def val_acc(self) -> list[float]:
         return [s.val_acc for s in self.verdict if s.val_acc is not None]
@@ -130,7 +132,8 @@ def load_record(spec: StudySpec, stores: Stores) -> StudyRecord:
     """Read one study's ledger and MLflow log; ValueError when the stores hold none."""
     log = load_log(stores, spec.name)
     slots = ledger.read(spec, open_storage(stores))
-    arms = {arm.name: ArmRecord(arm, slots[arm.name]) for arm in spec.units()}  # with searches, one per search
+    chance = ledger.chances(spec, {name: arm.confirm for name, arm in slots.items()})
+    arms = {arm.name: ArmRecord(arm, slots[arm.name], chance[arm.name]) for arm in spec.units()}  # each search
     parents = list(log.parents["run_id"])
     overview = log.artifact(parents, "data/overview.json") or {}
     samples = log.artifact(parents, "data/samples.npz") or {}
@@ -186,9 +189,9 @@ def param_frame(record: StudyRecord) -> pd.DataFrame:
 
 
 def confirm_frame(record: StudyRecord) -> pd.DataFrame:
-    """One row per counted verdict run with a test score: arm, seed, run id, test accuracy, diverged."""
-    rows = [{"arm": name, "seed": s.seed, "run_id": s.run_id, "test_acc": s.test_acc, "diverged": s.diverged}
-            for name, arm in record.arms.items() for s in arm.verdict if s.test_acc is not None]
+    """One row per counted verdict run: arm, seed, run id, test accuracy (chance where it left no model), diverged."""
+    rows = [{"arm": name, "seed": s.seed, "run_id": s.run_id, "test_acc": s.score(arm.chance), "diverged": s.diverged}
+            for name, arm in record.arms.items() for s in arm.verdict if s.score(arm.chance) is not None]
     return pd.DataFrame(rows, columns=["arm", "seed", "run_id", "test_acc", "diverged"])
 
 

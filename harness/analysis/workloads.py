@@ -48,7 +48,8 @@ class WorkloadResult:
         return 1 / self.record.n_classes if self.record.n_classes else 0.0
 
     def test_acc(self, arm: str) -> list[float]:
-        """The arm's counted test accuracies in seed order (a diverged run scores 0, as in the study's report)."""
+        """The arm's counted test accuracies in search and seed order (a run that left no model at chance, as the
+        study's endpoint "all" scores it)."""
         units = [u.name for u in self.record.spec.units() if u.family == arm and u.name in self.record.arms]
         return [acc for u in units for _, acc in sorted(self.record.arms[u].test_acc().items())]  # by search, seed
 
@@ -180,7 +181,7 @@ def aggregate(results: list[WorkloadResult]) -> list[Aggregate]:
             decided[key], tally[key] = {}, {}
             for r in results:
                 d = r.found.decisions[i]
-                decided[key][r.workload.label] = decision_word(d) if d.estimate or d.failures else "no data"
+                decided[key][r.workload.label] = decision_word(d) if d.estimate else "no data"
                 word = tally_word(d.outcome, declared.kind)
                 tally[key][word] = tally[key].get(word, 0) + 1
         improvement = probability_of_improvement(runs[a], runs[b], 1 - ALPHA / factor, clusters, GENERAL)

@@ -12,13 +12,14 @@ Decisions, by kind (m the margin, CI the interval at the comparison's level):
 Each comparison's p-value (raw_p) tests whatever it decides, refutations included, so every decision is inside
 Holm's family-wise error control.
 
-The values are the runs that trained (harness.inference.failures says which did not): the intervals cover the
-mean accuracy of an arm *when it trains*, and the failure rate is reported beside them.
+The values are the study's declared endpoint (harness.ledger.VerdictResults.values): every verdict run, a run that
+failed to train scored (endpoint "all"), or the runs that trained ("trained"). Where a run of a declared pair
+failed, the pair's failure rates are a claim of their own in the same Holm family (`RateClaim`); they never
+change what a comparison decides.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from harness.analysis_plan import Declared, Difference, Equivalent, Interaction, NonInferior, Trend, with_margin
-from harness.inference.failures import fisher_p
+from harness.inference.failures import RateClaim, fisher_p, rate_pairs
 from harness.inference.kinds import interval_for, level, raw_p
 from harness.inference.searches import over_searches, searched
 from harness.inference.stats import ALPHA, TIE, holm, holm_multipliers, t_test
@@ -212,8 +213,6 @@ class Decision:
     mde: float
     seeds_needed: int | None
     steps: tuple[tuple[str, str, float, float, float], ...] = ()  # trend: (from, to, change, low, high)
-    failures: tuple[tuple[int, int], tuple[int, int]] | None = None  # decided on failure rates: (failed, n) of a, b
-    rate_p: float = np.nan  # ... by Fisher's exact test at this p
 
     @property
     def decided(self) -> bool:
@@ -226,27 +225,6 @@ class Decision:
 
 
 Failures = Mapping[str, tuple[int, int]]  # arm -> (seeds that failed to train, seeds run)
-
-
-def _by_failures(c: Declared, failures: Failures | None) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """A pair both arms of which ran and some run of which failed to train: its failure counts, to test."""
-    if failures is None or isinstance(c, (Interaction, Trend)):
-        return None
-    (fa, na), (fb, nb) = failures.get(c.a, (0, 0)), failures.get(c.b, (0, 0))
-    if not na or not nb or not fa + fb:
-        return None
-    return (fa, na), (fb, nb)
-
-
-def _failure_outcome(c: Declared, counts: tuple[tuple[int, int], tuple[int, int]]) -> str:
-    """What a significant difference in failure rates decides: the arm that fails more is worse."""
-    (fa, na), (fb, nb) = counts
-    a_worse = fa / na > fb / nb
-    if isinstance(c, NonInferior):
-        return "refuted" if a_worse else "shown"
-    if isinstance(c, Equivalent):
-        return "refuted"
-    return "a < b" if a_worse else "a > b"
 
 
 def estimate_for(c: Declared, values: Mapping[str, Values]) -> Estimate | None:
@@ -275,44 +253,58 @@ def _steps(c: Trend, values: Mapping[str, Values], alpha: float,
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class Judged:
+    """A family judged: the declared comparisons' decisions, and the failure-rate claims tested beside them."""
+
+    decisions: list[Decision]
+    rates: list[RateClaim]
+
+
 def decide_all(family: Sequence[Declared], values: Mapping[str, Values], margin: float,
                alpha: float = ALPHA, power: bool = True,
                levels: Callable[[float], float] | None = None, failures: Failures | None = None) -> list[Decision]:
-    """Decide every declared comparison, Holm-corrected over the whole family (a comparison without data
-    stays in the family at p = 1: nothing leaves it). `power=False` skips the MDE and seeds needed (nan,
+    """The declared comparisons' decisions (`decide_family`'s, its failure-rate claims left aside)."""
+    return decide_family(family, values, margin, alpha, power, levels, failures).decisions
+
+
+def decide_family(family: Sequence[Declared], values: Mapping[str, Values], margin: float,
+                  alpha: float = ALPHA, power: bool = True, levels: Callable[[float], float] | None = None,
+                  failures: Failures | None = None, pairs: Sequence[tuple[str, str]] | None = None) -> Judged:
+    """Decide every declared comparison on `values`, Holm-corrected over the whole family (a comparison without
+    data stays in the family at p = 1: nothing leaves it). `power=False` skips the MDE and seeds needed (nan,
     None): the decisions are the same, and simulations run thousands of them. `levels` maps each
     comparison's error rate to a sequential look's nominal one (harness.inference.sequential).
 
-    With `failures`, each declared pair where some run failed to train also has its failure rates tested
-    (Fisher's exact test, conditional on the failures seen, so valid however many there were), in the same
-    Holm family: a pair the accuracy of its trained runs leaves undecided is decided when the rates differ
-    (the arm that fails more is worse). An arm that never trains is a result, not a gap."""
+    With `failures`, each declared pair (`pairs`: by default `rate_pairs(family)`) both arms of which ran and
+    some run of which failed to train is also a claim that one arm fails more often (Fisher's exact test,
+    conditional on the failures seen, so valid however many there were), in the same Holm family. The claim
+    is reported beside the comparisons; it never decides one of them."""
     family = [with_margin(c, margin) for c in family]
     estimates = [estimate_for(c, values) for c in family]
-    counted = [_by_failures(c, failures) for c in family]
     p = [1.0 if e is None else raw_p(c, e) for c, e in zip(family, estimates, strict=True)]
-    tested = [i for i, f in enumerate(counted) if f is not None]
-    all_p = p + [fisher_p(*counted[i]) for i in tested]
+    counted = [] if failures is None else [(a, b, failures.get(a, (0, 0)), failures.get(b, (0, 0)))
+                                           for a, b in (rate_pairs(family) if pairs is None else pairs)]
+    counted = [(a, b, ca, cb) for a, b, ca, cb in counted if ca[1] and cb[1] and ca[0] + cb[0]]
+    all_p = p + [fisher_p(ca, cb) for *_, ca, cb in counted]
     adjusted, factors = holm(all_p), holm_multipliers(all_p)
-    rate_test = {i: (all_p[len(p) + j], factors[len(p) + j]) for j, i in enumerate(tested)}
     out = []
-    # adjusted and factors run on past the family: their tail is the rate tests'
-    for i, (c, e, p_raw, p_adj, k) in enumerate(zip(family, estimates, p, adjusted, factors, strict=False)):
+    # adjusted and factors run on past the family: their tail is the rate claims'
+    for c, e, p_raw, p_adj, k in zip(family, estimates, p, adjusted, factors, strict=False):
         steps = _steps(c, values, alpha, levels) if isinstance(c, Trend) else ()
         confidence = level(c, k, alpha, levels)
         if e is None:
-            d = Decision(c, None, p_raw, p_adj, k, len(all_p), confidence, -np.inf, np.inf, "no data", np.inf,
-                         None, steps)
-        else:
-            confidence, low, high, decided = interval_for(c, e, k, alpha, levels)
-            d = Decision(c, e, p_raw, p_adj, k, len(all_p), confidence, low, high, decided,
-                         mde(c, e, k, alpha) if power else np.nan,
-                         seeds_needed(c, e, k, margin, alpha) if power else None, steps)
-        if i in rate_test and not d.decided:
-            fisher, kf = rate_test[i]
-            rate = alpha / kf  # two-sided at its own Holm level: TOST's doubled rate does not apply to a rate test
-            if fisher <= (rate if levels is None else levels(rate)):
-                d = dataclasses.replace(d, outcome=_failure_outcome(c, counted[i]), failures=counted[i],
-                                        rate_p=fisher)
-        out.append(d)
-    return out
+            out.append(Decision(c, None, p_raw, p_adj, k, len(all_p), confidence, -np.inf, np.inf, "no data",
+                                np.inf, None, steps))
+            continue
+        confidence, low, high, decided = interval_for(c, e, k, alpha, levels)
+        out.append(Decision(c, e, p_raw, p_adj, k, len(all_p), confidence, low, high, decided,
+                            mde(c, e, k, alpha) if power else np.nan,
+                            seeds_needed(c, e, k, margin, alpha) if power else None, steps))
+    rates = []
+    for j, (a, b, ca, cb) in enumerate(counted):
+        i = len(p) + j
+        error = alpha / factors[i]  # two-sided at its own Holm factor: TOST's doubled rate is no rate test's
+        rates.append(RateClaim(a, b, (ca, cb), all_p[i], adjusted[i], factors[i], len(all_p),
+                               bool(all_p[i] <= (error if levels is None else levels(error)))))
+    return Judged(out, rates)

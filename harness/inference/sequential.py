@@ -34,7 +34,8 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from harness.analysis_plan import Declared, Design, Equivalent
-from harness.inference.decide import Decision, Values, decide_all, mde, seeds_needed
+from harness.inference.decide import Decision, Values, decide_all, decide_family, mde, seeds_needed
+from harness.inference.failures import RateClaim, rate_pairs
 from harness.inference.searches import seed_of
 from harness.inference.stats import ALPHA
 
@@ -195,6 +196,9 @@ class Sequential:
     stopped_at: list[int | None]  # the n of the look that decided it; None: still undecided
     looks_done: tuple[int, ...]  # the looks judged so far
     wanted: dict[str, int]  # verdict seeds each arm needs now (the current batch)
+    # failure-rate claims (harness.inference.failures): each pair's at the look it was shown, else at the last
+    # look judged; they ride along with the comparisons and never ask for seeds
+    rates: list[RateClaim] = dataclasses.field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -213,17 +217,19 @@ class Sequential:
 
 
 def replay(family: Sequence[Declared], arms: Sequence[str], done: Mapping[str, set[int]],
-           trained: Mapping[str, Values], margin: float, design: Design, alpha: float = ALPHA,
+           values: Mapping[str, Values], margin: float, design: Design, alpha: float = ALPHA,
            power: bool = True, failed: Mapping[str, set[int]] | None = None) -> Sequential:
     """Replay the looks over the records: `done` has each arm's verdict seeds that finished (failures too),
-    `trained` the test accuracy of those that trained, `failed` those that failed to train. A look is judged
-    once every arm it needs has all its seeds up to the look's n; its comparisons still undecided are decided
-    at the look's nominal levels for t statistics (t_nominal)."""
+    `values` the declared endpoint's value of each seed it scores (harness.ledger.VerdictResults.values; keyed
+    (search, seed) over several searches), `failed` those that failed to train (their pairs' failure rates are then
+    claims of the family). A look is judged once every arm it needs has all its seeds up to the look's n; its
+    comparisons still undecided are decided at the look's nominal levels for t statistics (t_nominal)."""
     looks = design.looks
     n_arm = {a: looks[0] for a in arms}
     final: list[Decision | None] = [None] * len(family)
     stopped: list[int | None] = [None] * len(family)
     judged: list[int] = []
+    claims: dict[tuple[str, str], RateClaim] = {}
     for k, n in enumerate(looks):
         open_ = [i for i in range(len(family)) if stopped[i] is None]
         needed = {a for i in open_ for a in family[i].arms} if k else set(arms)
@@ -231,13 +237,20 @@ def replay(family: Sequence[Declared], arms: Sequence[str], done: Mapping[str, s
             n_arm[a] = n
         if any(not set(range(1, n_arm[a] + 1)) <= done.get(a, set()) for a in needed):
             break  # this look's batch is still running
-        values = {a: {s: v for s, v in trained.get(a, {}).items() if seed_of(s) <= n_arm[a]} for a in arms}
-        down = {a: sum(seed_of(s) <= n_arm[a] for s in (failed or {}).get(a, ())) for a in arms}
-        decided = decide_all([family[i] for i in open_], values, margin, alpha, power=False,
-                             levels=lambda a, k=k: t_nominal(a, looks, design.spending)[k],
-                             failures={a: (down[a], down[a] + len(values[a])) for a in arms})
+        current = {a: {s: v for s, v in values.get(a, {}).items() if seed_of(s) <= n_arm[a]} for a in arms}
+        counts = None if failed is None else {
+            a: (sum(seed_of(s) <= n_arm[a] for s in failed.get(a, ())),
+                len({s for s in (*values.get(a, {}), *failed.get(a, ())) if seed_of(s) <= n_arm[a]}))
+            for a in arms}
+        shown = {pair for pair, claim in claims.items() if claim.significant}  # a claim shown stays shown
+        judged_now = decide_family([family[i] for i in open_], current, margin, alpha, power=False,
+                                   levels=lambda a, k=k: t_nominal(a, looks, design.spending)[k],
+                                   failures=counts, pairs=[p for p in rate_pairs(family) if p not in shown])
         judged.append(n)
-        for i, d in zip(open_, decided, strict=True):
+        for c in judged_now.rates:  # the same counts at a later look's laxer level are no new evidence
+            if (c.a, c.b) not in claims or claims[(c.a, c.b)].counts != c.counts:
+                claims[(c.a, c.b)] = c
+        for i, d in zip(open_, judged_now.decisions, strict=True):
             final[i] = d
             if d.decided:
                 stopped[i] = n
@@ -251,7 +264,9 @@ def replay(family: Sequence[Declared], arms: Sequence[str], done: Mapping[str, s
         for i, d in zip(missing, decide_all([family[i] for i in missing], values, margin, alpha, power=False),
                         strict=True):
             final[i] = d
-    return Sequential(design, final, stopped, tuple(judged), dict(n_arm))
+    order = {pair: i for i, pair in enumerate(rate_pairs(family))}
+    return Sequential(design, final, stopped, tuple(judged), dict(n_arm),
+                      sorted(claims.values(), key=lambda c: order[(c.a, c.b)]))
 
 
 def _with_power(final: list[Decision | None], stopped: list[int | None], margin: float, alpha: float,

@@ -27,6 +27,7 @@ from harness.analysis.records import (
 )
 from harness.browse import Browse, browse
 from harness.inference.decide import Decision, Estimate
+from harness.inference.failures import RateClaim
 from harness.reporting import figures
 from harness.reporting.answer import answer_md
 from harness.reporting.method import method_text, selection_seeds, verdict_seeds
@@ -249,8 +250,10 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
                 _setup(record, ui)]
     readme = out / "README.md"
     readme.write_text("\n\n".join(sections) + "\n")
-    summary = {"name": spec.name, "question": spec.question, **_provenance(record), "verdicts": found.sentences,
+    summary = {"name": spec.name, "question": spec.question, "endpoint": spec.endpoint, **_provenance(record),
+               "verdicts": found.sentences,
                "decisions": [_decision(d, o) for d, o in zip(found.decisions, found.overall, strict=True)],
+               "failure_rates": [_rate_claim(c) for c in found.rate_claims],
                "impossible_runs": [vars(run) for run in impossible_runs(record)]}
     if found.rule is not None:
         rule = found.rule
@@ -265,7 +268,7 @@ def _decision(d: Decision, overall: Estimate | None) -> dict[str, Any]:
     """One declared comparison for summary.json: `estimate` over every seed its arms ran (the one estimate of the
     effect), the decision's own estimate, seeds and interval where the rule stopped, and a margin's meaning."""
     return {"comparison": d.declared.label, "kind": d.declared.kind, "decision": d.outcome,
-            "word": decision_word(d) if d.estimate or d.failures else "no data",
+            "word": decision_word(d) if d.estimate else "no data",
             "estimate": None if overall is None else overall.value, "seeds": None if overall is None else overall.n,
             "estimate_at_decision": None if d.estimate is None else d.estimate.value,
             "seeds_at_decision": None if d.estimate is None else d.estimate.n,
@@ -287,6 +290,14 @@ def _overall(d: dict[str, Any]) -> str:
     if d.get("estimate") is None or d.get("seeds") is None:
         return ""
     return f", {100 * d['estimate']:+.1f} points over {d['seeds']} seeds"
+
+
+def _rate_claim(c: RateClaim) -> dict[str, Any]:
+    """A failure-rate claim as summary.json holds it: each arm's failures, runs and exact 95% interval."""
+    arms = [{"arm": arm, "failed": r.failed, "n": r.n, "low": r.low, "high": r.high}
+            for arm, r in zip((c.a, c.b), c.rates, strict=True)]
+    return {"pair": f"{c.a} - {c.b}", "arms": arms, "p": c.p_value, "p_adjusted": c.p_adjusted,
+            "family": c.family, "significant": c.significant, "fails_more": c.more}
 
 
 def build_index(reports_dir: Path = Path("reports")) -> Path:

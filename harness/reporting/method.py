@@ -38,7 +38,7 @@ def method_text(record: StudyRecord, found: Findings) -> str:
     adjusted = ("" if found.family < 2 else
                 f" p-values are Holm-adjusted over the {found.family} tests ({len(found.decisions)} declared "
                 "comparisons" + ("" if found.family == len(found.decisions) else
-                                 ", and a failure-rate test per declared pair where a run failed") + "),"
+                                 ", and a failure-rate claim per declared pair where a run failed") + "),"
                 " and each interval's level "
                 "is raised to match its Holm factor, so an interval decides exactly when its adjusted p is below 0.05.")
     test_size = record.overview.get("sizes", {}).get("test")
@@ -55,8 +55,9 @@ def method_text(record: StudyRecord, found: Findings) -> str:
             f"the arms share seeds (paired t), else Welch's t; interval and test are one t procedure.{adjusted} "
             f"A run **failed** when it diverged or its validation accuracy stayed within "
             f"{100 * record.spec.chance_margin:.0f} points of chance ({chance}); validation decides, never test. "
-            "Accuracy estimates cover the runs that trained; each arm's failure rate, with an exact "
-            "(Clopper-Pearson) interval, and Fisher's exact test between declared pairs, stand beside them. "
+            f"{_endpoint(record)} Each arm's failure rate, with an exact (Clopper-Pearson) interval, stands beside "
+            "the accuracies, and where a run of a declared pair failed, Fisher's exact test of whether one arm "
+            "fails more often is a claim of its own in the Holm family: it never changes what a comparison decides. "
             "MDE: the effect each comparison detects with 80% power at its own level and seeds, from the sd it "
             f"showed. {_searches(record)} **Not in the intervals**: the sampling error of "
             f"{split.lower()[0] + split[1:]}, the same for every run. Searched: {_searched(record)}.")
@@ -76,6 +77,15 @@ def _searches(record: StudyRecord) -> str:
             "searches and seeds: the optimizer with its tuning protocol at this budget, search-to-search "
             "variation included. The sequential rule adds seeds to every search; only more searches narrow the "
             "search-to-search part.")
+
+
+def _endpoint(record: StudyRecord) -> str:
+    """The declared endpoint (StudySpec.endpoint), in words."""
+    if record.spec.endpoint == "trained":
+        return ("The study's endpoint is the test accuracy of the runs that trained: its estimates cover an arm's "
+                "accuracy *when it trains*.")
+    return ("The study's endpoint is test accuracy over every verdict run: a run that failed to train counts at its "
+            "test accuracy, one that left no model (diverged, raised) at chance.")
 
 
 def verdict_seeds(record: StudyRecord) -> str:

@@ -51,9 +51,9 @@ def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, found: Findings) ->
     val = pd.Series(arm.val_acc(), dtype=float)
     seeds_val = f"{pct(val.mean())}" if len(val) else "-"
     test = ci = "no confirmation runs" if not arm.test_acc() else "no run trained"
-    trained = found.outcomes.trained[name]
-    if trained:
-        s = summarize(list(trained.values()))
+    values = found.outcomes.values[name]  # the study's endpoint: what its comparisons are decided on
+    if values:
+        s = summarize(list(values.values()))
         ci = f"{pct(s.ci_low)} to {pct(s.ci_high)}" if np.isfinite(s.ci_low) else "too few seeds"
         if np.isfinite(s.ci_low) and s.ci_low <= 0 and s.ci_high >= 1:  # cut to every accuracy there is
             ci += " (too few seeds to mean anything)"
@@ -67,7 +67,8 @@ def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, found: Findings) ->
 
 
 def arm_table(record: StudyRecord, found: Findings) -> str:
-    head = ("| arm | chosen trial: search val acc (%) | its val acc over seeds (%) | test acc of runs that trained "
+    runs = "runs that trained" if found.outcomes.endpoint == "trained" else "all verdict runs"
+    head = (f"| arm | chosen trial: search val acc (%) | its val acc over seeds (%) | test acc of {runs} "
             "(%), mean ± sd | its 95% CI (t) | failed seeds (exact 95% CI, %) | trials complete / pruned / failed "
             "| wall time | hyperparameters |\n" + "|---" * 9 + "|")
     rows = "\n".join(_arm_row(record, name, arm, found) for name, arm in record.arms.items())
