@@ -178,14 +178,14 @@ def check_stores(stores: Stores) -> None:
             raise ValueError(f"--root {stores.root}: {folder} is a file, not a folder; choose another --root")
     url, parsed = stores.optuna_url, parse_url(stores.optuna_url)
     if parsed.kind in ("sqlite", "journal"):
-        _check_file(parsed.path, "Optuna storage", parsed.kind == "sqlite")
+        _check_file(parsed.path, "Optuna storage", parsed.kind == "sqlite", made_here=stores.storage is None)
     elif parsed.kind == "postgresql":
         _check_postgres(url)
     else:
         raise ValueError(f"--storage {url!r}: unknown kind of storage; choices: {', '.join(STORAGE_SCHEMES)}")
     uri, parsed = stores.mlflow_uri, parse_url(stores.mlflow_uri)
     if parsed.kind == "sqlite":
-        _check_file(parsed.path, "MLflow store", True)
+        _check_file(parsed.path, "MLflow store", True, made_here=stores.tracking_uri is None)
     elif parsed.kind == "http":
         _check_server(uri)
     else:
@@ -193,10 +193,16 @@ def check_stores(stores: Stores) -> None:
                          f"{', '.join(TRACKING_SCHEMES)}")
 
 
-def _check_file(path: Path, what: str, sqlite: bool) -> None:
+def _check_file(path: Path, what: str, sqlite: bool, made_here: bool = False) -> None:
+    """`made_here`: a file inside --root, whose folders the harness makes; a file named by URL must have its
+    folder already (a typo in a path should not grow a new tree of stores)."""
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder, not a file; name a file in it, e.g. {path / 'optuna.db'}")
     existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("/"))
     if not existing.is_dir():
         raise ValueError(f"{what} {path}: {existing} is a file, not a folder")
+    if not made_here and existing != path.parent:
+        raise ValueError(f"{what} {path}: its folder {path.parent} does not exist; create it, or fix the path")
     if not os.access(existing, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ValueError(f"{what} {path}: not writable here; choose another --root or fix the permissions")
     if sqlite and path.is_file() and path.stat().st_size:

@@ -62,3 +62,15 @@ def test_a_corrupted_store_is_named(tmp_path, capsys, store):
     (root / store).write_bytes(os.urandom(4096))
     assert run(tmp_path, root=root) == 2
     refused(capsys, tmp_path, str(root / store), "not a readable SQLite database")
+
+
+def test_a_storage_path_that_is_a_folder_or_lacks_its_folder_is_refused_not_waited_on(tmp_path, capsys):
+    """A refusal exits 2 with one line and leaves nothing (no lock file): exit 75 would have a retry wrapper
+    rerun it forever."""
+    (tmp_path / "dir").mkdir()
+    assert run(tmp_path, "--storage", f"sqlite:///{tmp_path}/dir") == 2
+    refused(capsys, tmp_path, "is a folder, not a file", f"{tmp_path}/dir/optuna.db")
+    assert list((tmp_path / "dir").iterdir()) == [] and not list(tmp_path.glob(".*.lock"))
+    assert run(tmp_path, "--storage", f"sqlite:///{tmp_path}/missing/sub/optuna.db") == 2
+    refused(capsys, tmp_path, "its folder", "does not exist")
+    assert not (tmp_path / "missing").exists()
