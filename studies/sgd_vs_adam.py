@@ -37,12 +37,12 @@ STUDY = StudySpec(
     # stays the same, but not the answer: frozen Adam - SGD read +2.0 points (decided) with 8, +0.8 (undecided at
     # the cap) with 15, in two otherwise identical runs. The source model is part of the question.
     base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=12),
-    # the answer is about each optimizer with its tuning protocol, not one search's luck: three independent searches
-    # per arm (sampler scramblings 0-2), 8 trials each, each choosing its own configuration for the verdict seeds.
-    # Another scrambling of one 20-trial search moved fine-tuned Adam - SGD by several points: that spread is
-    # inside these intervals, at the cost of a t over 3 searches
-    searches=3,
-    n_trials=8,
+    # the answer is about each optimizer with its tuning protocol, not one search's luck: AlgoPerf's external tuning
+    # protocol, 5 independent searches (sampler scramblings 0-4) of 5 trials per arm, each choosing its own
+    # configuration for the verdict seeds. Another scrambling of one 20-trial search moved fine-tuned Adam - SGD by
+    # several points: that spread is inside these intervals (a t over the 5 searches)
+    searches=5,
+    n_trials=5,
     confirm_top=2,
     seeds=5,  # verdict seeds per search: 5, then 5 more for comparisons still undecided
     seed_step=5,

@@ -32,7 +32,7 @@ def test_arm_config_sets_optimizer_strategy_and_fixed_values_over_the_base():
 def test_default_study_declares_non_inferiority_and_difference_frozen_and_unfrozen():
     study = load_study("sgd_vs_adam")
     assert {a.name for a in study.arms} == {"sgd-frozen", "adam-frozen", "sgd-unfrozen", "adam-unfrozen"}
-    assert (study.searches, study.n_trials, study.seeds, study.sampler) == (3, 8, 5, "qmc")
+    assert (study.searches, study.n_trials, study.seeds, study.sampler) == (5, 5, 5, "qmc")
     assert [(c.kind, c.label, getattr(c, "margin", None)) for c in study.family] == [
         ("non-inferiority", "adam-frozen - sgd-frozen", 0.01),
         ("non-inferiority", "adam-unfrozen - sgd-unfrozen", 0.01),
