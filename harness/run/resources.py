@@ -3,8 +3,9 @@
 On a CPU the harness's models are small and gain little from intra-op threads, and lose everything when a core
 is shared (OpenMP threads spin and wait on each other: LeNet-5 ran 4x slower with two threads beside two busy
 processes, and 1.3x slower with one). So `auto` runs one single-threaded worker per usable core, trials side by
-side, as many as memory holds; on a GPU box, one worker per GPU. A single-threaded slot also computes the same
-numbers on any CPU machine, whatever its core count.
+side, as many as memory holds; on a GPU box, one worker per GPU. On a CPU every worker is single-threaded
+whatever `--workers` says: a slot's numbers depend on its thread count (floating-point sums split another way),
+so one worker, `auto` and N workers give the same values slot by slot, on any CPU machine.
 """
 
 from __future__ import annotations
@@ -60,4 +61,4 @@ def plan_workers(requested: int | str) -> WorkerPlan:
     if workers > fits:  # each worker holds its own model, data and libraries: a thousand would exhaust memory
         raise ValueError(f"--workers {workers}: this machine's free memory holds about {fits} workers "
                          f"({WORKER_MEMORY / 2**30:.1f} GiB each); use --workers auto or at most {fits}")
-    return WorkerPlan(workers, max(1, cores // workers), gpus)
+    return WorkerPlan(workers, max(1, cores // workers) if gpus else 1, gpus)
