@@ -139,9 +139,19 @@ def check_plan(plan: tuple[Declared, ...], arms: tuple[str, ...]) -> None:
         if margin is not None and not 0 < margin < 1:
             raise ValueError(f"{c.kind} {c.label}: margin {margin} must lie between 0 and 1 (0.02 = 2 points)")
         _check_reason(c)
+        if isinstance(c, Difference | NonInferior | Equivalent) and c.a == c.b:
+            raise ValueError(f"{c.kind} {c.label} compares arm {c.a!r} with itself; name two different arms")
+        if isinstance(c, Interaction) and (len(set(c.first)) < 2 or len(set(c.second)) < 2 or
+                                           set(c.first) == set(c.second)):
+            raise ValueError(f"interaction {c.label}: each pair needs two different arms, and the two pairs must "
+                             "differ (an effect compared with itself is 0 by construction)")
+        if isinstance(c, Trend) and len(set(c.arms)) < len(c.arms):
+            raise ValueError(f"trend {c.label} names an arm twice; list each arm once, in order")
         key = (c.kind, c.label)
-        if key in seen:
-            raise ValueError(f"{c.kind} {c.label} is declared twice")
+        mirrored = (c.kind, _mirror(c)) if isinstance(c, Difference | Equivalent | Interaction) else None
+        if key in seen or mirrored in seen:
+            twice = "is declared twice" if key in seen else f"is declared twice (once as {mirrored[1]})"
+            raise ValueError(f"{c.kind} {c.label} {twice}: each comparison once, as Holm counts it once")
         seen.add(key)
 
 
@@ -156,6 +166,13 @@ def _check_reason(c: Declared) -> None:
 
 
 ENDPOINTS = ("all", "trained")  # a study's primary endpoint: every verdict run, or the runs that trained
+def _mirror(c: Difference | Equivalent | Interaction) -> str:
+    """The label of the same question asked the other way round (b - a for a - b)."""
+    if isinstance(c, Interaction):
+        return Interaction(c.second, c.first).label
+    return f"{c.b} - {c.a}"
+
+
 SPENDING = ("obrien_fleming", "pocock")  # harness.inference.sequential's spending functions
 
 

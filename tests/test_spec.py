@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from harness.analysis_plan import Difference, Equivalent, NonInferior, Trend
+from harness.analysis_plan import Difference, Equivalent, Interaction, NonInferior, Trend
 from harness.spec import Arm, StudySpec, TrialConfig
 from harness.study_file import list_studies, load_study
 
@@ -136,3 +136,24 @@ def test_pretraining_seed_keys_its_own_checkpoint():
     assert pretrain_config(TrialConfig(pretrain_seed=2)).seed == 2
     assert pretrain_config(TrialConfig(seed=5, partition_seed=5)) == pretrain_config(TrialConfig())
     assert checkpoint_key(TrialConfig(pretrain_seed=1)) != checkpoint_key(TrialConfig())
+
+
+@pytest.mark.parametrize("plan, said", [
+    ((Difference("a", "a"),), "compares arm 'a' with itself"),
+    ((NonInferior("b", "b"),), "compares arm 'b' with itself"),
+    ((Interaction(("a", "b"), ("a", "b")),), "the two pairs must differ"),
+    ((Interaction(("a", "b"), ("b", "a")),), "the two pairs must differ"),
+    ((Difference("a", "b"), Difference("b", "a")), "declared twice (once as a - b)"),
+    ((Equivalent("a", "b"), Equivalent("b", "a")), "declared twice (once as a - b)"),
+    ((Trend(("a", "b", "a")),), "names an arm twice"),
+])
+def test_a_plan_comparing_an_arm_with_itself_or_asking_one_question_twice_is_refused(plan, said):
+    arms = (Arm("a", "sgd"), Arm("b", "adam"))
+    with pytest.raises(ValueError, match=re.escape(said)):
+        StudySpec(question="?", arms=arms, search_space=None, plan=plan)
+
+
+def test_non_inferiority_both_ways_is_two_questions():
+    arms = (Arm("a", "sgd"), Arm("b", "adam"))
+    spec = StudySpec(question="?", arms=arms, search_space=None, plan=(NonInferior("a", "b"), NonInferior("b", "a")))
+    assert len(spec.family) == 2
