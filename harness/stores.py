@@ -7,6 +7,7 @@ What the stores hold is `harness.schema`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -179,6 +180,8 @@ def check_stores(stores: Stores) -> None:
     url, parsed = stores.optuna_url, parse_url(stores.optuna_url)
     if parsed.kind in ("sqlite", "journal"):
         _check_file(parsed.path, "Optuna storage", parsed.kind == "sqlite", made_here=stores.storage is None)
+        if parsed.kind == "journal":
+            _check_journal(parsed.path)
     elif parsed.kind == "postgresql":
         _check_postgres(url)
     else:
@@ -214,6 +217,21 @@ def _check_file(path: Path, what: str, sqlite: bool, made_here: bool = False) ->
         except sqlite3.DatabaseError as error:
             raise ValueError(f"{what} {path} is not a readable SQLite database ({error}); move it away to "
                              "start afresh, or use another --root") from None
+
+
+def _check_journal(path: Path) -> None:
+    """An existing journal file's first record must be an Optuna journal operation (JSON with an op_code)."""
+    if not path.is_file() or not path.stat().st_size:
+        return
+    with path.open("rb") as journal:
+        first = journal.readline(1 << 20)
+    try:
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or "op_code" not in record:
+        raise ValueError(f"Optuna storage {path} is not an Optuna journal (its first line is not a journal record); "
+                         "move it away to start afresh, or name another file")
 
 
 def _check_postgres(url: str) -> None:

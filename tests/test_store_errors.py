@@ -74,3 +74,11 @@ def test_a_storage_path_that_is_a_folder_or_lacks_its_folder_is_refused_not_wait
     assert run(tmp_path, "--storage", f"sqlite:///{tmp_path}/missing/sub/optuna.db") == 2
     refused(capsys, tmp_path, "its folder", "does not exist")
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_file_that_is_not_an_optuna_journal_is_named_and_no_lock_is_left(tmp_path, capsys):
+    journal = tmp_path / "j.log"
+    journal.write_text("junk junk\n")
+    assert run(tmp_path, "--storage", f"journal:{journal}") == 2
+    refused(capsys, tmp_path, f"Optuna storage {journal} is not an Optuna journal")
+    assert not list(tmp_path.glob(".*.lock")) and journal.read_text() == "junk junk\n"
