@@ -166,7 +166,8 @@ def list_all(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, spec: StudySpec | None = None) -> int:
+    """The command line; `spec`, a study built in Python (harness.api), stands for the file argv names."""
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     if args.list:
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     quiet_interrupt_cleanup()
     try:
-        spec = load_study(args.study, args.studies, suites=True)
+        spec = spec if spec is not None else load_study(args.study, args.studies, suites=True)
         args.reports = reports_folder(args)
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
         if not isinstance(spec, StudySpec):  # a suite: each workload a study, run as its own command would
