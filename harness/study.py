@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None, spec: StudySpec | None = None) -> int:
     quiet_interrupt_cleanup()
     try:
         spec = spec if spec is not None else load_study(args.study, args.studies, suites=True)
+        if not args.threads:  # the command, not a worker it started: said at once, before the slow imports
+            print(f"checking {args.study}: its settings, the stores, and a dry run of each arm", flush=True)
         args.reports = reports_folder(args)
         stores = Stores(root=args.root, tracking_uri=args.tracking_uri, storage=args.storage)
         if not isinstance(spec, StudySpec):  # a suite: each workload a study, run as its own command would
