@@ -30,13 +30,15 @@ def nothing_to_do(name: str, root: Path, report: Path, state: str) -> None:
 def summary(work: Work, report: Path, parent: ParentRun, stores: Stores, jobs: int) -> None:
     """Each arm's search and its chosen trial, then the verdicts the report wrote (printed by the worker that
     wrote it: another may see an older one, from a checkout or another machine)."""
-    print(f"\n{'arm':18s} {'complete':>8s} {'pruned':>6s} {'failed':>6s}  chosen trial (mean val acc over seeds)")
+    width = max(18, *(len(name) for name in work.search))
+    print(f"\n{'arm':{width}s} {'complete':>8s} {'pruned':>6s} {'failed':>6s}  chosen trial (mean val acc over seeds)")
     for name, study in work.search.items():
         states = [t.state.name for t in study.trials if queue.counts(t)]
         chosen = study.user_attrs.get(StudyAttr.SELECTED_TRIAL)
         means = study.user_attrs.get(StudyAttr.CONFIRM_VAL_ACC, {})
         text = f"#{chosen} ({100 * means[str(chosen)]:.1f}%)" if chosen is not None else "-"
-        print(f"{name:18s} {states.count('COMPLETE'):8d} {states.count('PRUNED'):6d} {states.count('FAIL'):6d}  {text}")
+        counts = f"{states.count('COMPLETE'):8d} {states.count('PRUNED'):6d} {states.count('FAIL'):6d}"
+        print(f"{name:{width}s} {counts}  {text}")
     summary_file = report.with_name("summary.json")
     if summary_file.exists():
         print("\n" + "\n".join(json.loads(summary_file.read_text())["verdicts"]))
