@@ -266,10 +266,14 @@ def test_six_steps_point_at_their_evidence(built):
     steps = _section(built["text"]["clear"], "The six steps").strip().splitlines()
     assert [line[:3] for line in steps] == ["1. ", "2. ", "3. ", "4. ", "5. ", "6. "]
     expected = ["torch 2.5.1", "digits, classes 5, 6, 7, 8, 9", "train 150 images (`aaa111`)",
-                "(`samples.png`, in the figures below)", "checkpoint `lenet5-src-0123` (MLflow run `pretrainrun42`)",
+                "(`samples.png`, in the figures below)",
+                "1 source checkpoint (one per pretraining seed; listed under Setup)",
                 "(`confusion.png`, in the figures below)"]
     for line, evidence in zip(steps, expected, strict=True):
         assert evidence in line
+    setup = _section(built["text"]["clear"], "Setup")  # the ids, collapsed, where the setup is read
+    assert "<details><summary>1 source checkpoint</summary>" in setup
+    assert "- checkpoint `lenet5-src-0123` (MLflow run `pretrainrun42`)" in setup
 
 
 def test_setup_lists_task_command_commit_versions_and_how_to_browse(built):
@@ -292,7 +296,7 @@ def test_setup_lists_parent_and_counted_child_run_ids(built):
     record = load_record(CLEAR, built["stores"])
     for run_id in list(record.log.parents["run_id"]) + [r for ids in built["confirmed"].values() for r in ids]:
         assert run_id in setup
-    assert setup.count("<details>") == 2
+    assert setup.count("<details>") == 3  # the checkpoints, then each parent run's children
     assert setup.count("counted in the verdict") == 10  # 5 seeds x 2 arms; the decoys are listed, not counted
 
 

@@ -146,9 +146,15 @@ def _six_steps(record: StudyRecord, out: Path) -> str:
     return "## The six steps\n\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
 
 
-def _checkpoints(record: StudyRecord) -> str:
+def _checkpoints(record: StudyRecord, listed: bool = False) -> str:
+    """The source checkpoints: counted where the reader reads on, every id in a collapsed list under Setup."""
     found = [f"checkpoint `{c}` (MLflow run `{r}`)" for c, r in record.log.checkpoints()]
-    return "; ".join(found) or "no checkpoint recorded"
+    if not found:
+        return "no checkpoint recorded"
+    if not listed:
+        return f"{len(found)} source checkpoint{'s' * (len(found) > 1)} (one per pretraining seed; listed under Setup)"
+    return (f"<details><summary>{len(found)} source checkpoint{'s' * (len(found) > 1)}</summary>\n\n"
+            + "\n".join(f"- {line}" for line in found) + "\n\n</details>")
 
 
 def _figures_md(shown: list[figures.Figure]) -> str:
@@ -200,7 +206,7 @@ def _setup(record: StudyRecord, ui: Browse) -> str:
     items = [
         (f"**Task**: {p['dataset']}, source classes {p['source_classes']} -> target classes "
          f"{p['target_classes']}, {p['shots']} training images per class."),
-        f"**Model**: {_distinct(record, 'model')}, weights `{_distinct(record, 'weights')}`; {_checkpoints(record)}.",
+        f"**Model**: {_distinct(record, 'model')}, weights `{_distinct(record, 'weights')}`.",
         f"**Splits**: {sizes}.",
         (f"**Budget**: {record.setting('n_trials')} trials per arm (finished: {found}); "
          f"sampler {record.sampler}; {pruning}."),
@@ -212,7 +218,8 @@ def _setup(record: StudyRecord, ui: Browse) -> str:
         f"**Git commit**: `{tags.get('git_commit', 'not recorded')}`.",
         f"**Reproduce**: `{tags.get('command', 'not recorded')}`",
     ]
-    return "## Setup\n\n" + "\n".join(f"- {i}" for i in items) + "\n" + _runs_md(record, ui)
+    return ("## Setup\n\n" + "\n".join(f"- {i}" for i in items) + "\n\n" + _checkpoints(record, listed=True)
+            + "\n" + _runs_md(record, ui))
 
 
 def _models(record: StudyRecord) -> str:
