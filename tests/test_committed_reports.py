@@ -141,3 +141,12 @@ def test_no_committed_report_predates_the_code_that_computes_its_numbers(summary
         pytest.skip(problem)
     found = stale(summary, ROOT)
     assert found is None, found
+
+
+def test_a_report_rebuilt_after_a_decision_change_is_current_and_a_training_change_still_needs_a_rerun(ran):
+    repo, first = ran
+    rule = commit(repo, {"harness/inference/decide.py": "rule = 3\n"})
+    assert "(harness/inference/decide.py)" in stale(report(repo, git_commits=[first]), repo)
+    assert stale(report(repo, git_commits=[first], report_commit=rule), repo) is None  # rebuilt by the new rule
+    commit(repo, {"harness/learn/train.py": "fit = 3\n"})
+    assert "(harness/learn/train.py)" in stale(report(repo, git_commits=[first], report_commit=rule), repo)

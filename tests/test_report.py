@@ -19,6 +19,7 @@ from harness.analysis.records import load_record, setting_points
 from harness.analysis_plan import Difference
 from harness.report import main
 from harness.reporting.markdown import build_index, build_report
+from harness.reporting.staleness import head_commit
 from harness.schema import SCHEMA_VERSION, StudyAttr
 from harness.spec import Arm, StudySpec, TrialConfig
 from harness.stores import Stores, confirm_study_name, experiment_id, open_storage, optuna_study_name
@@ -347,6 +348,7 @@ def test_summary_json_holds_the_question_and_verdicts(built):
 def test_summary_json_records_the_commit_and_command_the_study_ran_from(built):
     summary = json.loads((built["readme"]["clear"].parent / "summary.json").read_text())
     assert summary["git_commit"] == "abc1234" and summary["git_commits"] == ["abc1234"]  # the parent run's tags
+    assert summary["report_commit"] == head_commit()  # the code that built it: its decisions are that code's
     assert summary["command"] == "python -m harness.study clear --seeds 5" and summary["study_file"] == "clear"
 
 

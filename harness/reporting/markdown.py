@@ -31,6 +31,7 @@ from harness.inference.failures import RateClaim
 from harness.reporting import figures
 from harness.reporting.answer import answer_md
 from harness.reporting.method import method_text, selection_seeds, verdict_seeds
+from harness.reporting.staleness import head_commit
 from harness.reporting.tables import arm_table, pct, plan_table
 from harness.schema import Phase, Tag
 from harness.spec import MODEL_SEED, StudySpec
@@ -258,6 +259,7 @@ def build_report(spec: StudySpec, stores: Stores, reports_dir: Path = Path("repo
     readme = out / "README.md"
     readme.write_text("\n\n".join(sections) + "\n")
     summary = {"name": spec.name, "question": spec.question, "endpoint": spec.endpoint, **_provenance(record),
+               "report_commit": head_commit(),
                "verdicts": found.sentences,
                "decisions": [_decision(d, o) for d, o in zip(found.decisions, found.overall, strict=True)],
                "failure_rates": [_rate_claim(c) for c in found.rate_claims],

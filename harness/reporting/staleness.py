@@ -26,9 +26,10 @@ RUN_CODE = (
     # the defaults every run inherits, how a study file is read
     "harness/spec.py", "harness/study_file.py",
 )
-# What counts as a result, the stopping rule and every estimate and decision: a rerun of the study's command
-# resumes its stores and replays the rule with its own code (running any seeds the rule now wants), so these are
-# held to the newest run's commit, where the training code is held to every run's
+# What counts as a result, the stopping rule and every estimate and decision: the report replays the rule over the
+# records with the code that builds it (and says so where the rule now wants seeds not run yet; rerunning the
+# study's command runs them), so these are held to the commit the report was built from (summary.json's
+# report_commit; else the newest run's), where the training code is held to every run's
 DECISION_CODE = ("harness/ledger.py", "harness/inference", "harness/analysis_plan.py")
 CODE = (*RUN_CODE, *DECISION_CODE)
 SUITE_CODE = ("harness/suite_spec.py",)  # a suite's workloads and targets, beside its workloads' own code
@@ -99,12 +100,13 @@ def stale(summary_path: Path, repo: Path) -> str | None:
             return f"{where}: {whose} no git commit the study ran from; {_regenerate(summary)}"
         return None
     suite = SUITE_CODE if "workloads" in summary else ()
-    for commits, files in found:
-        for commit in commits:
+    for study, (commits, files) in zip(studies, found, strict=True):
+        for commit in [*commits, *([study["report_commit"]] if study.get("report_commit") else [])]:
             if not COMMIT.fullmatch(commit) or _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode:
                 return (f"{where}: its study ran from {commit!r}, which is no commit of this checkout; "
                         f"{_regenerate(summary)}")
-        checks = [(commit, [*RUN_CODE, *files, *suite]) for commit in commits] + [(commits[-1], list(DECISION_CODE))]
+        built = study.get("report_commit") or commits[-1]  # the decisions are the report's, made when it was built
+        checks = [(commit, [*RUN_CODE, *files, *suite]) for commit in commits] + [(built, list(DECISION_CODE))]
         for commit, paths in checks:
             last = _last(repo, paths)
             if last and _git(repo, "merge-base", "--is-ancestor", last, commit).returncode:
@@ -119,3 +121,15 @@ def stale(summary_path: Path, repo: Path) -> str | None:
 def _last(repo: Path, paths: list[str]) -> str:
     """The last commit touching any of `paths` ('' when none is in this checkout's history)."""
     return _git(repo, "log", "-1", "--format=%H", "--", *paths).stdout.strip()
+
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def head_commit(repo: Path = CHECKOUT) -> str | None:
+    """The checkout's HEAD, as a report records the code that built it; None outside a git checkout."""
+    try:
+        found = _git(repo, "rev-parse", "HEAD")
+    except OSError:
+        return None
+    return found.stdout.strip() if found.returncode == 0 and COMMIT.fullmatch(found.stdout.strip()) else None

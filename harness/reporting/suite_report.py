@@ -25,6 +25,7 @@ from harness.reporting.figures_base import (
     seeded_jitter,
 )
 from harness.reporting.html import render_html
+from harness.reporting.staleness import head_commit
 from harness.schema import Phase, Tag
 from harness.stores import Stores, experiment_id, use_tracking
 from harness.suite_spec import SuiteSpec, flags
@@ -213,7 +214,7 @@ def build_suite_report(suite: SuiteSpec, results: list[WorkloadResult], reports_
     readme = out / "README.md"
     readme.write_text("\n\n".join(sections) + "\n")
     summary = {"name": suite.name, "question": suite.question, "verdicts": [verdict_sentence(g, n) for g in aggs],
-               "workloads": {r.workload.label: r.name for r in results},
+               "workloads": {r.workload.label: r.name for r in results}, "report_commit": head_commit(),
                "records": {**(marks or {}), "suite": definition(suite)},  # what a rerun compares (is_current)
                "decisions": [{"comparison": g.label, "kind": "suite", "word": _word(g),
                               "estimate": g.improvement.estimate, "low": g.improvement.low,
