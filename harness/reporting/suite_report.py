@@ -85,7 +85,10 @@ def _aggregate_table(aggs: list[Aggregate]) -> str:
         het = "n/a" if g.heterogeneity is None else \
             f"{g.heterogeneity.p_value:.3f}, {100 * g.heterogeneity.i_squared:.0f}%"
         ia, ib = g.iqm[g.a], g.iqm[g.b]
-        rows.append(f"| {g.label} | {_interval(g.improvement.estimate, g.improvement.low, g.improvement.high)} | "
+        imp = g.improvement
+        p_ab = (_interval(imp.estimate, imp.low, imp.high) if np.isfinite(imp.low) else
+                f"{imp.estimate:.2f} ({imp.clusters} cluster{'s' * (imp.clusters != 1)}: no interval below {GENERAL})")
+        rows.append(f"| {g.label} | {p_ab} | "
                     f"{g.a}: {_interval(ia.estimate, ia.low, ia.high)} | "
                     f"{g.b}: {_interval(ib.estimate, ib.low, ib.high)}"
                     f" | {het} |")
