@@ -183,6 +183,10 @@ def check_stores(stores: Stores) -> None:
         if parsed.kind == "journal":
             _check_journal(parsed.path)
     elif parsed.kind == "postgresql":
+        if stores.tracking_uri is None:  # whichever worker starts first: a shared study, a private log
+            raise ValueError(f"--storage {url}: a PostgreSQL storage is shared with other workers, but this worker's "
+                             f"MLflow store is local ({stores.root / 'mlflow.db'}); give every worker the same "
+                             "--tracking-uri (an MLflow server: docs/workers.md)")
         _check_postgres(url)
     else:
         raise ValueError(f"--storage {url!r}: unknown kind of storage; choices: {', '.join(STORAGE_SCHEMES)}")

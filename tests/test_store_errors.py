@@ -31,8 +31,18 @@ def test_an_unknown_storage_url_is_refused_naming_the_kinds(tmp_path, capsys):
 
 
 def test_an_unreachable_postgres_is_refused(tmp_path, capsys):
-    assert run(tmp_path, "--storage", "postgresql://nobody@127.0.0.1:9/none") == 2
+    server = "http://127.0.0.1:9"  # given, so the pairing check passes and the database is what is refused
+    assert run(tmp_path, "--storage", "postgresql://nobody@127.0.0.1:9/none", "--tracking-uri", server) == 2
     refused(capsys, tmp_path, "cannot use this PostgreSQL database", "127.0.0.1:9")
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_worker_with_a_shared_postgres_storage_and_a_local_mlflow_store_is_refused_before_it_writes(tmp_path, capsys):
+    """Whichever worker starts first: a worker that would pair the shared study with a private MLflow log is the
+    one refused, naming what it lacks (before, if it started first, it ran the whole study alone and the
+    correctly configured workers were refused)."""
+    assert run(tmp_path, "--storage", "postgresql://nobody@127.0.0.1:9/none") == 2
+    refused(capsys, tmp_path, "MLflow store is local", "give every worker the same --tracking-uri")
     assert not (tmp_path / "mlruns").exists()
 
 
