@@ -3,6 +3,9 @@ cut off runs again, and the queue's planning, claiming and recording are retried
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 import optuna
 import pytest
 import sqlalchemy.exc
@@ -78,7 +81,6 @@ def test_a_slot_cut_off_by_an_outage_is_interrupted_and_runs_again_while_the_wor
 
 
 def test_a_full_disk_is_told_by_its_code_and_says_where():
-    import errno
     import sqlite3
 
     from harness.run.outage import disk_full
@@ -95,7 +97,6 @@ def test_a_full_disk_is_told_by_its_code_and_says_where():
 
 
 def test_a_run_that_meets_a_full_disk_is_interrupted_not_failed_and_the_worker_stops():
-    import errno
 
     from harness.run.outage import DiskFull
 
@@ -136,3 +137,26 @@ def test_a_tracking_server_away_is_said_on_stderr_while_mlflows_client_retries_a
     assert lines and all(url in line and "MLflow's client retries" in line for line in lines), lines
     assert is_outage(raised.value)
     assert outcome_for(raised.value)[0] is Outcome.INTERRUPTED
+
+
+def test_a_full_disk_stops_the_worker_within_seconds_naming_the_free_space(monkeypatch):
+    """A full disk is rarely freed within minutes: the worker gives up after DISK_FULL_PATIENCE, not the ten
+    minutes it waits for a database restart, with one line that names where and the free space."""
+    from harness.run import outage
+
+    clock = [0.0]
+    monkeypatch.setattr(outage.time, "monotonic", lambda: clock[0])
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        clock[0] += seconds
+
+    def full():  # SQLite's "database or disk is full", as SQLAlchemy (under Optuna) raises it
+        cause = sqlite3.OperationalError("database or disk is full")
+        cause.sqlite_errorcode = 13
+        raise sqlalchemy.exc.OperationalError("INSERT", {}, cause) from cause
+
+    with pytest.raises(StorageGone, match=r"the disk is full \(writing an SQLite store, \d+ MB free there\) for"):
+        retrying(full, "recording a trial", sleep=sleep)
+    assert outage.DISK_FULL_PATIENCE <= sum(waits) < outage.DISK_FULL_PATIENCE + 8

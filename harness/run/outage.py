@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import errno
 import logging
+import shutil
 import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
 PATIENCE_SECONDS = 600.0
+DISK_FULL_PATIENCE = 15.0  # a full disk is rarely freed within minutes: stop soon, say so, and let a rerun carry on
 FIRST_WAIT, LONGEST_WAIT = 1.0, 8.0  # a store that comes back is found soon; a try is one cheap query
 SQLITE_FULL = 13  # sqlite3's result code for "database or disk is full"
 
@@ -73,6 +76,16 @@ def disk_full(error: BaseException | None) -> str | None:
         if PostgresDiskFull and isinstance(e, PostgresDiskFull):
             return "on the PostgreSQL server"
     return None
+
+
+def free_space(error: BaseException | None) -> str:
+    """', N MB free' on the disk of the file the error names (else of the working folder, where stores default)."""
+    named = next((e.filename for e in _chain(error) if isinstance(e, OSError) and e.filename), None)
+    try:
+        folder = Path(named).parent if named else Path.cwd()
+        return f", {shutil.disk_usage(folder).free / 2**20:.0f} MB free there"
+    except OSError:
+        return ""
 
 
 class DiskFull(RuntimeError):
@@ -135,8 +148,8 @@ def retrying(action: Callable[[], T], what: str, patience: float = PATIENCE_SECO
             if not is_outage(error):
                 raise
             waited, full, store = time.monotonic() - start, disk_full(error), store_of(error)
-            problem = f"the disk is full ({full})" if full else f"{store} stayed unreachable"
-            if waited >= patience:
+            problem = f"the disk is full ({full}{free_space(error)})" if full else f"{store} stayed unreachable"
+            if waited >= (min(patience, DISK_FULL_PATIENCE) if full else patience):
                 raise StorageGone(f"{problem} for {waited:.0f} s while {what} ({type(error).__name__}); finished "
                                   "work is kept: rerun the same command once it is back") from error
             now = f"the disk is full ({full}): free some space" if full else f"{store.removeprefix('the ')} unreachable"
