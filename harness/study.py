@@ -151,8 +151,21 @@ def check(spec: StudySpec) -> None:
     # every arm's space, dry run: strategies, schedules, optimizer params, stage counts, fixed values included
     check_search_spaces(spec)
     warnings = [w(arm.config(spec.base)) for arm in spec.arms for w in (colour_warning, validation_warning)]
+    warnings += [random_frozen_warning(arm.name, arm.config(spec.base)) for arm in spec.arms]
     for warning in dict.fromkeys(filter(None, warnings)):
         print(f"warning: {warning}", file=sys.stderr)
+
+
+FREEZING = ("linear_probe", "freeze_k", "gradual", "lp_ft")  # strategies that hold some layers fixed for a while
+
+
+def random_frozen_warning(arm: str, cfg: Any) -> str | None:
+    """An arm that freezes layers of a model with no pretrained weights trains on top of random features: legal
+    (a random-features baseline), rarely meant."""
+    if cfg.weights != "none" or cfg.strategy not in FREEZING or (cfg.strategy == "freeze_k" and not cfg.freeze_k):
+        return None
+    return (f"arm {arm} freezes layers ({cfg.strategy}) of a model with weights none: those layers stay random; "
+            "use --weights source or imagenet to transfer, or a full fine-tune for a from-scratch baseline")
 
 
 def list_all(args: argparse.Namespace) -> int:

@@ -205,3 +205,13 @@ def test_a_worker_starts_without_the_report_s_imports():
             "assert 'matplotlib' not in sys.modules and 'seaborn' not in sys.modules, 'imported at start'\n")
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_freezing_layers_of_a_model_without_pretrained_weights_is_said_once_per_arm(capsys):
+    from harness.study import check
+    from harness.study_file import load_study
+
+    check(load_study("sgd_vs_adam").variant(weights="none", epochs=1))
+    err = capsys.readouterr().err
+    frozen = [line for line in err.splitlines() if "with weights none: those layers stay random" in line]
+    assert [line.split("arm ")[1].split(" ")[0] for line in frozen] == ["sgd-frozen", "adam-frozen"]
