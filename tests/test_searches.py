@@ -12,14 +12,14 @@ from harness.study import main
 from harness.study_file import load_study
 from tests.test_end_to_end import ARMS
 
-SMALL = {"n_trials": 1, "seeds": 2, "epochs": 2, "searches": 2}  # one trial a search: no selection runs, a quick study
+SMALL = {"n_trials": 1, "seeds": 2, "epochs": 1, "searches": 2}  # one trial a search: no selection runs, a quick study
 NAME = load_study("sgd_vs_adam").variant(**SMALL).name
 
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     root = tmp_path_factory.mktemp("searched")
-    assert main(["sgd_vs_adam", "--trials", "1", "--seeds", "2", "--epochs", "2", "--searches", "2",
+    assert main(["sgd_vs_adam", "--trials", "1", "--seeds", "2", "--epochs", "1", "--searches", "2",
                  "--root", str(root / "mlruns"),
                  "--reports", str(root / "reports")]) == 0
     return root

@@ -98,7 +98,7 @@ def bound(rate_: float) -> float:
 
 
 @pytest.mark.parametrize("dist", slow_except(DISTRIBUTIONS, "collapse"))
-@pytest.mark.parametrize("n", slow_except([3, 5, 10, 30], 10))
+@pytest.mark.parametrize("n", slow_except([3, 10, 30], 10))
 def test_family_wise_error_under_the_global_null_is_at_most_5_percent(dist, n):
     rng = np.random.default_rng(n)
     errors = 0
@@ -117,7 +117,7 @@ TRUE = [0.03, 0.07 - 0.02, -0.05]  # a - b; (g - h) - (i - j); the slope per ste
 
 
 @pytest.mark.parametrize("dist", slow_except(DISTRIBUTIONS, "collapse"))
-@pytest.mark.parametrize("n", slow_except([3, 5, 10, 30], 10))
+@pytest.mark.parametrize("n", slow_except([3, 10, 30], 10))
 def test_intervals_cover_what_they_say_at_least_93_percent(dist, n):
     """Each comparison's interval covers its true effect; each arm's t interval the mean of its trained runs."""
     rng = np.random.default_rng(100 + n)
@@ -327,10 +327,11 @@ def family_wise_error(design: Design, dist: str, reps: int, seed: int) -> tuple[
 def test_every_decision_of_every_kind_stays_inside_the_family_wise_error_at_the_committed_designs(design, dist):
     """Every kind, both decisions (shown at its null's boundary, refuted just inside the margin), every look:
     a false claim anywhere in the family counts."""
-    error, flagged = family_wise_error(DESIGNS[design], dist, FWER_REPS, [*DESIGNS].index(design) + 10 * len(dist))
-    print(f"FWER {design} {DESIGNS[design].looks} {dist}: {error:.4f} ({FWER_REPS} studies; decisions flagged "
+    reps = FWER_REPS if design == "sgd_vs_adam" else FWER_REPS // 2  # the default study's design at full precision
+    error, flagged = family_wise_error(DESIGNS[design], dist, reps, [*DESIGNS].index(design) + 10 * len(dist))
+    print(f"FWER {design} {DESIGNS[design].looks} {dist}: {error:.4f} ({reps} studies; decisions flagged "
           f"skewed {flagged:.3f})")
-    assert error <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / FWER_REPS)
+    assert error <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)
 
 
 @SLOW

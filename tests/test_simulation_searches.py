@@ -20,7 +20,7 @@ from tests.test_simulation import MARGIN, SD_NOISE, SD_SEED, _noise, false_claim
 from tests.tiers import slow_except
 
 REPS = 4000
-SEQ_REPS = 1500
+SEQ_REPS = 1000
 
 
 def searched_values(rng, means: dict[str, float], k: int, n: int, dist: str, between: float):
