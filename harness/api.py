@@ -77,6 +77,7 @@ def run_study(study: str | StudySpec, root: str | Path = "mlruns", reports: str 
     (`harness.spec.VARIANT_SETTINGS`: n_trials, seeds, searches, epochs, model, weights, dataset, shots, ...).
     ValueError, naming the valid choices, for what the command line would refuse."""
     from harness import study as cli
+    from harness.suite_spec import flags
 
     unknown = sorted(set(settings) - set(VARIANT_SETTINGS))
     if unknown:
@@ -90,7 +91,7 @@ def run_study(study: str | StudySpec, root: str | Path = "mlruns", reports: str 
         spec = study.variant(**settings)
         argv = [spec.name]
     else:
-        argv = [study, *_flags(settings)]
+        argv = [study, *flags(settings)]
     code = cli.main([*argv, "--root", str(root), "--reports", str(reports), "--workers", "1"], spec=spec)
     name = spec.name if spec is not None else _name(study, settings)
     if code != 0:
@@ -112,12 +113,6 @@ def load(study: str | StudySpec, root: str | Path = "mlruns", reports: str | Pat
         raise ValueError(f"no stores under {stores.root}; run the study first (harness.run_study)")
     spec = study if isinstance(study, StudySpec) else recorded_study(study, stores, STUDIES_DIR)
     return Result(spec.name, build_report(spec, stores, reports))
-
-
-def _flags(settings: dict[str, Any]) -> list[str]:
-    from harness.suite_spec import flags
-
-    return flags(settings)
 
 
 def _name(study: str, settings: dict[str, Any]) -> str:
