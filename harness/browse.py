@@ -41,8 +41,8 @@ class Browse:
         if self.url is None:
             return None
         query = dict(ML_VIEW)
-        if phase:
-            query["searchFilter"] = f"tags.phase = '{phase}'"
+        if phase:  # ranked by a metric: only the runs that have it (a selection seed has no test accuracy)
+            query["searchFilter"] = f"tags.phase = '{phase}'" + (f" and metrics.{metric} >= 0" if metric else "")
         query.update(orderByKey=f"metrics.`{metric}`" if metric else BY_NAME,
                      orderByAsc="false" if metric else "true")
         return f"{self.url}/#/experiments/{eid}/runs?{urlencode(query, quote_via=quote)}"

@@ -88,8 +88,10 @@ class Slot:
 
     @property
     def classes(self) -> int | None:
+        """The target task's classes: a verdict seed's with its test accuracy, a selection seed's on its own."""
         test = self.trial.user_attrs.get(Attr.TEST)
-        return None if test is None else int(test["classes"])
+        classes = self.trial.user_attrs.get(Attr.CLASSES) if test is None else test["classes"]
+        return None if classes is None else int(classes)
 
     @property
     def params(self) -> dict[str, Any]:

@@ -112,7 +112,8 @@ class Attr:
     CONFIG_HASH = "config_hash"
     SEARCH_TRIAL = "search_trial"  # confirmation slots: the search trial they rerun
     SEED = "seed"
-    TEST = "test"  # confirmation slots: {"acc": test accuracy, "classes": target classes}, for the sequential rule
+    TEST = "test"  # verdict seeds: {"acc": test accuracy, "classes": target classes}, for the sequential rule
+    CLASSES = "classes"  # selection seeds: the target task's classes (they never see the test split)
 
 
 SCHEMA_VERSION = 2  # 2: every confirmation trial holds its test accuracy and MLflow run id (the ledger's fields)

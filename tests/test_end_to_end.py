@@ -62,12 +62,34 @@ def test_the_chosen_trial_is_judged_on_verdict_seeds_that_did_not_choose_it(fini
         assert others == {str(chosen)}  # no candidate but the chosen one ever ran on a verdict seed
 
 
-def test_runs_carry_epoch_metrics_and_confirmations_a_test_accuracy(finished):
+def test_runs_carry_epoch_metrics_and_verdict_seeds_alone_a_test_accuracy(finished):
     client = mlflow.MlflowClient()
     for run in runs(finished, "search"):
         if run.data.tags["outcome"] == "complete":
             assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [0, 1]
-    assert all(0.0 <= r.data.metrics["test_acc"] <= 1.0 for r in runs(finished, "confirm"))
+        assert "test_acc" not in run.data.metrics
+    confirm = runs(finished, "confirm")
+    verdict = [r for r in confirm if int(r.data.tags["seed"]) < 1_000_001]
+    assert all(0.0 <= r.data.metrics["test_acc"] <= 1.0 for r in verdict)
+    selection = [r for r in confirm if int(r.data.tags["seed"]) >= 1_000_001]
+    assert selection, "the tiny study's arms chose among trials on selection seeds"
+    assert not any("test_acc" in r.data.metrics or "test_loss" in r.data.metrics for r in selection)
+    for arm in ARMS:  # nor in Optuna's record; their classes still judge whether they trained
+        for t in optuna_trials(finished, f"{arm}/confirm"):
+            if t.user_attrs.get("seed", 0) >= 1_000_001:
+                assert "test" not in t.user_attrs and t.user_attrs["classes"] == 5
+
+
+def test_the_ranked_mlflow_links_filter_to_runs_with_the_metric(finished):
+    from urllib.parse import parse_qs, urlsplit
+
+    from harness.browse import Browse
+
+    link = Browse("http://127.0.0.1:5000", "mlflow ui").runs("1", "confirm", "test_acc")
+    query = parse_qs(urlsplit(link.split("#", 1)[1]).query)
+    mlflow.set_tracking_uri(Stores(finished / "mlruns").mlflow_uri)
+    found = mlflow.search_runs(experiment_names=[NAME], filter_string=query["searchFilter"][0], output_format="list")
+    assert found and all(int(r.data.tags["seed"]) < 1_000_001 for r in found)
 
 
 def test_each_arm_is_its_own_optuna_study_with_the_budget(finished):

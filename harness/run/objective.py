@@ -38,6 +38,7 @@ from harness.spec import (
     TrialConfig,
     confirmation_config,
     digest,
+    is_verdict_seed,
     split_unit,
     weights_kind,
 )
@@ -212,16 +213,21 @@ def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optu
 
 
 def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: str) -> Callable[[optuna.Trial], float]:
-    """A confirmation slot: retrain a search trial's configuration with a fresh seed and evaluate it once on
-    the test split. Its MLflow run is tagged with the search trial it confirms."""
+    """A confirmation slot: retrain a search trial's configuration with a fresh seed. A verdict seed is then
+    evaluated once on the test split; a selection seed chooses among configurations by validation alone and never
+    sees the test split. Its MLflow run is tagged with the search trial it confirms."""
 
     def confirmation(trial: optuna.Trial) -> float:
         number, seed = trial.user_attrs[Attr.SEARCH_TRIAL], trial.user_attrs[Attr.SEED]
         cfg = confirmation_trial_config(spec, arm, trial)
         tags = {Tag.PHASE: Phase.CONFIRM.value, Tag.OPTUNA_STUDY: search_study, Tag.OPTUNA_TRIAL: str(number),
                 Tag.CONFIRM_STUDY: trial.study.study_name, Tag.CONFIRM_TRIAL: str(trial.number)}
+        name = run_name(arm.name, number, seed)
+        if not is_verdict_seed(seed):  # its classes still judge whether it trained (chance is 1 / classes)
+            trial.set_user_attr(Attr.CLASSES, len(ctx.task(cfg).classes))
+            return tracked_run(cfg, ctx, name, tags, on_start=lambda run_id: link_run(trial, run_id))
         # the test accuracy in Optuna too: the sequential rule decides from the queue's own records
-        return tracked_run(cfg, ctx, run_name(arm.name, number, seed), tags, test=True,
+        return tracked_run(cfg, ctx, name, tags, test=True,
                            on_start=lambda run_id: link_run(trial, run_id), log_model=seed == MODEL_SEED,
                            on_test=lambda acc, classes: trial.set_user_attr(Attr.TEST, {"acc": acc,
                                                                                           "classes": classes}))
