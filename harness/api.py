@@ -14,7 +14,9 @@ A run goes through the command line's own checks and worker, so it resumes, refu
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +74,11 @@ class Result:
 
 
 def run_study(study: str | StudySpec, root: str | Path = "mlruns", reports: str | Path | None = None,
-        **settings: Any) -> Result:
+              progress: bool = True, **settings: Any) -> Result:
     """Run (or resume) a study, by its file's name or as a `StudySpec`, with `settings` a variant may change
     (`harness.spec.VARIANT_SETTINGS`: n_trials, seeds, searches, epochs, model, weights, dataset, shots, ...).
-    ValueError, naming the valid choices, for what the command line would refuse."""
+    ValueError, naming the valid choices, for what the command line would refuse. With `progress`, a progress
+    bar of the study's slots (tqdm's: a widget in Jupyter, a line in a terminal) beside the slot lines."""
     from harness import study as cli
     from harness.suite_spec import flags
 
@@ -92,7 +95,8 @@ def run_study(study: str | StudySpec, root: str | Path = "mlruns", reports: str 
         argv = [spec.name]
     else:
         argv = [study, *flags(settings)]
-    code = cli.main([*argv, "--root", str(root), "--reports", str(reports), "--workers", "1"], spec=spec)
+    with _progress_bar(progress):
+        code = cli.main([*argv, "--root", str(root), "--reports", str(reports), "--workers", "1"], spec=spec)
     name = spec.name if spec is not None else _name(study, settings)
     if code != 0:
         raise RuntimeError(f"study {name} ended with exit code {code} (see the messages above)")
@@ -113,6 +117,35 @@ def load(study: str | StudySpec, root: str | Path = "mlruns", reports: str | Pat
         raise ValueError(f"no stores under {stores.root}; run the study first (harness.run_study)")
     spec = study if isinstance(study, StudySpec) else recorded_study(study, stores, STUDIES_DIR)
     return Result(spec.name, build_report(spec, stores, reports))
+
+
+@contextlib.contextmanager
+def _progress_bar(show: bool) -> Iterator[None]:
+    """tqdm's bar fed by the worker's slot count (harness.run.progress.listeners) for as long as the run lasts."""
+    if not show:
+        yield
+        return
+    try:  # Jupyter's widget where ipywidgets is installed; else tqdm's text bar (tqdm.auto would warn)
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm import tqdm
+
+    from harness.run import progress
+
+    bar = tqdm(total=0, unit="slot", desc="slots")
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    progress.listeners.append(update)
+    try:
+        yield
+    finally:
+        progress.listeners.remove(update)
+        bar.close()
 
 
 def _name(study: str, settings: dict[str, Any]) -> str:

@@ -202,7 +202,7 @@ class Worker:
         start = time.perf_counter()
         outcome, value = run_slot(job, lambda: self.prepare(job), objective.runner(self.spec, job, self.ctx))
         self.jobs_run += 1
-        progress.slot_line(job, outcome, value, time.perf_counter() - start)
+        progress.slot_line(job, outcome, value, time.perf_counter() - start, self.work)
 
     def finish(self) -> None:
         """Publish if this worker is the first to see all work done on these records."""
