@@ -91,6 +91,8 @@ def run_study(study: str | StudySpec, root: str | Path = "mlruns", reports: str 
         if not study.name:
             raise ValueError("give the StudySpec a name (StudySpec(name=..., ...)): its stores and report are named "
                              "after it")
+        if not study.source:  # recorded as a study file is, so `python -m harness.report` rebuilds it
+            study = _with_source(study)
         spec = study.variant(**settings)
         argv = [spec.name]
     else:
@@ -117,6 +119,21 @@ def load(study: str | StudySpec, root: str | Path = "mlruns", reports: str | Pat
         raise ValueError(f"no stores under {stores.root}; run the study first (harness.run_study)")
     spec = study if isinstance(study, StudySpec) else recorded_study(study, stores, STUDIES_DIR)
     return Result(spec.name, build_report(spec, stores, reports))
+
+
+def _with_source(spec: StudySpec) -> StudySpec:
+    import dataclasses
+    import warnings
+
+    from harness.study_file import notebook_source
+
+    source = notebook_source(spec)
+    if source is None:
+        warnings.warn(f"{spec.name}: its search space uses values of this notebook's own (or its source cannot be "
+                      "read), so its runs cannot record it as a study file: `python -m harness.report` will not "
+                      "rebuild its report; harness.load(spec) will", stacklevel=3)
+        return spec
+    return dataclasses.replace(spec, source=source, file=spec.name)
 
 
 @contextlib.contextmanager

@@ -62,3 +62,67 @@ def study_from_source(name: str, source: str, path: Path | str, suites: bool = F
         raise ValueError(f"{path} sets name={study.name!r}, but a study is named after its file ({name!r}); "
                          "drop name= or rename the file")
     return dataclasses.replace(study, name=name, source=source, file=name)
+
+
+def notebook_source(spec: StudySpec) -> str | None:
+    """A study file's text for a `StudySpec` built in a notebook or a script, so that its runs record it as a study
+    file's are recorded (and `python -m harness.report` rebuilds its report from the stores alone): the search
+    space's source with the imports it uses, and the spec's values. None where that text would not rebuild the
+    same study (a search space whose source cannot be read, or that uses values of the notebook's own)."""
+    import inspect
+    import textwrap
+
+    space, lines, imports = spec.search_space, [], {"from harness.spec import StudySpec"}
+    if space is not None:
+        try:
+            code = textwrap.dedent(inspect.getsource(space))
+        except (OSError, TypeError):
+            return None
+        for name in _global_names(space.__code__):
+            value = space.__globals__.get(name)
+            if isinstance(value, types.ModuleType):
+                imports.add(f"import {value.__name__} as {name}")
+            elif getattr(value, "__module__", "__main__") not in ("__main__", None) and \
+                    getattr(value, "__qualname__", None) == name:
+                imports.add(f"from {value.__module__} import {name}")
+            elif value is not None:
+                return None  # the notebook's own value: a file would not have it
+        lines.append(code)
+    values = []
+    for f in dataclasses.fields(spec):
+        if f.name in ("name", "source", "file", "changes", "search_space") or not f.init:
+            continue
+        value = getattr(spec, f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING or value != default:
+            values.append(f"    {f.name}={value!r},")
+            imports.update(f"from {type(v).__module__} import {type(v).__name__}"
+                           for v in _dataclass_values(value))
+    values.append(f"    search_space={space.__name__ if space is not None else None},")
+    source = "\n".join(["# a study built in a notebook or a script, as harness.run_study recorded it",
+                        *sorted(imports), "", *lines, "", "STUDY = StudySpec(", *values, ")", ""])
+    try:
+        rebuilt = study_from_source(spec.name, source, "<notebook>")
+    except (ValueError, TypeError):
+        return None
+    same = all(getattr(rebuilt, f.name) == getattr(spec, f.name) for f in dataclasses.fields(spec)
+               if f.compare and f.name != "search_space")
+    return source if same and (space is None) == (rebuilt.search_space is None) else None
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """The global names a function's code (and the functions nested in it) may read."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _dataclass_values(value: object) -> list[object]:
+    """The dataclass instances in a field's value (an Arm, a TrialConfig, a plan's comparisons)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [value, *(v for f in dataclasses.fields(value) for v in _dataclass_values(getattr(value, f.name)))]
+    if isinstance(value, tuple | list):
+        return [v for item in value for v in _dataclass_values(item)]
+    return []
