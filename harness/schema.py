@@ -97,6 +97,7 @@ class Tag:
     HEARTBEAT = "heartbeat"  # parent runs on a tracking server: seconds since the epoch of the last beat
     COMMAND = "command"
     GIT_COMMIT = "git_commit"
+    REPORT = "report"  # the parent run that holds the report as artifacts: where they are ("report/README.md")
 
 
 class Attr:

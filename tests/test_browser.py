@@ -131,9 +131,19 @@ def test_the_phase_links_rank_that_phase_only(ui, finished):
 def test_child_run_names_differ_within_what_the_runs_table_shows():
     from harness.run.objective import run_name
 
-    names = [run_name(arm, trial, seed) for arm in ("adam-unfrozen", "sgd-unfrozen", "discriminative")
+    names = [run_name(arm, trial, seed, (3, 2)) for arm in ("adam-unfrozen", "sgd-unfrozen", "discriminative")
              for trial in (5, 12, 123) for seed in (None, 3, 20, 1_000_001, 1_000_002)]
     assert len({n[:MLFLOW_NAME_COLUMN] for n in names}) == len(names)
+
+
+def test_sorted_by_name_as_mlflow_sorts_text_the_seeds_and_trials_come_in_number_order():
+    from harness.run.objective import name_digits, run_name
+    from harness.study_file import load_study
+
+    spec = load_study("sgd_vs_adam")  # seeds 1..10 or more, trials 0..4
+    names = [run_name("sgd-frozen", trial, seed, name_digits(spec)) for trial in range(spec.n_trials)
+             for seed in range(1, spec.seeds_cap + 1)]
+    assert sorted(names) == names
 
 
 def test_the_trial_link_optuna_dashboard_shows_opens_its_run_in_the_model_training_view(ui, finished):

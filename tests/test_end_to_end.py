@@ -107,6 +107,9 @@ def test_the_report_has_its_sections_and_is_logged_on_the_parent_run(finished):
     names = [a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "report")]
     assert "report/README.md" in names and any(n.endswith(".png") for n in names)
     assert (finished / "reports" / "README.md").is_file()
+    assert parent.data.tags["report"] == "report/README.md"  # and the report says which parent run holds it
+    line = next(li for li in text.splitlines() if parent.info.run_id in li and li.startswith("  - "))
+    assert line.endswith("holds the report (artifacts `report/README.md`)")
 
 
 def test_the_chosen_trial_has_the_best_mean_validation_over_the_confirmation_seeds(finished):

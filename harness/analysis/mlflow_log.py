@@ -22,7 +22,8 @@ from mlflow.exceptions import MlflowException
 from harness.schema import Phase, Tag, phase_filter
 from harness.stores import Stores, experiment_id
 
-TAGS = (Tag.PHASE, Tag.ARM, Tag.SEED, Tag.OPTUNA_TRIAL, Tag.OUTCOME, Tag.CHECKPOINT, Tag.CHECKPOINT_RUN_ID, Tag.MODEL)
+TAGS = (Tag.PHASE, Tag.ARM, Tag.SEED, Tag.OPTUNA_TRIAL, Tag.OUTCOME, Tag.CHECKPOINT, Tag.CHECKPOINT_RUN_ID, Tag.MODEL,
+        Tag.REPORT)
 METRICS = ("wall_seconds",)  # results (accuracies) come from the ledger, never from here
 
 

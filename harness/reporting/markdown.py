@@ -176,7 +176,8 @@ def _runs_md(record: StudyRecord, ui: Browse) -> str:
 
     def parent(r: Any) -> str:
         run = f"[`{r.run_id}`]({ui.run(eid, r.run_id)})" if ui.url else f"`{r.run_id}`"
-        return f"  - {run}, {r.start_time:%Y-%m-%d %H:%M}"
+        holds = f", holds the report (artifacts `{r.report}`)" if isinstance(r.report, str) else ""
+        return f"  - {run}, {r.start_time:%Y-%m-%d %H:%M}{holds}"
 
     parents = "\n".join(parent(r) for r in record.log.parents.itertuples())
     details = []

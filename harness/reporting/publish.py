@@ -9,8 +9,11 @@ from pathlib import Path
 
 import mlflow
 
+from harness.schema import Tag
 from harness.spec import StudySpec
 from harness.stores import Stores
+
+ARTIFACTS = "report"  # the folder of the publishing parent run's artifacts that holds the report
 
 
 @dataclass
@@ -29,9 +32,11 @@ def write_report(spec: StudySpec, stores: Stores, reports: Path, in_run: bool) -
     from harness.reporting.html import render_html
     from harness.reporting.markdown import build_index, build_report
 
+    if in_run:  # tagged first, so the report it holds says which parent run holds it
+        mlflow.set_tag(Tag.REPORT, f"{ARTIFACTS}/README.md")
     report = build_report(spec, stores, reports)
     render_html(report.parent)  # readable inside MLflow's artifact viewer, images included
     build_index(reports)
     if in_run:
-        mlflow.log_artifacts(str(report.parent), artifact_path="report")
+        mlflow.log_artifacts(str(report.parent), artifact_path=ARTIFACTS)
     return report

@@ -48,7 +48,8 @@ def migrate(spec, stores) -> str:
         raise ValueError(schema_problem(spec.name, found))
     arms = {arm.name: ledger.read_arm(spec, arm.name, storage) for arm in spec.units()}
     missing = [f"{name} trial {s.number}" for name, arm in arms.items() for s in arm.confirm
-               if s.counted and s.is_verdict and s.val_acc is not None and (Attr.TEST not in s.trial.user_attrs or s.run_id is None)]
+               if s.counted and s.is_verdict and s.val_acc is not None
+               and (Attr.TEST not in s.trial.user_attrs or s.run_id is None)]
     if missing:
         some = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
         raise ValueError(f"study {spec.name!r} was run before confirmation trials recorded their test accuracy in "

@@ -170,18 +170,28 @@ def link_run(trial: optuna.Trial, run_id: str) -> None:
     trial.set_user_attr(Attr.MLFLOW_RUN_URL, ui.run(mlflow.active_run().info.experiment_id, run_id))
 
 
-def run_name(arm: str, trial: int, seed: int | None = None) -> str:
+def run_name(arm: str, trial: int, seed: int | None = None, digits: tuple[int, int] = (1, 1)) -> str:
     """A child run's name, short enough for MLflow's run-name column (about 25 characters shown), with the
     parts that tell runs apart first: arm, trial, then the seed (sN a verdict seed, selN the N-th selection seed).
+    Trial and seed numbers are padded to `digits` (the study's most trials, most seeds), so that MLflow's sort by
+    name, which is by text, puts s2 before s10.
 
     >>> run_name("adam-unfrozen", 5), run_name("adam-unfrozen", 5, 3), run_name("sgd-frozen", 12, 1_000_002)
     ('adam-unfrozen #5', 'adam-unfrozen #5 s3', 'sgd-frozen #12 sel2')
+    >>> run_name("adam-unfrozen", 5, 3, digits=(2, 2))
+    'adam-unfrozen #05 s03'
     """
+    number = f"{arm} #{trial:0{digits[0]}d}"
     if seed is None:
-        return f"{arm} #{trial}"
+        return number
     if seed >= SELECTION_SEED_BASE:
-        return f"{arm} #{trial} sel{seed - SELECTION_SEED_BASE + 1}"
-    return f"{arm} #{trial} s{seed}"
+        return f"{number} sel{seed - SELECTION_SEED_BASE + 1}"
+    return f"{number} s{seed:0{digits[1]}d}"
+
+
+def name_digits(spec: StudySpec) -> tuple[int, int]:
+    """The digits of a study's largest trial number and verdict seed: its run names' padding."""
+    return len(str(max(spec.n_trials - 1, 0))), len(str(spec.seeds_cap))
 
 
 def trial_config(spec: StudySpec, arm: Arm, trial: optuna.Trial | optuna.trial.FixedTrial) -> TrialConfig:
@@ -203,7 +213,7 @@ def make_objective(spec: StudySpec, arm: Arm, ctx: RunContext) -> Callable[[optu
         tags = {Tag.PHASE: Phase.SEARCH.value, Tag.OPTUNA_STUDY: trial.study.study_name,
                 Tag.OPTUNA_TRIAL: str(trial.number)}
         try:
-            return tracked_run(cfg, ctx, run_name(arm.name, trial.number), tags, report,
+            return tracked_run(cfg, ctx, run_name(arm.name, trial.number, digits=name_digits(spec)), tags, report,
                                on_start=lambda run_id: link_run(trial, run_id))
         finally:  # however it ended, before Optuna is told: the curve, in one write (an outage waited out, so a
             # run MLflow has as complete is never told to Optuna as cut off)
@@ -222,7 +232,7 @@ def make_confirmation(spec: StudySpec, arm: Arm, ctx: RunContext, search_study: 
         cfg = confirmation_trial_config(spec, arm, trial)
         tags = {Tag.PHASE: Phase.CONFIRM.value, Tag.OPTUNA_STUDY: search_study, Tag.OPTUNA_TRIAL: str(number),
                 Tag.CONFIRM_STUDY: trial.study.study_name, Tag.CONFIRM_TRIAL: str(trial.number)}
-        name = run_name(arm.name, number, seed)
+        name = run_name(arm.name, number, seed, name_digits(spec))
         if not is_verdict_seed(seed):  # its classes still judge whether it trained (chance is 1 / classes)
             trial.set_user_attr(Attr.CLASSES, len(ctx.task(cfg).classes))
             return tracked_run(cfg, ctx, name, tags, on_start=lambda run_id: link_run(trial, run_id))
