@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 from harness.stores import parse_url
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default (its command below says so)
+ui_port = 5000  # the port the links and the `mlflow ui` command name: --ui-port sets it for the whole process
 ML_VIEW = {"workflowType": "machine_learning"}  # MLflow 3's query for the model-training (runs) view
 BY_NAME = "tags.`mlflow.runName`"  # the UI's own key for "Sort: Run Name"
 
@@ -63,5 +64,6 @@ def browse(mlflow_uri: str, ui_url: str | None = None) -> Browse:
     kind = parse_url(mlflow_uri).kind
     if kind == "http":
         return Browse(mlflow_uri.rstrip("/"), f"open {mlflow_uri}")
-    command = f"mlflow ui --backend-store-uri {mlflow_uri} --port 5000"
-    return Browse(LOCAL_UI if kind in ("sqlite", "file") or "://" not in mlflow_uri else None, command)
+    command = f"mlflow ui --backend-store-uri {mlflow_uri} --port {ui_port}"
+    local = f"http://127.0.0.1:{ui_port}"
+    return Browse(local if kind in ("sqlite", "file") or "://" not in mlflow_uri else None, command)

@@ -49,6 +49,13 @@ def positive_int(text: str) -> int:
 STUDIES_DIR: Path | None = None  # None: the repository's studies/ (tests point it elsewhere)
 
 
+def ui_port(text: str) -> int:
+    """A TCP port number (argparse type)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a whole number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
 def add_store_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """--root, --storage, --tracking-uri, --reports, --studies: where a study's records, reports and files are."""
     stores = parser.add_argument_group("stores", "where the records, reports and study files live")
@@ -63,6 +70,9 @@ def add_store_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     stores.add_argument("--reports", type=Path, default=None, metavar="DIR",
                         help="where reports go (default: ROOT/reports, beside the records they are built from, so a "
                         "run leaves a checkout clean; the committed example reports are in reports/)")
+    stores.add_argument("--ui-port", type=ui_port, default=5000, metavar="PORT",
+                        help="the port `mlflow ui` serves a local store on, for the links printed and written "
+                        "(default 5000, mlflow ui's own)")
     stores.add_argument("--studies", type=Path, default=STUDIES_DIR or spec.STUDIES_DIR, metavar="DIR",
                         help="folder of study files")
     return stores

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import harness.browse
 from harness.cli import HelpFormatter, add_store_flags, exit_now, reports_folder
 from harness.stores import Stores
 
@@ -74,6 +75,7 @@ def _suite(name: str, studies: Path, stores: Stores):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    harness.browse.ui_port = args.ui_port  # every link to a local store's UI, in this process and its workers
     try:
         args.reports = reports_folder(args)
     except ValueError as error:

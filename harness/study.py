@@ -15,6 +15,7 @@ import sys
 import warnings
 from typing import Any
 
+import harness.browse
 from harness.cli import (
     HelpFormatter,
     add_store_flags,
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None, spec: StudySpec | None = None) -> int:
     """The command line; `spec`, a study built in Python (harness.api), stands for the file argv names."""
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    harness.browse.ui_port = args.ui_port  # every link to a local store's UI, in this process and its workers
     if args.list:
         return list_all(args)
     if args.describe:

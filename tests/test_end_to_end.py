@@ -190,6 +190,17 @@ def test_the_report_command_rebuilds_a_variant_from_the_stores(finished, tmp_pat
     assert (tmp_path / NAME / "README.md").is_file() and (tmp_path / NAME / "report.html").is_file()
 
 
+def test_ui_port_moves_every_link_and_the_mlflow_ui_command(finished, tmp_path, monkeypatch):
+    import harness.browse
+    from harness.report import main as report_main
+
+    monkeypatch.setattr(harness.browse, "ui_port", 5000)  # restored after: the flag sets it for the process
+    assert report_main([NAME, "--root", str(finished / "mlruns"), "--reports", str(tmp_path), "--ui-port", "5055"]) == 0
+    text = (tmp_path / NAME / "README.md").read_text()
+    assert "http://127.0.0.1:5055/#/experiments/" in text and "--port 5055" in text
+    assert "127.0.0.1:5000" not in text and "--port 5000" not in text
+
+
 def test_stores_of_an_older_harness_are_refused_until_migrated_then_report_the_same(finished, tmp_path, capsys):
     """An older store: no schema version, and a recorded study file importing a module by its old name."""
     import shutil

@@ -19,8 +19,9 @@ import optuna
 import torch
 from sklearn.metrics import confusion_matrix
 
+import harness.browse
 from harness import internals
-from harness.browse import LOCAL_UI, Browse, browse
+from harness.browse import Browse, browse
 from harness.learn.data import Task, make_task, target_preprocessing
 from harness.learn.models import build_model
 from harness.learn.train import Diverged, device, evaluate, fit, seed_everything
@@ -163,9 +164,9 @@ def initial_model(cfg: TrialConfig, task: Task, weights: str) -> torch.nn.Module
 
 def link_run(trial: optuna.Trial, run_id: str) -> None:
     """The trial's MLflow run, by id and as a link optuna-dashboard shows (a database tracking store's too, as
-    `mlflow ui` serves it on port 5000)."""
+    `mlflow ui` serves it, on --ui-port)."""
     ui = browse(mlflow.get_tracking_uri())
-    ui = ui if ui.url else Browse(LOCAL_UI, ui.command)
+    ui = ui if ui.url else Browse(f"http://127.0.0.1:{harness.browse.ui_port}", ui.command)
     trial.set_user_attr(Attr.MLFLOW_RUN_ID, run_id)
     trial.set_user_attr(Attr.MLFLOW_RUN_URL, ui.run(mlflow.active_run().info.experiment_id, run_id))
 
