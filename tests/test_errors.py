@@ -97,6 +97,7 @@ TWO_ARMS = 'arms=(Arm("a", "sgd"), Arm("b", "adam"))'
     (f"{TWO_ARMS}, confirm_top=0", "confirm_top must be a whole number from 1"),
     (f"{TWO_ARMS}, seed_step=-5", "seed_step must be a whole number from 0"),
     (f"{TWO_ARMS}, seed_cap=0", "seed_cap must be a whole number from 1"),
+    (f"{TWO_ARMS}, seeds=5, seed_step=5, seed_cap=3", "seed_cap must be at least seeds (5) or None; got 3"),
     (f"{TWO_ARMS}, spending='bayes'", "choose one of obrien_fleming, pocock"),
     ('arms=(Arm("a", "sgd"), Arm("a", "adam"))', "arm names must differ; declared more than once: a"),
     ("arms=()", "arms must be a non-empty tuple"),
