@@ -257,8 +257,8 @@ class StudySpec:
         base = retarget(self.base, changes["dataset"]) if "dataset" in changes else self.base
         base_changes = {k: _setting(changes[k]) for k in BASE_SETTINGS if k in changes}
         top = {k: changes[k] for k in ("n_trials", "seeds", "searches") if k in changes}
-        # a number of seeds asked for is that number: a fixed design, not the file's first batch
-        fixed = {"seed_step": 0} if "seeds" in top and top["seeds"] != self.seeds else {}
+        # a number of seeds asked for is that number: a fixed design, not the file's first batch, and no cap
+        fixed = {"seed_step": 0, "seed_cap": None} if "seeds" in top and top["seeds"] != self.seeds else {}
         made = dataclasses.replace(self, base=dataclasses.replace(base, **base_changes), **top, **fixed)
         differs = {k: v for k, v in top.items() if getattr(self, k) != v}
         differs.update({k: getattr(made.base, k) for k in ("dataset", *BASE_SETTINGS)
@@ -297,6 +297,8 @@ def _check_fields(spec: StudySpec) -> None:
     cap = spec.seed_cap
     if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= LIMITS["seed_cap"]):
         raise ValueError(f"seed_cap must be a whole number from 1 to {LIMITS['seed_cap']:,} (or None); got {cap!r}")
+    if cap is not None and cap < spec.seeds:  # else a sequential study would silently run a fixed `seeds`
+        raise ValueError(f"seed_cap must be at least seeds ({spec.seeds}) or None; got {cap}")
     if not isinstance(spec.base, TrialConfig):
         raise TypeError("base must be a TrialConfig(...)")
 

@@ -47,6 +47,15 @@ def tracking(stores):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def harness_cache(tmp_path_factory):
+    """What the harness caches (folder datasets' checked images) goes to the session's own folder, never the
+    user's cache; the CLI's subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_CACHE", str(tmp_path_factory.mktemp("harness-cache")))
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def one_worker_in_process():
     """A study run in the test's own process stays in it (so what a test patches is what runs): one worker, as
     `--workers 1` asks; tests of several workers say how many. Session-wide: module fixtures run studies too."""

@@ -45,6 +45,15 @@ def write_folder(folder: Path, images: np.ndarray, labels: np.ndarray, rgb: bool
     return folder
 
 
+def half_written_jpeg(path: Path) -> Path:
+    """A real JPEG cut to half its bytes, as an interrupted copy leaves it: its structure still verifies, and
+    only decoding its pixels shows the cut."""
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
 def _idx(path: Path, array: np.ndarray) -> None:
     """MNIST's idx format: magic (0, 0, uint8 type 0x08, number of dimensions), big-endian sizes, the bytes."""
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

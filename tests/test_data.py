@@ -9,12 +9,21 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from fabricate import digits, write_folder, write_mnist
+from fabricate import digits, half_written_jpeg, write_folder, write_mnist
+from PIL import Image, ImageFile
 from torchvision.transforms.v2 import functional as TF
 
-from harness.learn import data
+from harness.learn import data, datasets
 from harness.learn.data import make_task, preprocess
-from harness.learn.datasets import DATASETS, DatasetUnavailable, check_data, dataset_spec, load_raw
+from harness.learn.datasets import (
+    DATASETS,
+    BrokenImage,
+    DatasetUnavailable,
+    check_data,
+    check_images,
+    dataset_spec,
+    load_raw,
+)
 from harness.learn.models import Preprocess, preprocessing
 from harness.spec import TrialConfig
 
@@ -122,6 +131,75 @@ def test_study_cli_refuses_too_few_classes_before_writing_anything(single, tmp_p
     assert "4 classes" in capsys.readouterr().err
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "reports").exists()
 
+
+
+def small_folder(path, sizes=(20, 30)):
+    """2 classes of 3 coloured digits: a folder whose every image is checked in milliseconds."""
+    images, labels = digits(per_class=3, classes=2)
+    return write_folder(path, images, labels, sizes=sizes)
+
+
+def test_a_half_written_jpeg_is_refused_at_the_check_naming_it(tmp_path):
+    folder = small_folder(tmp_path / "imgs")
+    jpeg = half_written_jpeg(folder / "class_1" / "cut.jpg")
+    with Image.open(jpeg) as image:
+        image.verify()  # what the check did before: it passed, and every worker's first run died decoding it
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES  # nothing in the harness lets PIL fill a cut image with grey
+    with pytest.raises(BrokenImage, match=f"cannot read image {jpeg} .*truncated"):
+        check_data(folder_cfg(folder, weights="none"))
+
+
+@pytest.mark.parametrize("side", [40, 64])  # over the limit (PIL warns), over twice it (PIL raises)
+def test_an_image_over_pils_pixel_limit_is_refused_at_the_check_naming_it_and_the_limit(tmp_path, monkeypatch,
+                                                                                          side):
+    folder = small_folder(tmp_path / "imgs")  # images of at most 30 x 30 = 900 pixels
+    bomb = folder / "class_0" / "bomb.png"
+    Image.new("RGB", (side, side)).save(bomb)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a real bomb's limit (89 million pixels), scaled down
+    with pytest.raises(BrokenImage) as refused:
+        check_data(folder_cfg(folder, weights="none"))
+    said = str(refused.value)
+    assert said.startswith(f"image {bomb} is too large to decode safely (Image size ({side * side} pixels)")
+    assert "PIL.Image.MAX_IMAGE_PIXELS = 1,000 pixels" in said and "shrink or remove that file" in said
+
+
+def count_opens(monkeypatch) -> list[str]:
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda path, *args, **kwargs: opened.append(str(path)) or real_open(
+        path, *args, **kwargs))
+    return opened
+
+
+def test_checked_images_are_not_decoded_again_by_a_later_check(tmp_path, monkeypatch):
+    folder = small_folder(tmp_path / "imgs")
+    before = sorted(folder.rglob("*"))
+    opened = count_opens(monkeypatch)
+    check_images(str(folder))
+    assert len(opened) == 2 * 6  # each image opened twice: its structure verified, then every pixel decoded
+    assert sorted(folder.rglob("*")) == before  # the cache lives in the harness's cache folder, not the dataset's
+
+    opened.clear()
+    monkeypatch.setattr(datasets, "_decoded", set())  # a new process: only the cache on disk remembers
+    check_images(str(folder))
+    assert opened == []
+
+    changed = folder / "class_0" / min(p.name for p in (folder / "class_0").iterdir())
+    Image.new("RGB", (25, 25)).save(changed)  # another size: a new stamp, whatever the clock's resolution
+    check_images(str(folder))
+    assert opened == [str(changed)] * 2  # only the changed file is decoded again
+
+
+def test_a_broken_image_found_again_after_the_others_passed_is_the_only_one_decoded(tmp_path, monkeypatch):
+    folder = small_folder(tmp_path / "imgs")
+    jpeg = half_written_jpeg(folder / "class_1" / "cut.jpg")
+    with pytest.raises(BrokenImage):
+        check_images(str(folder))
+    monkeypatch.setattr(datasets, "_decoded", set())
+    opened = count_opens(monkeypatch)
+    with pytest.raises(BrokenImage):
+        check_images(str(folder))
+    assert opened == [str(jpeg)] * 2  # the six that passed were remembered though the check failed
 
 
 def test_a_folder_datasets_pretraining_checkpoint_is_a_plain_file_name(single):

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from fabricate import digits, write_folder
+from fabricate import digits, half_written_jpeg, write_folder
 
 import harness.cli
 import harness.study
@@ -97,6 +97,7 @@ TWO_ARMS = 'arms=(Arm("a", "sgd"), Arm("b", "adam"))'
     (f"{TWO_ARMS}, confirm_top=0", "confirm_top must be a whole number from 1"),
     (f"{TWO_ARMS}, seed_step=-5", "seed_step must be a whole number from 0"),
     (f"{TWO_ARMS}, seed_cap=0", "seed_cap must be a whole number from 1"),
+    (f"{TWO_ARMS}, seeds=5, seed_step=5, seed_cap=3", "seed_cap must be at least seeds (5) or None; got 3"),
     (f"{TWO_ARMS}, spending='bayes'", "choose one of obrien_fleming, pocock"),
     ('arms=(Arm("a", "sgd"), Arm("a", "adam"))', "arm names must differ; declared more than once: a"),
     ("arms=()", "arms must be a non-empty tuple"),
@@ -208,15 +209,35 @@ def image_folder(tmp_path):
     return write_folder(tmp_path / "imgs", images, labels, rgb=True)
 
 
-@pytest.mark.parametrize("damage", ["not an image", "truncated"])
+@pytest.mark.parametrize("damage", ["not an image", "truncated", "half-written jpeg"])
 def test_a_broken_image_in_a_folder_dataset_is_named_before_anything_is_written(tmp_path, image_folder, capsys,
                                                                                damage):
     broken = min((image_folder / "class_7").iterdir())
     data = broken.read_bytes()
-    broken.write_bytes(b"<html>not found</html>" if damage == "not an image" else data[: len(data) // 2])
+    if damage == "half-written jpeg":
+        broken = half_written_jpeg(image_folder / "class_7" / "cut.jpg")
+    else:
+        broken.write_bytes(b"<html>not found</html>" if damage == "not an image" else data[: len(data) // 2])
     code = run_cli(tmp_path, "sgd_vs_adam", "--dataset", f"folder:{image_folder}")
     err = capsys.readouterr().err
     assert code == 2 and f"cannot read image {broken}" in err and "remove or replace that file" in err
+    assert nothing_written(tmp_path)
+
+
+@pytest.mark.slow  # a process of its own: 5 to 10 s of importing PyTorch
+def test_a_half_written_jpeg_stops_the_study_command_with_one_line_before_anything_is_written(tmp_path,
+                                                                                               image_folder):
+    """As the user runs it: exit 2, one line naming the file, no traceback, nothing written."""
+    import subprocess
+    import sys
+
+    jpeg = half_written_jpeg(image_folder / "class_7" / "cut.jpg")
+    done = subprocess.run([sys.executable, "-m", "harness.study", "sgd_vs_adam", "--dataset", f"folder:{image_folder}",
+                           "--root", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    said = f"cannot read image {jpeg} (OSError: image file is truncated (1 bytes not processed)); remove or replace"
+    assert done.stderr.splitlines() == [f"error: arm sgd-frozen: {said} that file"]
     assert nothing_written(tmp_path)
 
 

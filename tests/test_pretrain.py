@@ -26,8 +26,39 @@ def test_source_pretraining_is_logged_cached_and_reused(stores, tracking):
     runs = mlflow.search_runs([eid], filter_string="tags.phase = 'pretrain'", output_format="list")
     assert [r.info.run_id for r in runs] == [first.run_id]  # pretrained once, not twice
     assert runs[0].data.metrics["best_val_acc"] > 0.8  # five digit classes, chance is 0.2: a real model was trained
+    assert (runs[0].info.status, runs[0].data.tags["outcome"]) == ("FINISHED", "complete")
     artifacts = mlflow.MlflowClient().list_artifacts(first.run_id, "checkpoint")
     assert [a.path for a in artifacts] == [f"checkpoint/{first.path.name}"]
+
+
+@pytest.mark.parametrize(("raised", "status", "outcome", "reason"), [
+    (KeyboardInterrupt(), "KILLED", "interrupted", "interrupted (Ctrl-C)"),
+    (RuntimeError("CUDA error: an illegal memory access"), "FAILED", "failed",
+     "error: RuntimeError: CUDA error: an illegal memory access"),
+])
+def test_a_pretraining_cut_off_ends_with_its_outcome_and_reason(stores, tracking, monkeypatch, raised, status,
+                                                                 outcome, reason):
+    from harness.learn import pretrain
+
+    eid, parent = tracking
+    real_fit = pretrain.fit
+
+    def cut_off_after_one_epoch(model, task, cfg, on_epoch):
+        def on_epoch_then_raise(epoch, metrics):
+            on_epoch(epoch, metrics)
+            raise raised
+
+        return real_fit(model, task, cfg, on_epoch=on_epoch_then_raise)
+
+    monkeypatch.setattr(pretrain, "fit", cut_off_after_one_epoch)
+    with pytest.raises(type(raised)):
+        source_checkpoint(CFG, stores.checkpoints)
+    [run] = mlflow.search_runs([eid], filter_string="tags.phase = 'pretrain'", output_format="list")
+    assert run.info.status == status
+    assert (run.data.tags["outcome"], run.data.tags["state_reason"]) == (outcome, reason)
+    assert "val_acc" in run.data.metrics  # the epoch it trained is kept
+    assert mlflow.active_run().info.run_id == parent.info.run_id  # the parent goes on: a slot records the rest
+    assert not list(stores.checkpoints.glob("*.pt"))
 
 
 def test_pretraining_uses_the_models_own_learning_rate():

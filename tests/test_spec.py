@@ -85,6 +85,19 @@ def test_a_margin_reason_must_be_text():
     assert StudySpec(name="s", question="?", arms=arms, search_space=None, plan=(declared,)).family == (declared,)
 
 
+def test_a_seed_cap_below_seeds_is_refused_naming_both():
+    arms = (Arm("a", "sgd"), Arm("b", "adam"))
+    with pytest.raises(ValueError, match=re.escape("seed_cap must be at least seeds (5) or None; got 3")):
+        StudySpec(question="?", arms=arms, search_space=None, seeds=5, seed_step=5, seed_cap=3)
+    assert StudySpec(question="?", arms=arms, search_space=None, seeds=5, seed_step=5, seed_cap=5).seeds_cap == 5
+
+
+def test_more_seeds_asked_for_than_the_files_cap_is_that_fixed_number():
+    spec = load_study("sgd_vs_adam")  # 5 seeds, 5 more while undecided, up to 10
+    fixed = spec.variant(seeds=spec.seed_cap + 5)
+    assert fixed.design.looks == (spec.seed_cap + 5,) and fixed.seed_cap is None
+
+
 def test_data_root_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("HARNESS_DATA_ROOT", "/somewhere")
     assert TrialConfig().data_root == "/somewhere"

@@ -47,16 +47,30 @@ class _MlflowRecord:
 
 @contextlib.contextmanager
 def mlflow_record(key: str, pcfg: TrialConfig) -> Iterator[_MlflowRecord]:
-    """A pretraining as a nested MLflow run; a run cut off ends KILLED or FAILED by MLflow's own handling."""
+    """A pretraining as a nested MLflow run, ended as a trial's run is: with its outcome and reason, so a Ctrl-C
+    leaves it KILLED and interrupted (MLflow's own `with` would end it FAILED, saying nothing)."""
+    from harness.run.objective import outcome_for  # at call time: harness.run.objective imports this module
+
     tags = {Tag.PHASE: Phase.PRETRAIN.value, Tag.CHECKPOINT: key}
     with start_child_run(f"pretrain seed {pcfg.seed} {key}", tags) as run:
         record = _MlflowRecord(run.info.run_id)
-        record.buffer.log_params(pcfg.flat())
-        record.buffer.flush()  # what it trains, at once
+        raised: BaseException | None = None
         try:
+            record.buffer.log_params(pcfg.flat())
+            record.buffer.flush()  # what it trains, at once
             yield record
+        except BaseException as error:
+            raised = error
+            raise
         finally:
-            record.buffer.flush()  # the curve, however it ends
+            outcome, reason = outcome_for(raised)
+            try:
+                record.buffer.set_tags({Tag.OUTCOME: outcome.value, Tag.REASON: reason[:500]})
+                record.buffer.flush()  # the curve and how it ended, however it ends
+            finally:
+                active = mlflow.active_run()
+                if raised is not None and active is not None and active.info.run_id == run.info.run_id:
+                    mlflow.end_run(outcome.mlflow_status)  # before the `with` ends it FAILED
 
 
 def source_checkpoint(cfg: TrialConfig, folder: Path) -> Checkpoint:
