@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from harness import spec
 
         return getattr(spec, name)
+    if name in ("SuiteSpec", "Workload"):
+        from harness import suite_spec
+
+        return getattr(suite_spec, name)
     if name in ("Difference", "NonInferior", "Equivalent", "Interaction", "Trend"):
         from harness import analysis_plan
 

@@ -43,6 +43,38 @@ def field_notes() -> dict[str, str]:
             if m[1] in {f.name for f in dataclasses.fields(TrialConfig)} and m[2]}
 
 
+def signature(cls: type) -> str:
+    """A dataclass's constructor as a study file calls it: required fields bare, the rest with their defaults."""
+    parts = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name in ("source", "file", "changes") and cls.__name__ in ("StudySpec", "SuiteSpec"):
+            continue
+        if dataclasses.is_dataclass(f.default):  # a TrialConfig(): its fields are listed on their own
+            parts.append(f"{f.name}={type(f.default).__name__}()")
+        elif f.default is not dataclasses.MISSING:
+            parts.append(f"{f.name}={f.default!r}")
+        elif f.default_factory is not dataclasses.MISSING:
+            parts.append(f"{f.name}={f.default_factory()!r}")
+        else:
+            parts.append(f.name)
+    return f"{cls.__name__}({', '.join(parts)})"
+
+
+def constructors() -> list[str]:
+    """Every public constructor a study or suite file (or a notebook, `from harness import ...`) builds."""
+    from harness import spec
+    from harness.suite_spec import SuiteSpec, Workload
+
+    classes = (spec.StudySpec, spec.Arm, SuiteSpec, Workload, plan.Difference, plan.NonInferior, plan.Equivalent,
+               plan.Interaction, plan.Trend)
+    lines = ["constructors (from harness import ...; a suite file's SUITE = SuiteSpec(...)):"]
+    for cls in classes:
+        lines.append(f"  {signature(cls)}")
+        lines.append(f"      {_first_line(cls)}")
+    lines.append("  TrialConfig(...): its fields below")
+    return lines
+
+
 def describe() -> str:
     from harness.learn.datasets import DATASETS
     from harness.learn.models import MODELS, STRATEGIES
@@ -72,6 +104,7 @@ def describe() -> str:
               "comparisons (StudySpec.plan, harness.analysis_plan):"]
     for kind in (plan.Difference, plan.NonInferior, plan.Equivalent, plan.Interaction, plan.Trend):
         lines.append(f"  {kind.__name__:12s} {kind.kind}: {_first_line(kind)}")
+    lines += ["", *constructors()]
     lines += ["", "TrialConfig fields (Arm.fixed, TrialConfig(...) as a study's base, or a search space's return):"]
     notes = field_notes()
     for f in dataclasses.fields(TrialConfig):

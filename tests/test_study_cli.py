@@ -195,6 +195,14 @@ def test_describe_lists_what_a_study_file_can_name_from_the_registries(capsys):
         assert f"  {name:10s} {len(stages)} stages: {', '.join(stages)};" in out
     assert all(f"  {name:10s} " in out for name in MODELS)
     assert "momentum, nesterov" in out and "NonInferior" in out and "(training images per target class" in out
+    # every public constructor, as a study or suite file calls it, and each is what `import harness` gives
+    import harness
+
+    for call in ("StudySpec(name='', question, arms, search_space, base=TrialConfig(), n_trials=20",
+                 "Arm(name, optimizer, strategy='full'", "SuiteSpec(name='', question, study, workloads",
+                 "Workload(label, changes={}, target=None)", "Trend(arms, direction='decreasing'"):
+        assert f"  {call}" in out, call
+        assert getattr(harness, call.split("(")[0])
 
 
 @pytest.mark.slow  # a fresh interpreter importing the whole package
