@@ -1,6 +1,7 @@
 """`python -m harness.study --describe`: what a study file can name, read from the registries themselves, so the
 reference cannot drift from the code: optimizers and their params, strategies, models and their stages,
-datasets, the comparison kinds, and every `TrialConfig` field with its default."""
+datasets, the comparison kinds, and every `TrialConfig` field with its default; and, for a study named with it,
+that study's model, stages, arms and comparisons (`describe_study`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import inspect
 import re
 
 from harness import analysis_plan as plan
-from harness.spec import TrialConfig
+from harness.spec import Arm, StudySpec, TrialConfig
 
 
 def _first_line(obj: object) -> str:
@@ -112,3 +113,39 @@ def describe() -> str:
         note = f"  ({notes[f.name]})" if f.name in notes else ""
         lines.append(f"  {f.name:18s} default {default!r}{note}")
     return "\n".join(lines)
+
+
+def describe_study(spec: StudySpec) -> str:
+    """One study as it would run (a variant's settings applied): its model and stages, its arms and its declared
+    comparisons; nothing is run or written."""
+    from harness.learn.models import REGISTERED, stage_names
+
+    base = spec.base
+    stages = stage_names(base.model)
+    own = " (registered with harness.register_model)" if base.model in REGISTERED else ""
+    lines = [f"{spec.name}: {spec.question}", "",
+             f"model {base.model}{own}, weights {base.weights}: {len(stages)} stages, {', '.join(stages)}",
+             f"data {base.dataset}; {base.epochs} epochs a run", "",
+             (f"arms ({len(spec.arms)}; {spec.n_trials} trials each, in {spec.searches} search"
+              f"{'es' * (spec.searches > 1)}; {spec.seeds} verdict seeds, up to {spec.seeds_cap}):")]
+    for arm in spec.arms:
+        fixed = ", ".join(f"{k}={v!r}" for k, v in arm.fixed.items())
+        lines.append(f"  {arm.name:16s} {arm.optimizer}, {arm.strategy}" + (f"; {fixed}" if fixed else "")
+                     + f"; searched: {_searched(spec, arm) or 'nothing'}")
+    lines += ["", "comparisons (the declared plan):"]
+    lines += [f"  {c.kind:16s} {c.label}" + (f", margin {c.margin:g}" if getattr(c, "margin", None) else "")
+              for c in spec.family]
+    return "\n".join(lines)
+
+
+def _searched(spec: StudySpec, arm: Arm) -> str:
+    """An arm's searched parameters and their ranges, from the dry run's low and high corners of its space."""
+    from harness.run.dryrun import sample_configs
+
+    corners = {label: params for label, params, _ in sample_configs(spec, arm)}
+    low, high = corners["the low corner"], corners["the high corner"]
+    return ", ".join(f"{name} {_value(low.get(name))}..{_value(high.get(name))}" for name in {**low, **high})
+
+
+def _value(v: object) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -186,6 +186,9 @@ class StudySpec:
     x_axis: str | None = None  # an Arm.fixed key to plot accuracy against (e.g. freeze_k)
     vary: tuple[str, ...] = ("seed", "partition", "pretrain")  # VARIANCE_SOURCES each confirmation seed varies
     chance_margin: float = 0.05  # a run whose validation accuracy is within this of 1/classes failed to train
+    # what follows the model (its arms, plan, search space: one arm per stage to freeze, say): model name ->
+    # StudySpec fields, called when a variant names another model (harness.learn.models.stage_names counts them)
+    for_model: Callable[[str], Mapping[str, Any]] | None = field(default=None, repr=False, compare=False)
     # how it was made: the study file's text and the settings beyond it (recorded with every run)
     source: str = field(default="", repr=False, compare=False)
     file: str = field(default="", compare=False)  # the study file's name; differs from `name` for a variant
@@ -260,6 +263,8 @@ class StudySpec:
         # a number of seeds asked for is that number: a fixed design, not the file's first batch, and no cap
         fixed = {"seed_step": 0, "seed_cap": None} if "seeds" in top and top["seeds"] != self.seeds else {}
         made = dataclasses.replace(self, base=dataclasses.replace(base, **base_changes), **top, **fixed)
+        if self.for_model is not None and made.base.model != self.base.model:
+            made = dataclasses.replace(made, **_fields_for_model(self, made.base.model))
         differs = {k: v for k, v in top.items() if getattr(self, k) != v}
         differs.update({k: getattr(made.base, k) for k in ("dataset", *BASE_SETTINGS)
                         if k != "data_root" and getattr(made.base, k) != getattr(self.base, k)})
@@ -268,6 +273,20 @@ class StudySpec:
             return dataclasses.replace(self, changes=recorded)
         return dataclasses.replace(made, name=variant_name(self.name, differs), file=self.file or self.name,
                                    changes=recorded)
+
+
+# what a study's `for_model` may not set: who the study is, and what a variant sets
+NOT_FOR_MODEL = frozenset({"name", "base", "source", "file", "changes", "for_model", *VARIANT_SETTINGS})
+
+
+def _fields_for_model(spec: StudySpec, model: str) -> dict[str, Any]:
+    """`spec.for_model`'s fields for `model`, those it may set."""
+    fields = dict(spec.for_model(model))
+    wrong = sorted((set(fields) - {f.name for f in dataclasses.fields(StudySpec)}) | (set(fields) & NOT_FOR_MODEL))
+    if wrong:
+        raise ValueError(f"for_model returns {', '.join(wrong)}; it may set the StudySpec fields that follow the "
+                         f"model (arms, plan, search_space...), not {', '.join(sorted(NOT_FOR_MODEL))}")
+    return fields
 
 
 COUNTS = {"n_trials": 1, "seeds": 1, "confirm_top": 1, "select_seeds": 1, "seed_step": 0, "searches": 1}  # field: least

@@ -5,7 +5,7 @@ Six recipes, each its own arm with the same budget, each searching its own learn
 momentum 0.9, Kornblith et al. 2019's fine-tuning optimizer, lr over optim's SGD range) plus the knob the
 recipe has:
 - linear_probe: only the new head trains (fixed features);
-- freeze_k: the first k stages frozen, k searched in 1..3 of LeNet-5's 4 stages;
+- freeze_k: the first k stages frozen, k searched in 1..3 of LeNet-5's 4 stages (1..n-1 of another model's n);
 - full: every layer fine-tunes;
 - gradual: ULMFiT's gradual unfreezing, one more stage from the top each epoch (Howard & Ruder 2018);
 - lp_ft: a linear probe for lp_epochs (searched, 1..3), then full fine-tuning (Kumar et al. 2022);
@@ -18,6 +18,7 @@ as full fine-tuning (most clearly out of distribution). The report checks both.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from harness.analysis_plan import Difference, NonInferior
@@ -27,18 +28,25 @@ from harness.spec import Arm, StudySpec, TrialConfig
 if TYPE_CHECKING:
     import optuna
 
-STAGES = 4  # lenet5: conv1, conv2, fc1, fc2
+STAGES = 4  # lenet5's: conv1, conv2, fc1, fc2 (another model's are counted by `for_model`)
 
 
-def search_space(trial: optuna.Trial, arm: Arm) -> dict:
+def search_space(trial: optuna.Trial, arm: Arm, stages: int = STAGES) -> dict:
     overrides = lr_space(trial, arm.optimizer)
     if arm.strategy == "freeze_k":
-        overrides["freeze_k"] = trial.suggest_int("freeze_k", 1, STAGES - 1)
+        overrides["freeze_k"] = trial.suggest_int("freeze_k", 1, stages - 1)
     if arm.strategy == "lp_ft":
         overrides["lp_epochs"] = trial.suggest_int("lp_epochs", 1, 3)
     if arm.name == "discriminative":
         overrides["stage_lr_decay"] = trial.suggest_float("stage_lr_decay", 0.1, 1.0, log=True)
     return overrides
+
+
+def for_model(model: str) -> dict:
+    """Another model: freeze_k searched over 1..n - 1 of its n stages (counted from its structure)."""
+    from harness.learn.models import stage_names  # PyTorch: imported only for a variant with another model
+
+    return {"search_space": functools.partial(search_space, stages=len(stage_names(model)))}
 
 
 RECIPES = ("linear_probe", "freeze_k", "full", "gradual", "lp_ft")
@@ -48,6 +56,7 @@ STUDY = StudySpec(
              "stages, full, gradual unfreezing, LP-FT or discriminative learning rates?",
     arms=(*(Arm(recipe, "sgd", recipe) for recipe in RECIPES), Arm("discriminative", "sgd", "full")),
     search_space=search_space,
+    for_model=for_model,  # a variant with another model: freeze_k over its own stages
     base=TrialConfig(model="lenet5", weights="source", dataset="digits", epochs=10,
                      optimizer_params={"momentum": 0.9, "nesterov": True}),
     searches=1,  # one search per arm: the report's intervals are conditional on each arm's chosen configuration

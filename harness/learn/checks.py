@@ -4,25 +4,19 @@ the data, the weights file, torchvision's ImageNet weights (`check_config`)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from harness.inference.stats import small_validation
 from harness.learn.colour import dataset_in_colour
 from harness.learn.datasets import check_data
-from harness.learn.models import STRATEGIES, build_model, check_weights_file, model_spec, require_imagenet
+from harness.learn.models import STRATEGIES, check_weights_file, model_spec, require_imagenet, stage_names
 from harness.learn.optim import OPTIMIZERS, params_problem
 from harness.learn.train import LR_SCHEDULES
 from harness.learn.weights import WeightsUnavailable
 from harness.spec import TrialConfig, weights_kind
 
 COLOURS = ("keep", "grey")  # TrialConfig.colour: widen a 1-channel model's input for colour images, or turn them grey
-
-
-@functools.cache
-def _stage_count(model: str) -> int:
-    return len(build_model(model, 2).stage_names)
 
 
 def problems(cfg: TrialConfig) -> Iterator[tuple[str, str]]:
@@ -59,7 +53,7 @@ def problems(cfg: TrialConfig) -> Iterator[tuple[str, str]]:
         except ValueError as error:
             yield "model", str(error)
             return
-        n_stages = _stage_count(cfg.model)
+        n_stages = len(stage_names(cfg.model))  # cached
         for field, value in depths.items():
             if not 0 <= value <= n_stages:
                 yield field, f"{field}={value}, but {cfg.model} has stages 0..{n_stages}"

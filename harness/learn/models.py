@@ -1,10 +1,12 @@
-"""The `MODELS` registry and `TransferNet`: a pretrained network with ordered, freezable stages and a new head.
+"""The `MODELS` registry (and `REGISTERED`, the networks a study adds with `harness.register_model`) and
+`TransferNet`: a pretrained network with ordered, freezable stages and a new head.
 
 Which stages are frozen is explicit state of the model (`TransferNet.frozen`), never a side effect.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,8 @@ class ModelSpec:
     # channels_last on a CPU too (it always is on a GPU): faster for narrow convolutions, slower for wide ones
     # (one thread, batches of 32: LeNet-5 and ResNet-8 10-13% faster a step, ResNet-18 20% slower)
     cpu_channels_last: bool = False
+    mean: tuple[float, ...] | None = None  # normalisation without ImageNet weights; None: 0.5 for each channel
+    std: tuple[float, ...] | None = None
 
 
 def _tv(name: str, stages: Callable[[nn.Module], StagePaths] = derived_stages, input_size: int = 32,
@@ -74,6 +78,7 @@ MODELS: dict[str, ModelSpec] = {
     "resnet18": _tv("resnet18", resnet_stages),
     "resnet50": _tv("resnet50", resnet_stages),
 }
+REGISTERED: dict[str, ModelSpec] = {}  # harness.register_model's: a study file's or a notebook's own networks
 
 
 def torchvision_classifiers() -> list[str]:
@@ -81,16 +86,20 @@ def torchvision_classifiers() -> list[str]:
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The registry entry, or one derived for any other torchvision classification model."""
+    """The registry entry, a registered model's, or one derived for any other torchvision classification model."""
     if name in MODELS:
         return MODELS[name]
+    if name in REGISTERED:
+        return REGISTERED[name]
     if timm_models.is_timm(name):  # timm's, staged like torchvision's
         return ModelSpec(lambda: timm_models.build(name), derived_stages, 3, timm_models.input_size(name))
     if name in torchvision_classifiers():
         min_size = torchvision.models.get_model_weights(name).DEFAULT.meta["min_size"]  # metadata, no download
         return _tv(name, input_size=max(32, *min_size))  # ViT and Swin take nothing smaller than 224
-    raise ValueError(f"unknown model {name!r}; registry: {', '.join(MODELS)}; or any torchvision classification "
-                     "model (torchvision.models.list_models()), or timm's as timm:NAME (timm.list_models())")
+    registered = f"; registered: {', '.join(REGISTERED)}" if REGISTERED else ""
+    raise ValueError(f"unknown model {name!r}; registry: {', '.join(MODELS)}{registered}; or any torchvision "
+                     "classification model (torchvision.models.list_models()), or timm's as timm:NAME "
+                     "(timm.list_models()), or your own with harness.register_model")
 
 
 class TransferNet(nn.Module):
@@ -243,6 +252,12 @@ def build_model(name: str, num_classes: int, weights: str = "none", bn_frozen_ev
     return TransferNet(net, stages, head, bn_frozen_eval, spec.cpu_channels_last)
 
 
+@functools.cache
+def stage_names(name: str) -> tuple[str, ...]:
+    """`name`'s stages, from the input side: built without weights (ImageNet's are not needed to count them)."""
+    return tuple(build_model(name, 2).stage_names)
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """What a model wants its input to be: size, channels, normalisation, and how to resize to it.
@@ -276,7 +291,8 @@ def preprocessing(name: str, weights: str) -> Preprocess:
         t = w.transforms()
         return Preprocess(t.crop_size[0], 3, tuple(t.mean), tuple(t.std), t.resize_size[0], t.interpolation.value,
                           bool(t.antialias), f"{type(w).__name__}.{w.name}")
-    return Preprocess(spec.input_size, spec.in_channels, (0.5,) * spec.in_channels, (0.5,) * spec.in_channels)
+    half = (0.5,) * spec.in_channels
+    return Preprocess(spec.input_size, spec.in_channels, spec.mean or half, spec.std or half)
 
 
 # Fine-tuning strategies: how many stages (from the input side) are frozen at a given epoch.
