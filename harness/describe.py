@@ -72,6 +72,10 @@ def constructors() -> list[str]:
     for cls in classes:
         lines.append(f"  {signature(cls)}")
         lines.append(f"      {_first_line(cls)}")
+    from harness.learn.register import register_model
+
+    lines.append(f"  register_model{inspect.signature(register_model)}".replace("'", ""))
+    lines.append(f"      {_first_line(register_model)}")
     lines.append("  TrialConfig(...): its fields below")
     return lines
 

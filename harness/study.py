@@ -187,10 +187,15 @@ def main(argv: list[str] | None = None, spec: StudySpec | None = None) -> int:
     harness.browse.ui_port = args.ui_port  # every link to a local store's UI, in this process and its workers
     if args.list:
         return list_all(args)
-    if args.describe:
-        from harness.describe import describe
+    if args.describe:  # what a study file can name; with a study, what that study runs (its model's stages)
+        from harness.describe import describe, describe_study
 
-        print(describe())
+        try:
+            print(describe_study(apply_overrides(load_study(args.study, args.studies), args)) if args.study
+                  else describe())
+        except (ValueError, KeyError, TypeError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         return 0
     if not args.study:
         parser().error(f"name a study; choices: {', '.join(list_studies(args.studies))}")

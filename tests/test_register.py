@@ -146,6 +146,25 @@ def test_registering_a_name_again_replaces_it_as_a_reimported_study_file_does():
     assert stage_names("tiny") == ("block1", "block2")
 
 
+class WiderNet(TinyNet):
+    """TinyNet with a wider first block: the same name registered for another network."""
+
+    def __init__(self):
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2))
+
+
+def test_a_source_checkpoint_is_keyed_by_the_registered_network_not_only_its_name():
+    from harness.learn.pretrain import checkpoint_key
+
+    cfg = TrialConfig(model="tiny", weights="source")
+    register()
+    first = checkpoint_key(cfg)
+    assert first == checkpoint_key(cfg)  # the same network: its checkpoint is found again
+    harness.register_model("tiny", WiderNet, stages=["block1", "block2"], input_size=16, in_channels=1)
+    assert checkpoint_key(cfg) != first  # a changed network under the same name is pretrained anew
+
+
 def test_an_unknown_model_names_the_registered_ones_too():
     register()
     with pytest.raises(ValueError, match="registered: tiny; .*harness.register_model"):

@@ -24,7 +24,7 @@ from typing import Protocol
 import torch
 
 from harness.learn.data import make_task
-from harness.learn.models import Preprocess, build_model, model_spec, preprocessing
+from harness.learn.models import REGISTERED, Preprocess, build_model, model_spec, preprocessing
 from harness.learn.train import device, fit, seed_everything
 from harness.learn.weights import read_state_dict
 from harness.spec import TrialConfig, digest
@@ -74,6 +74,8 @@ def checkpoint_key(cfg: TrialConfig) -> str:
     flat.pop("colour")  # the source trains on the model's own channels: a target's colour changes nothing here
     flat["preprocess"] = dataclasses.asdict(source_preprocessing(cfg))  # the input the weights were trained on
     del flat["preprocess"]["widened_from"]  # always None: the source trains on the model's own channels
+    if cfg.model in REGISTERED:  # a network registered under a name it may keep while its layers change
+        flat["architecture"] = digest({"net": repr(model_spec(cfg.model).build())})
     short = digest(flat, length=10)
     dataset = re.sub(r"[^\w.-]+", "_", pcfg.dataset)  # folder:/a/b -> folder_a_b: the key names files
     return f"{cfg.model}-{dataset}-{short}"
