@@ -13,7 +13,7 @@ from fabricate import digits, half_written_jpeg, write_folder, write_mnist
 from PIL import Image, ImageFile
 from torchvision.transforms.v2 import functional as TF
 
-from harness.learn import data, datasets
+from harness.learn import data, images
 from harness.learn.data import make_task, preprocess
 from harness.learn.datasets import (
     DATASETS,
@@ -180,7 +180,7 @@ def test_checked_images_are_not_decoded_again_by_a_later_check(tmp_path, monkeyp
     assert sorted(folder.rglob("*")) == before  # the cache lives in the harness's cache folder, not the dataset's
 
     opened.clear()
-    monkeypatch.setattr(datasets, "_decoded", set())  # a new process: only the cache on disk remembers
+    monkeypatch.setattr(images, "_decoded", set())  # a new process: only the cache on disk remembers
     check_images(str(folder))
     assert opened == []
 
@@ -195,7 +195,7 @@ def test_a_broken_image_found_again_after_the_others_passed_is_the_only_one_deco
     jpeg = half_written_jpeg(folder / "class_1" / "cut.jpg")
     with pytest.raises(BrokenImage):
         check_images(str(folder))
-    monkeypatch.setattr(datasets, "_decoded", set())
+    monkeypatch.setattr(images, "_decoded", set())
     opened = count_opens(monkeypatch)
     with pytest.raises(BrokenImage):
         check_images(str(folder))

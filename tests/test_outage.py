@@ -121,8 +121,8 @@ def test_a_tracking_server_away_is_said_on_stderr_while_mlflows_client_retries_a
 
     import mlflow
 
-    from harness.run.objective import outcome_for
     from harness.run.outage import announce_tracking_retries
+    from harness.run.outcomes import outcome_for
 
     with socket.socket() as s:  # a port nothing listens on: connection refused, as while a server restarts
         s.bind(("127.0.0.1", 0))

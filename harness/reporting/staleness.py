@@ -21,8 +21,8 @@ RUN_CODE = (
     "harness/learn",  # what a run computes: models and weights, data and splits, optimizers, fit and evaluate
     # which runs a study makes and what each records: a trial's config and run, how its end becomes an outcome,
     # the sampler's points and the confirmation plan, pruning, the source checkpoints, the queue's planning
-    "harness/run/objective.py", "harness/run/slot.py", "harness/run/slots.py", "harness/run/pruning.py",
-    "harness/run/checkpoints.py", "harness/run/queue.py", "harness/run/work.py",
+    "harness/run/objective.py", "harness/run/outcomes.py", "harness/run/slot.py", "harness/run/slots.py",
+    "harness/run/pruning.py", "harness/run/checkpoints.py", "harness/run/queue.py", "harness/run/work.py",
     # the defaults every run inherits, how a study file is read
     "harness/spec.py", "harness/study_file.py",
 )

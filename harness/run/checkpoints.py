@@ -23,6 +23,7 @@ from harness.learn.pretrain import (
 )
 from harness.run import queue
 from harness.run.outage import PATIENCE_SECONDS, disk_full, is_outage
+from harness.run.outcomes import outcome_for
 from harness.run.slots import searched_fields
 from harness.run.tracking import MetricBuffer, start_child_run, worker_gone
 from harness.schema import Phase, Tag
@@ -49,8 +50,6 @@ class _MlflowRecord:
 def mlflow_record(key: str, pcfg: TrialConfig) -> Iterator[_MlflowRecord]:
     """A pretraining as a nested MLflow run, ended as a trial's run is: with its outcome and reason, so a Ctrl-C
     leaves it KILLED and interrupted (MLflow's own `with` would end it FAILED, saying nothing)."""
-    from harness.run.objective import outcome_for  # at call time: harness.run.objective imports this module
-
     tags = {Tag.PHASE: Phase.PRETRAIN.value, Tag.CHECKPOINT: key}
     with start_child_run(f"pretrain seed {pcfg.seed} {key}", tags) as run:
         record = _MlflowRecord(run.info.run_id)

@@ -1,7 +1,7 @@
 """Where Optuna meets MLflow: a trial (or a confirmation seed) -> `TrialConfig` -> child MLflow run -> `fit`.
 
 Every run, search or confirmation, goes through `tracked_run`, so both are logged the same way, and every way
-a run can end is named by `outcome_for`, the one mapping from what was raised to an `Outcome`.
+a run can end is named by `harness.run.outcomes.outcome_for`, the one mapping from what was raised to an `Outcome`.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from harness import internals
 from harness.browse import Browse, browse
 from harness.learn.data import Task, make_task, target_preprocessing
 from harness.learn.models import build_model
-from harness.learn.train import Diverged, device, evaluate, fit, seed_everything
+from harness.learn.train import device, evaluate, fit, seed_everything
 from harness.run.checkpoints import source_checkpoint
 from harness.run.outage import disk_full, is_outage, retrying
+from harness.run.outcomes import outcome_for
 from harness.run.pruning import PruningView, write_curve
 from harness.run.tracking import MetricBuffer, start_child_run
 from harness.run.work import Job
-from harness.schema import Attr, Outcome, Phase, Tag
+from harness.schema import Attr, Phase, Tag
 from harness.spec import (
     MODEL_SEED,
     SELECTION_SEED_BASE,
@@ -44,27 +45,6 @@ from harness.spec import (
     weights_kind,
 )
 from harness.stores import optuna_study_name
-
-
-def outcome_for(error: BaseException | None) -> tuple[Outcome, str]:
-    """How a run ended, from what it raised (None: it returned), with the reason people read.
-
-    >>> outcome_for(optuna.TrialPruned())[0], outcome_for(KeyboardInterrupt())[0], outcome_for(None)[0]
-    (<Outcome.PRUNED: 'pruned'>, <Outcome.INTERRUPTED: 'interrupted'>, <Outcome.COMPLETE: 'complete'>)
-    """
-    if error is None:
-        return Outcome.COMPLETE, ""
-    if isinstance(error, optuna.TrialPruned):
-        return Outcome.PRUNED, "median pruner"
-    if isinstance(error, Diverged):
-        return Outcome.DIVERGED, f"diverged: {error}"
-    if isinstance(error, KeyboardInterrupt):
-        return Outcome.INTERRUPTED, "interrupted (Ctrl-C)"
-    if (full := disk_full(error)) is not None:  # nothing about the configuration either: it runs again
-        return Outcome.INTERRUPTED, f"interrupted: the disk is full ({full})"
-    if is_outage(error):  # the storage went away mid-run: says nothing about the configuration
-        return Outcome.INTERRUPTED, f"interrupted: the storage was unreachable ({type(error).__name__})"
-    return Outcome.FAILED, f"error: {type(error).__name__}: {error}"
 
 
 def config_hash(cfg: TrialConfig) -> str:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import TrialState
 
-from harness.run.objective import outcome_for
 from harness.run.outage import DiskFull, disk_full, is_outage, retrying
+from harness.run.outcomes import outcome_for
 from harness.run.work import Job
 from harness.schema import Attr, Outcome
 
