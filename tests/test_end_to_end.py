@@ -230,3 +230,34 @@ def test_stores_of_an_older_harness_are_refused_until_migrated_then_report_the_s
 
 def _verdict(report: str) -> str:
     return report.split("## Verdict", 1)[1].split("\n## ", 1)[0]
+
+
+def test_an_arm_whose_every_search_trial_diverged_is_judged_failing_to_train(finished, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from harness.learn.train import Diverged
+
+    shutil.copytree(finished / "mlruns" / "checkpoints", tmp_path / "mlruns" / "checkpoints")
+    real_fit = harness.run.objective.fit
+
+    def adam_unfrozen_diverges(model, task, cfg, on_epoch=None):
+        if cfg.arm == "adam-unfrozen":
+            raise Diverged("training loss became nan in epoch 0")
+        return real_fit(model, task, cfg, on_epoch)
+
+    monkeypatch.setattr(harness.run.objective, "fit", adam_unfrozen_diverges)
+    args = ["sgd_vs_adam", "--trials", "2", "--seeds", "3", "--epochs", "1", "--searches", "1",
+            "--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")]
+    assert main(args) == 0
+    name = "sgd_vs_adam--epochs-1--trials-2--searches-1--seeds-3"
+    mine = [r for r in runs(tmp_path, "confirm", name) if r.data.tags["arm"] == "adam-unfrozen"]
+    # its best diverged trial ran on the verdict seeds, and diverged there too
+    assert sorted(int(r.data.tags["seed"]) for r in mine) == [1, 2, 3]
+    assert all(r.data.tags["outcome"] == "diverged" for r in mine)
+    summary = json.loads((tmp_path / "reports" / name / "summary.json").read_text())
+    text = " ".join(summary["verdicts"])
+    assert "has no confirmation runs" not in text
+    assert "adam-unfrozen failed to train on every seed (3 of 3" in text  # and its comparisons are judged
+    assert "adam-unfrozen - sgd-unfrozen: **undecided**; estimate -" in text  # on the endpoint: at chance
+    assert "Failure to train: adam-unfrozen and sgd-unfrozen" in text  # Fisher's test: its own claim

@@ -103,7 +103,7 @@ def _not_reproduced(record: StudyRecord) -> list[str]:
     lines = []
     for name, arm in record.arms.items():
         val = pd.Series(arm.val_acc(), dtype=float)
-        if arm.best is None or len(val) < 2:
+        if arm.best is None or arm.best.value is None or len(val) < 2:
             continue
         mean, sd = float(val.mean()), float(val.std(ddof=1))
         if arm.best.value - mean > max(0.05, 2 * sd):  # 5 points and two seed-sds below the search's score

@@ -47,7 +47,8 @@ def plan_table(record: StudyRecord, found: Findings) -> str:
 
 def _arm_row(record: StudyRecord, name: str, arm: ArmRecord, found: Findings) -> str:
     wall = pd.to_numeric(record.log.children(name)["wall_seconds"], errors="coerce").sum()
-    best = f"{pct(arm.best.value)} (trial {arm.best.number})" if arm.best else "-"
+    best = "-" if arm.best is None else f"{pct(arm.best.value)} (trial {arm.best.number})" \
+        if arm.best.value is not None else f"none trained (trial {arm.best.number} confirmed)"
     val = pd.Series(arm.val_acc(), dtype=float)
     seeds_val = f"{pct(val.mean())}" if len(val) else "-"
     test = ci = "no confirmation runs" if not arm.test_acc() else "no run trained"

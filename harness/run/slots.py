@@ -7,6 +7,7 @@ Pure functions of the study and its Optuna records: every worker computes the sa
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -87,8 +88,12 @@ def confirm_slots(spec: StudySpec, search: optuna.Study,
     complete trial): it runs on the verdict seeds 1..verdict_seeds (the sequential rule's current batch;
     default the study's first). Several: each runs on the selection seeds first; once `select` has chosen
     one, the chosen one runs on the verdict seeds as well. A pure function of the stores."""
-    top = [s.trial for s in ledger.ranked(ledger.slots(search.get_trials(deepcopy=False), "", Phase.SEARCH))]
-    top = top[: spec.confirm_top]
+    searched = ledger.slots(search.get_trials(deepcopy=False), "", Phase.SEARCH)
+    top = [s.trial for s in ledger.ranked(searched)][: spec.confirm_top]
+    if not top:  # no trial trained (each diverged or failed): the best of them still runs on the verdict seeds, so
+        # the arm is judged as failing to train on the declared endpoint instead of left without a result
+        top = [s.trial for s in sorted((s for s in searched if s.counted),
+                                       key=lambda s: (-_or(s.budget_value, -1.0), s.number))][:1]
 
     def slots(t: FrozenTrial, seeds: Iterable[int]) -> dict[str, tuple[dict, dict]]:
         return {f"{t.number}/{seed}": (t.params, {Attr.SEARCH_TRIAL: t.number, Attr.SEED: seed}) for seed in seeds}
@@ -101,6 +106,10 @@ def confirm_slots(spec: StudySpec, search: optuna.Study,
     if chosen is not None:
         wanted.update(slots(next(t for t in top if t.number == chosen), verdict))
     return wanted
+
+
+def _or(value: float, instead: float) -> float:
+    return instead if math.isnan(value) else value
 
 
 def confirm_budget(spec: StudySpec, verdict_seeds: int | None = None) -> int:
