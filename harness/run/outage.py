@@ -65,12 +65,13 @@ def wait_for_space(error: BaseException, what: str, sleep: Callable[[float], Non
     """After a run met a full disk (`error`): go on at once if its disk has room again, else wait a while,
     silently, for space; past DISK_FULL_PATIENCE since the disk was first found full, StorageGone with the one
     line that says where and how much is free."""
-    waited = space.FULL.note(time.monotonic())
+    now = time.monotonic()
+    waited = space.FULL.note(now)
+    place = space.full_place(error)
+    if place is not None and (space.free_bytes(place.absolute()) or 0) >= LOW_SPACE and space.FULL.forgive(now):
+        return  # freed while the slot was recorded (its record may have waited most of the patience)
     if waited >= DISK_FULL_PATIENCE:
         raise _disk_full_gone(error, waited, what) from error
-    place = space.full_place(error)
-    if place is not None and (space.free_bytes(place.absolute()) or 0) >= LOW_SPACE:  # freed while it was recorded
-        return  # (still counted: a disk that keeps failing with room on it stops the worker all the same)
     sleep(min(space.FULL.next_wait(), DISK_FULL_PATIENCE - waited))
 
 

@@ -87,6 +87,7 @@ class _FullDisk:
     since: float | None = None
     last: float | None = None
     waits: int = 0
+    forgiven: bool = False
     seen: float = float("-inf")  # when a write last failed for want of space, by its error's type and code
 
     def evidence(self) -> None:
@@ -99,9 +100,17 @@ class _FullDisk:
     def note(self, now: float) -> float:
         """Seconds the disk has been full, counting this error."""
         if self.last is None or self.since is None or not 0 <= now - self.last <= 2 * LONGEST_WAIT:
-            self.since, self.waits = now, 0
+            self.since, self.waits, self.forgiven = now, 0, False
         self.last = now
         return now - self.since
+
+    def forgive(self, now: float) -> bool:
+        """The disk has room again: count afresh from now, once (a disk that keeps failing with room on it, a
+        quota say, still stops the worker)."""
+        if self.forgiven:
+            return False
+        self.since, self.waits, self.forgiven = now, 0, True
+        return True
 
     def next_wait(self) -> float:
         self.waits += 1
