@@ -61,9 +61,8 @@ def _locked() -> Exception:
 def watched(tmp_path):
     stores = Stores(tmp_path / "mlruns")
     stores.root.mkdir()
-    space.watch(stores)
-    yield stores
-    space._PLACES.clear()
+    with space.watching(stores):
+        yield stores
 
 
 def test_a_full_disk_names_the_store_that_could_not_write_and_the_room_on_its_disk(watched):

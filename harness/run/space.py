@@ -7,6 +7,7 @@ SQLite says neither which file nor which disk ("database or disk is full"), so t
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -34,17 +35,24 @@ def chain(error: BaseException | None) -> Iterator[BaseException]:
 _PLACES: dict[str, Path] = {}  # the stores this worker writes, by who writes them: what a full disk names
 
 
-def watch(stores: Any) -> None:
-    """Remember where `stores` (a harness.stores.Stores) write, so that a full disk names the store and the free
-    space on its disk: an SQLite error says neither."""
+@contextlib.contextmanager
+def watching(stores: Any) -> Iterator[None]:
+    """While a worker runs: where `stores` (a harness.stores.Stores) write, so that a full disk names the store
+    and the free space on its disk (an SQLite error says neither); a fresh count of how long the disk was full."""
     from harness.stores import parse_url
 
+    global FULL
     _PLACES.clear()
     for writer, url in (("optuna", stores.optuna_url), ("mlflow", stores.mlflow_uri)):
         parsed = parse_url(url)
         if parsed.is_file:
             _PLACES[writer] = parsed.path
     _PLACES["root"] = stores.root
+    FULL = _FullDisk()
+    try:
+        yield
+    finally:
+        _PLACES.clear()
 
 
 def _modules(error: BaseException) -> Iterator[str]:

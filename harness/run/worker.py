@@ -33,7 +33,7 @@ from harness.run.outage import (
 from harness.run.pairing import pair
 from harness.run.parent import ParentRun
 from harness.run.slot import _tell, run_slot
-from harness.run.space import watch
+from harness.run.space import watching
 from harness.run.work import Job, Work, open_work
 from harness.schema import Attr, Outcome, StudyAttr
 from harness.spec import StudySpec
@@ -131,7 +131,8 @@ class Worker:
         _SWALLOWED.clear()
         restore = _remember_interrupts()
         try:
-            return self._run()
+            with watching(self.stores):  # a full disk names the store and the room left on its disk
+                return self._run()
         finally:
             restore()
 
@@ -139,7 +140,6 @@ class Worker:
         # from the start: a Ctrl-C swallowed while opening (in scipy's Sobol set-up, say) is raised at the first slot
         sys.unraisablehook = _keep_interrupts(sys.unraisablehook)
         sys.excepthook = _keep_printed_interrupts(sys.excepthook)
-        watch(self.stores)  # a full disk names the store and the room left on its disk
         quiet_reported_errors()
         try:  # opening is idempotent (every study and experiment is created if missing): after an outage, again
             retrying(self.open, "opening the study's stores")
