@@ -14,6 +14,25 @@ from typing import Any
 
 from harness.run.resources import WorkerPlan
 
+EX_TEMPFAIL = 75  # a worker stopped by an outage or a full disk: the same command carries on later
+_TO_COMMAND: Any = None  # in a forked worker: where its last word goes, for the command to say once for all
+
+
+def tell_stopped(line: str, gist: str) -> None:
+    """A worker stopped (an outage, a full disk, Ctrl-C): its line, printed once for all the workers that stop
+    for the same reason (`gist`), by the command that forked them (else by the worker)."""
+    if _TO_COMMAND is None:
+        print(line, file=sys.stderr, flush=True)
+    else:
+        _TO_COMMAND.put(("stopped", gist, line))
+
+
+def tell_finished() -> None:
+    """A worker saw the study done and its report written from these records: another worker's stop (75)
+    leaves nothing to rerun."""
+    if _TO_COMMAND is not None:
+        _TO_COMMAND.put(("finished", "", ""))
+
 
 def launch_workers(argv: list[str], plan: WorkerPlan, main: Callable[[list[str]], int]) -> list[Any]:
     """Start `plan.workers` copies of this command as worker processes sharing the stores, each with its
@@ -26,22 +45,36 @@ def launch_workers(argv: list[str], plan: WorkerPlan, main: Callable[[list[str]]
             and not a.startswith("--workers=")]
     threads = str(plan.threads)
     worker_argv = [*rest, "--workers", "1", "--threads", threads]
+    global _TO_COMMAND
     fork = not plan.gpus and "fork" in multiprocessing.get_all_start_methods()
-    if fork:
-        close_connections(close=True)  # SQLite must not see a connection cross a fork, even one left unused
-    procs: list[Any] = []
-    for i in range(plan.workers):
+    procs = Workers()
+    try:
         if fork:
-            procs.append(multiprocessing.get_context("fork").Process(target=_forked_worker, args=(main, worker_argv)))
-            procs[-1].start()
-            continue
-        # OpenMP's pools are sized at import: set them before the child starts
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-        if plan.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = plan.gpus[i % len(plan.gpus)]
-        procs.append(subprocess.Popen([sys.executable, "-m", "harness.study", *worker_argv], env=env))
+            close_connections(close=True)  # SQLite must not see a connection cross a fork, even one left unused
+            _TO_COMMAND = multiprocessing.get_context("fork").SimpleQueue()
+        for i in range(plan.workers):
+            if fork:
+                procs.append(multiprocessing.get_context("fork").Process(target=_forked_worker,
+                                                                         args=(main, worker_argv)))
+                procs[-1].start()
+                continue
+            # OpenMP's pools are sized at import: set them before the child starts
+            env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+            if plan.gpus:
+                env["CUDA_VISIBLE_DEVICES"] = plan.gpus[i % len(plan.gpus)]
+            procs.append(subprocess.Popen([sys.executable, "-m", "harness.study", *worker_argv], env=env))
+    except KeyboardInterrupt:  # the workers started so far got it too: wait_for waits for them to record it
+        procs.interrupted = True
+        return procs
     print(f"started {plan.describe()}", flush=True)
     return procs
+
+
+class Workers(list):
+    """The worker processes a command started (a forked process or a fresh interpreter each), and whether a
+    Ctrl-C came while they were being started."""
+
+    interrupted = False
 
 
 def close_connections(close: bool) -> None:
@@ -68,22 +101,52 @@ def forked_child() -> None:
 
 
 def _forked_worker(main: Callable[[list[str]], int], argv: list[str]) -> None:
-    forked_child()
-    sys.exit(main(argv))
+    try:
+        forked_child()
+        code = main(argv)
+    except KeyboardInterrupt:  # before the worker could take it (importing what it runs): nothing of its written
+        tell_stopped("\ninterrupted while the workers started; rerun the same command to start", "interrupted")
+        code = 130
+    sys.exit(code)
 
 
 def wait_for(procs: list[Any]) -> int:
-    """Wait for every worker (a forked process or a fresh interpreter); the worst exit status."""
+    """Wait for every worker (a forked process or a fresh interpreter); the worst exit status. Forked workers'
+    stop lines are printed once for all that stop for the same reason; and a stop (75) is no failure when
+    another worker then finished the study and its report: nothing is left to rerun."""
+    global _TO_COMMAND
+    heard, said, finished = _TO_COMMAND, set(), False
+
+    def hear() -> None:
+        nonlocal finished
+        while heard is not None and not heard.empty():
+            kind, gist, line = heard.get()
+            finished |= kind == "finished"
+            if kind == "stopped" and gist not in said:
+                said.add(gist)
+                print(line, file=sys.stderr, flush=True)
+
     codes = []
     for proc in procs:
         while True:
             try:
                 if isinstance(proc, subprocess.Popen):
                     codes.append(proc.wait())
-                else:
-                    proc.join()
+                    break
+                proc.join(timeout=0.2)
+                hear()
+                if proc.exitcode is not None:
                     codes.append(proc.exitcode)
-                break
+                    break
             except KeyboardInterrupt:  # the workers got the Ctrl-C too: wait for them to record it
                 continue
-    return max(codes, key=lambda c: (c != 0, abs(c)))
+    hear()
+    _TO_COMMAND = None  # this process may run a worker itself next (a suite's next workload)
+    if getattr(procs, "interrupted", False):
+        print("\ninterrupted while the workers were started; rerun the same command to resume", file=sys.stderr)
+        codes.append(130)
+    if finished and EX_TEMPFAIL in codes and set(codes) <= {0, EX_TEMPFAIL}:
+        print("the other workers finished the study and its report after a worker stopped: nothing is left to "
+              "rerun", flush=True)
+        return 0
+    return max(codes, key=lambda c: (c != 0, abs(c)), default=130)

@@ -9,21 +9,22 @@ will not recover.
 
 from __future__ import annotations
 
-import errno
 import logging
-import shutil
 import sqlite3
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
+
+from harness.run import space
+from harness.run.space import FIRST_WAIT, LONGEST_WAIT, LOW_SPACE, chain, disk_full, free_space
 
 T = TypeVar("T")
 PATIENCE_SECONDS = 600.0
 DISK_FULL_PATIENCE = 15.0  # a full disk is rarely freed within minutes: stop soon, say so, and let a rerun carry on
-FIRST_WAIT, LONGEST_WAIT = 1.0, 8.0  # a store that comes back is found soon; a try is one cheap query
-SQLITE_FULL = 13  # sqlite3's result code for "database or disk is full"
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # "database is locked": another connection holds the write lock
+LOCK_PATIENCE = 10.0  # a cleanup write after Ctrl-C tries again this long (each try waits out a lock by itself
+# first: MLflow's busy timeout is 20 s), then gives up: the rerun closes what is left
 
 
 def _outage_types() -> tuple[type[BaseException], ...]:
@@ -54,38 +55,28 @@ def _tracking_server_away(error: BaseException) -> bool:
     return server.startswith("http") and url.startswith(server)
 
 
-def _chain(error: BaseException | None):
-    seen = 0
-    while error is not None and seen < 10:
-        yield error
-        error, seen = error.__cause__ or error.__context__, seen + 1
+def _disk_full_gone(error: BaseException, waited: float, what: str) -> StorageGone:
+    return StorageGone(f"the disk is full ({disk_full(error)}{free_space(error)}) for {waited:.0f} s while {what}; "
+                       "finished work is kept: free some space and rerun the same command (what was cut off runs "
+                       "again)")
 
 
-def disk_full(error: BaseException | None) -> str | None:
-    """Where the disk is full, if `error` or its cause says so by its type and code (ENOSPC, SQLITE_FULL,
-    PostgreSQL's disk-full class); else None."""
-    try:
-        from psycopg.errors import DiskFull as PostgresDiskFull
-    except ImportError:
-        PostgresDiskFull = ()
-    for e in _chain(error):
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return f"writing {e.filename}" if e.filename else "writing a file"
-        if isinstance(e, sqlite3.Error) and getattr(e, "sqlite_errorcode", None) == SQLITE_FULL:
-            return "writing an SQLite store"
-        if PostgresDiskFull and isinstance(e, PostgresDiskFull):
-            return "on the PostgreSQL server"
-    return None
+def wait_for_space(error: BaseException, what: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    """After a run met a full disk (`error`): go on at once if its disk has room again, else wait a while,
+    silently, for space; past DISK_FULL_PATIENCE since the disk was first found full, StorageGone with the one
+    line that says where and how much is free."""
+    now = time.monotonic()
+    waited = space.FULL.note(now)
+    place = space.full_place(error)
+    if place is not None and (space.free_bytes(place.absolute()) or 0) >= LOW_SPACE and space.FULL.forgive(now):
+        return  # freed while the slot was recorded (its record may have waited most of the patience)
+    if waited >= DISK_FULL_PATIENCE:
+        raise _disk_full_gone(error, waited, what) from error
+    sleep(min(space.FULL.next_wait(), DISK_FULL_PATIENCE - waited))
 
 
-def free_space(error: BaseException | None) -> str:
-    """', N MB free' on the disk of the file the error names (else of the working folder, where stores default)."""
-    named = next((e.filename for e in _chain(error) if isinstance(e, OSError) and e.filename), None)
-    try:
-        folder = Path(named).parent if named else Path.cwd()
-        return f", {shutil.disk_usage(folder).free / 2**20:.0f} MB free there"
-    except OSError:
-        return ""
+class StorageGone(RuntimeError):
+    """The storage stayed unreachable (or its disk full) past the worker's patience."""
 
 
 class DiskFull(RuntimeError):
@@ -96,15 +87,21 @@ class DiskFull(RuntimeError):
                          "same command (what was cut off runs again)")
 
 
+def gist(error: BaseException) -> str:
+    """What a worker's stop is about, the same for every worker that meets it (a full disk: which disk; an
+    outage: which store), so that a command of many workers says it once."""
+    return f"disk full: {space.device(error)}" if disk_full(error) is not None else f"unreachable: {store_of(error)}"
+
+
 def store_of(error: BaseException | None) -> str:
     """Which store went away, by the error's type: MLflow's tracking server (HTTP) or a database."""
-    return "the MLflow tracking server" if any(_tracking_server_away(e) for e in _chain(error)) else "the storage"
+    return "the MLflow tracking server" if any(_tracking_server_away(e) for e in chain(error)) else "the storage"
 
 
 def is_outage(error: BaseException | None) -> bool:
     """Whether `error`, or what caused it (Optuna wraps the database's errors), is the storage being away."""
     kinds = _outage_types()
-    return any(isinstance(e, kinds) or _tracking_server_away(e) for e in _chain(error))
+    return any(isinstance(e, kinds) or _tracking_server_away(e) for e in chain(error))
 
 
 class TrackingRetries(logging.Handler):
@@ -133,10 +130,6 @@ def announce_tracking_retries(uri: str) -> None:
         pool.addHandler(TrackingRetries(uri))
 
 
-class StorageGone(RuntimeError):
-    """The storage stayed unreachable past the worker's patience."""
-
-
 def retrying(action: Callable[[], T], what: str, patience: float = PATIENCE_SECONDS,
              sleep: Callable[[float], None] = time.sleep) -> T:
     """`action()`, again after an outage, waiting 1, 2, 4, 8, 8 ... s between tries, for up to `patience` seconds."""
@@ -145,16 +138,67 @@ def retrying(action: Callable[[], T], what: str, patience: float = PATIENCE_SECO
         try:
             return action()
         except Exception as error:
-            if not is_outage(error):
+            full = disk_full(error)
+            if full is None and not is_outage(error):
                 raise
-            waited, full, store = time.monotonic() - start, disk_full(error), store_of(error)
-            problem = f"the disk is full ({full}{free_space(error)})" if full else f"{store} stayed unreachable"
-            if waited >= (min(patience, DISK_FULL_PATIENCE) if full else patience):
-                raise StorageGone(f"{problem} for {waited:.0f} s while {what} ({type(error).__name__}); finished "
-                                  "work is kept: rerun the same command once it is back") from error
-            now = f"the disk is full ({full}): free some space" if full else f"{store.removeprefix('the ')} unreachable"
-            print(f"{now} while {what} ({type(error).__name__}); retrying in {wait:.0f} s", file=sys.stderr,
-                  flush=True)
             logging.getLogger("harness").debug("outage: %s", error)
+            if full is not None:  # waited out silently: the one line is the worker's when it stops
+                waited = space.FULL.note(time.monotonic())
+                if waited >= min(patience, DISK_FULL_PATIENCE):
+                    raise _disk_full_gone(error, waited, what) from error
+                sleep(min(space.FULL.next_wait(), DISK_FULL_PATIENCE - waited))
+                continue
+            waited, store = time.monotonic() - start, store_of(error)
+            if waited >= patience:
+                raise StorageGone(f"{store} stayed unreachable for {waited:.0f} s while {what} "
+                                  f"({type(error).__name__}); finished work is kept: rerun the same command once it "
+                                  "is back") from error
+            print(f"{store.removeprefix('the ')} unreachable while {what} ({type(error).__name__}); retrying in "
+                  f"{wait:.0f} s", file=sys.stderr, flush=True)
             sleep(wait)
             wait = min(wait * 2, LONGEST_WAIT)
+
+
+def locked(error: BaseException | None) -> bool:
+    """Whether `error`, or what caused it, is SQLite's "database is locked" (by its result code)."""
+    return any(isinstance(e, sqlite3.Error) and getattr(e, "sqlite_errorcode", None) in (SQLITE_BUSY, SQLITE_LOCKED)
+               for e in chain(error))
+
+
+def settle(action: Callable[[], object], patience: float = LOCK_PATIENCE,
+           sleep: Callable[[float], None] = time.sleep) -> BaseException | None:
+    """A cleanup write after Ctrl-C (a run ended KILLED, a trial told interrupted): tried again, silently, while
+    another worker's cleanup holds the store's lock (the same Ctrl-C reached every worker at once) or the store
+    is away, for up to `patience` seconds. Returns None once it is written, else the last error: the caller says
+    so in one line and the rerun repairs what is left (a dead worker's runs are closed by the next one)."""
+    start, wait = time.monotonic(), FIRST_WAIT / 4
+    while True:
+        try:
+            action()
+            return None
+        except Exception as error:  # noqa: BLE001 - after Ctrl-C: said in one line by the caller, never a traceback
+            if not (locked(error) or is_outage(error)) or time.monotonic() - start >= patience:
+                return error
+            sleep(wait)
+            wait = min(wait * 2, LONGEST_WAIT / 4)
+
+
+def _reported(record: logging.LogRecord) -> bool:
+    """False for a library's record of an error the harness reports itself (a full disk, a store that is away
+    or locked: waited out, then said in one line), which would print chained tracebacks and retry lines above
+    that line."""
+    errors = [record.exc_info[1]] if record.exc_info and record.exc_info[1] is not None else []
+    errors += [a for a in (record.args if isinstance(record.args, tuple) else ()) if isinstance(a, BaseException)]
+    return not any(disk_full(e) is not None or is_outage(e) for e in errors)
+
+
+def quiet_reported_errors() -> None:
+    """Drop, from every handler logging has now (MLflow's, Optuna's, alembic's, the root's and Python's last
+    resort, which SQLAlchemy's loggers reach), the records of errors the harness reports itself. Installed once
+    per handler; called again after the stores are opened, since a migration can add handlers."""
+    handlers = [*logging.getLogger().handlers, logging.lastResort]
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        handlers += getattr(logger, "handlers", [])
+    for handler in handlers:
+        if handler is not None and _reported not in handler.filters:
+            handler.addFilter(_reported)

@@ -58,6 +58,9 @@ class ParentRun:
             end_run(mlflow.MlflowClient(), active.info.run_id, Outcome.INTERRUPTED, "interrupted (Ctrl-C)")
             mlflow.end_run(Outcome.INTERRUPTED.mlflow_status)
         if mlflow.active_run() is not None:
+            # written first, then taken off MLflow's stack (whose end_run pops before it writes): a write that
+            # fails (a store locked or full) leaves the run active, for the caller to try again
+            mlflow.MlflowClient().set_terminated(self.run_id, status)
             mlflow.end_run(status)
 
     def close_own_runs(self, outcome: Outcome, reason: str) -> None:

@@ -8,7 +8,7 @@ Publishing (the report) is the caller's: the worker only decides when, and who.
 
 from __future__ import annotations
 
-import contextlib
+import signal
 import sys
 import threading
 import time
@@ -18,11 +18,22 @@ from pathlib import Path
 from typing import Protocol
 
 from harness import internals
-from harness.run import checkpoints, objective, progress, queue
-from harness.run.outage import DiskFull, StorageGone, announce_tracking_retries, retrying
+from harness.run import checkpoints, launch, objective, progress, queue
+from harness.run.outage import (
+    DiskFull,
+    StorageGone,
+    announce_tracking_retries,
+    disk_full,
+    gist,
+    quiet_reported_errors,
+    retrying,
+    settle,
+    wait_for_space,
+)
 from harness.run.pairing import pair
 from harness.run.parent import ParentRun
-from harness.run.slot import record, run_slot
+from harness.run.slot import _tell, run_slot
+from harness.run.space import watching
 from harness.run.work import Job, Work, open_work
 from harness.schema import Attr, Outcome, StudyAttr
 from harness.spec import StudySpec
@@ -34,7 +45,25 @@ FIRST_POLL_SECONDS = 0.1  # and sooner at first, 1.5x longer each time: the othe
 REPORT_CLAIM_SECONDS = 3600  # a report claim older than this (its worker on another machine) can be taken over
 
 
-_SWALLOWED = threading.Event()  # a Ctrl-C that Python could only report, not raise (it landed in a finalizer)
+_SWALLOWED = threading.Event()  # a Ctrl-C that Python could only report, not raise (it landed in a finalizer),
+# or that a library turned into another error (a cleanup write in a `finally` that met a locked store)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGINT as Python answers it (KeyboardInterrupt), also remembered: the worker stops at its next slot even
+    when the interrupt is lost on its way up."""
+    _SWALLOWED.set()
+    raise KeyboardInterrupt
+
+
+def _remember_interrupts() -> Callable[[], None]:
+    """Install `_interrupt` for SIGINT where Python's own handler is (not where SIGINT is ignored, as in a
+    background job, nor off the main thread); returns what puts the previous handler back."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return lambda: None
+    signal.signal(signal.SIGINT, _interrupt)
+    return lambda: signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _keep_interrupts(previous: Callable) -> Callable:
@@ -97,20 +126,30 @@ class Worker:
     records: str = ""  # the digest of the records this worker last saw finished
 
     def run(self) -> int:
-        """Take slots until the study is done; return 0, or 130 after Ctrl-C."""
+        """Take slots until the study is done; return 0, 75 when an outage or a full disk outlasted the wait with
+        work left, or 130 after Ctrl-C."""
+        _SWALLOWED.clear()
+        restore = _remember_interrupts()
+        try:
+            with watching(self.stores):  # a full disk names the store and the room left on its disk
+                return self._run()
+        finally:
+            restore()
+
+    def _run(self) -> int:
         # from the start: a Ctrl-C swallowed while opening (in scipy's Sobol set-up, say) is raised at the first slot
         sys.unraisablehook = _keep_interrupts(sys.unraisablehook)
         sys.excepthook = _keep_printed_interrupts(sys.excepthook)
+        quiet_reported_errors()
         try:  # opening is idempotent (every study and experiment is created if missing): after an outage, again
             retrying(self.open, "opening the study's stores")
         except StorageGone as error:
-            print(f"\nstopped: {error}", file=sys.stderr)
+            launch.tell_stopped(f"\nstopped: {error}", gist(error))
             return 75
         except KeyboardInterrupt:  # before any slot was taken: nothing of this worker's to record
-            if self.parent is not None:  # opened before the Ctrl-C came
-                self.parent.end("KILLED")
-            print("\ninterrupted while opening the stores; rerun the same command to start", file=sys.stderr)
-            return 130
+            return self.interrupted(None, "interrupted while opening the stores; rerun the same command to start",
+                                    close_own=False)
+        quiet_reported_errors()  # again: creating MLflow's tables configures alembic's loggers
         if self.work.done:
             try:
                 return self.nothing_to_do()
@@ -128,25 +167,23 @@ class Worker:
                 heartbeat.beat_for(self.work.storage, internals.trial_id(job.trial))
                 try:
                     self.run_job(job)
+                except StorageGone:
+                    raise
+                except Exception as error:
+                    if disk_full(error) is None:
+                        raise
+                    # recorded as cut off (it runs again); the disk may be freed soon: wait, then the next slot
+                    wait_for_space(error, f"running {job.label()}")
                 finally:
                     heartbeat.beat_for(self.work.storage, None)
         except KeyboardInterrupt:
-            if job is not None:  # claimed as the Ctrl-C came, perhaps not yet run: never left RUNNING (else a no-op)
-                record(job, Outcome.INTERRUPTED, "interrupted (Ctrl-C)")
-            with contextlib.suppress(Exception):  # a claim the Ctrl-C cut off before it returned a job
-                self.work.release_own("interrupted (Ctrl-C)")
-            self.parent.end("KILLED")
-            self.parent.close_own_runs(Outcome.INTERRUPTED, "interrupted (Ctrl-C)")
-            print(f"\ninterrupted: finished trials are kept in {self.stores.root}; rerun the same command to "
-                  "resume (what was cut off runs again, with the same settings)", file=sys.stderr)
-            return 130
+            return self.interrupted(job, "interrupted: finished trials are kept in "
+                                    f"{self.stores.root}; rerun the same command to resume (what was cut off runs "
+                                    "again, with the same settings)")
         except (StorageGone, DiskFull) as error:
-            with contextlib.suppress(Exception):  # the store may be the one that is full
-                self.parent.end("KILLED")
-            print(f"\nstopped: {error}", file=sys.stderr)
-            return 75  # EX_TEMPFAIL: try again later
+            return self.stopped(error)
         except Exception:
-            self.parent.end("FAILED")
+            settle(lambda: self.parent.end("FAILED"))
             raise
         finally:
             heartbeat.stop()
@@ -155,19 +192,72 @@ class Worker:
         except KeyboardInterrupt:
             return self.interrupted_publishing()
         except StorageGone as error:
-            self.parent.end("KILLED")
-            print(f"\nstopped: {error}", file=sys.stderr)
+            settle(lambda: self.parent.end("KILLED"), patience=0)
+            launch.tell_stopped(f"\nstopped: {error}", gist(error))
             return 75
         return 0
+
+    def stopped(self, error: BaseException) -> int:
+        """An outage or a full disk outlasted the wait. If the study's work is done meanwhile (the other workers
+        ran the rest while this one waited), it finishes as usual, 0: nothing is left to rerun. Else one line
+        and 75 (EX_TEMPFAIL: try again later)."""
+        try:
+            with self.work.lock():  # planning reads what is done; it writes only where work is left
+                self.work.plan(self.parent.close_stale)
+            done = self.work.done
+        except Exception:  # noqa: BLE001 - the store still cannot be used: work is left as far as anyone can tell
+            done = False
+        if done:
+            what = "a full disk" if disk_full(error) is not None else "an outage"
+            print(f"{self.spec.name}: every slot is done (the other workers ran the rest while this one waited out "
+                  f"{what}); nothing is left to rerun", flush=True)
+            try:
+                retrying(self.finish, "publishing the report")
+                return 0
+            except KeyboardInterrupt:
+                return self.interrupted_publishing()
+            except StorageGone as gone:  # the report is left to write: the rerun writes it
+                error = gone
+        # one try: the store may be the one that is full (never a traceback; the rerun closes the run)
+        settle(lambda: self.parent.end("KILLED"), patience=0)
+        launch.tell_stopped(f"\nstopped: {error}", gist(error))
+        return 75
+
+    def interrupted(self, job: Job | None, line: str, close_own: bool = True,
+                    reason: str = "interrupted (Ctrl-C)") -> int:
+        """After Ctrl-C: the slot claimed as it came told interrupted (never left RUNNING), a claim the Ctrl-C
+        cut off released, this worker's runs ended KILLED. Every worker got the same Ctrl-C and writes the same
+        stores at once: each write is tried again while another holds the lock, and what still fails (or a
+        second Ctrl-C) is said in one line; the rerun closes what is left (runs and trials of a dead worker)."""
+        steps: list[Callable[[], object]] = []
+        if job is not None:  # claimed as the Ctrl-C came, perhaps not yet run (else a no-op); told as `record`
+            # tells it, without its ten minutes of patience for a storage that is away
+            steps.append(lambda: _tell(job, Outcome.INTERRUPTED, reason, None))
+        if self.work is not None:
+            steps.append(lambda: self.work.release_own(reason))  # a claim cut off before it returned a job
+        if self.parent is not None:
+            steps.append(lambda: self.parent.end("KILLED"))
+            if close_own:  # a Ctrl-C can land between a run leaving MLflow's stack and its end being written
+                steps.append(lambda: self.parent.close_own_runs(Outcome.INTERRUPTED, reason))
+        left: BaseException | None = None
+        try:
+            for step in steps:
+                left = settle(step) or left
+        except KeyboardInterrupt as again:  # a second Ctrl-C: stop closing, the rerun does it
+            left = again
+        launch.tell_stopped(f"\n{line}", "interrupted")
+        if left is not None:
+            kind = "a second Ctrl-C" if isinstance(left, KeyboardInterrupt) else type(left).__name__
+            launch.tell_stopped(f"({kind} kept a worker from closing all its records; the rerun closes them)",
+                                f"left open: {kind}")
+        _SWALLOWED.clear()  # answered
+        return 130
 
     def interrupted_publishing(self) -> int:
         """Ctrl-C while the models and the report were written: the records are whole and the report is not
         marked done, so a rerun publishes it."""
-        self.parent.end("KILLED")
-        self.parent.close_own_runs(Outcome.INTERRUPTED, "interrupted (Ctrl-C) while publishing the report")
-        print("\ninterrupted while publishing: every run is kept; rerun the same command to publish the report",
-              file=sys.stderr)
-        return 130
+        return self.interrupted(None, "interrupted while publishing: every run is kept; rerun the same command to "
+                                "publish the report", reason="interrupted (Ctrl-C) while publishing the report")
 
     def next_job(self) -> Job | None:
         """The next slot, waiting out an outage of the storage (planning and claiming run again, whole)."""
@@ -214,6 +304,8 @@ class Worker:
             progress.summary(self.work, self.report_path, self.parent, self.stores, self.jobs_run)
         else:
             print(f"this worker ran {self.jobs_run} runs; another worker publishes the report for these records")
+        if write or self.work.home.user_attrs.get(StudyAttr.REPORT_RECORDS) == self.records:
+            launch.tell_finished()  # the study is done and reported: a worker's earlier stop leaves nothing to rerun
 
     def nothing_to_do(self) -> int:
         """A rerun of a finished study: one line, no parent run; the report is rebuilt only if stale."""
@@ -225,6 +317,7 @@ class Worker:
         elif not self.report_path.is_file():  # published on another machine, or deleted here
             self.publish(self.spec, self.stores, self.parent.run_id is not None)
         progress.nothing_to_do(self.spec.name, self.stores.root, self.report_path, state)
+        launch.tell_finished()
         return 0
 
     def claim_report(self) -> bool:
