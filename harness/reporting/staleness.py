@@ -6,8 +6,8 @@ Which code. The paths below decide what a study's runs compute and which runs it
 them can change a number only a rerun refreshes. Left out: the report's own reading, wording and figures
 (`harness/analysis/`, `harness/reporting/`), which `python -m harness.report NAME` refreshes from the same stores;
 and the worker's loop, logging, launching, outage handling and dry run (`harness/run/worker.py`, `tracking.py`,
-`parent.py`, `launch.py`, `resources.py`, `outage.py`, `pairing.py`, `dryrun.py`, `migrate.py`, `resume.py`,
-`progress.py`), which change how the work runs, not what it computes.
+`parent.py`, `launch.py`, `resources.py`, `outage.py`, `space.py`, `pairing.py`, `dryrun.py`, `migrate.py`,
+`resume.py`, `progress.py`), which change how the work runs, not what it computes.
 """
 
 from __future__ import annotations
