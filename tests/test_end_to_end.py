@@ -133,7 +133,10 @@ def test_running_again_resumes_without_new_trials(finished):
 # tests/test_suite.py, and as a real SIGINT to a study's process group in tests/test_workers.py.
 
 
-def test_a_diverging_confirmation_seed_is_recorded_and_the_study_still_reports(finished, tmp_path, monkeypatch):
+def test_diverging_runs_are_recorded_and_an_arm_that_never_trained_is_judged_failing(finished, tmp_path, monkeypatch):
+    """Verdict seed 2 diverges in every arm; adam-unfrozen diverges everywhere, its search trial too: its one trial
+    still runs on the verdict seeds, and the report judges it as failing to train (not "no confirmation runs")."""
+    import json
     import shutil
 
     from harness.learn.train import Diverged
@@ -143,20 +146,27 @@ def test_a_diverging_confirmation_seed_is_recorded_and_the_study_still_reports(f
 
     real_fit = harness.run.objective.fit
 
-    def fit_diverging_at_seed_2(model, task, cfg, on_epoch=None):
-        if cfg.seed == 2:  # the search runs at seed 0, confirmation at seeds 1 and 2
+    def fit_diverging(model, task, cfg, on_epoch=None):
+        if cfg.seed == 2 or cfg.arm == "adam-unfrozen":  # the search runs at seed 0, confirmation at 1 and 2
             raise Diverged("training loss became nan in epoch 0")
         return real_fit(model, task, cfg, on_epoch)
 
-    monkeypatch.setattr(harness.run.objective, "fit", fit_diverging_at_seed_2)
+    monkeypatch.setattr(harness.run.objective, "fit", fit_diverging)
     args = ["sgd_vs_adam", "--trials", "1", "--seeds", "2", "--epochs", "1", "--searches", "1",
             "--root", str(tmp_path / "mlruns"),
             "--reports", str(tmp_path / "reports")]
     assert main(args) == 0
     name = "sgd_vs_adam--epochs-1--trials-1--searches-1--seeds-2"
-    failed = [r for r in runs(tmp_path, "confirm", name) if r.info.status == "FAILED"]
-    assert len(failed) == 4 and all(r.data.tags["outcome"] == "diverged" for r in failed)
-    assert (tmp_path / "reports" / name / "README.md").is_file()
+    confirm = runs(tmp_path, "confirm", name)
+    failed = [r for r in confirm if r.info.status == "FAILED"]
+    assert len(failed) == 5 and all(r.data.tags["outcome"] == "diverged" for r in failed)
+    never = [r for r in confirm if r.data.tags["arm"] == "adam-unfrozen"]
+    assert sorted(r.data.tags["seed"] for r in never) == ["1", "2"]  # its diverged trial, on the verdict seeds
+    text = " ".join(json.loads((tmp_path / "reports" / name / "summary.json").read_text())["verdicts"])
+    assert "has no confirmation runs" not in text
+    assert "adam-unfrozen failed to train on every seed (2 of 2" in text  # and its comparisons are judged on
+    assert "adam-unfrozen - sgd-unfrozen: **undecided**; estimate -" in text  # the endpoint: at chance
+    assert "Failure to train: adam-unfrozen and sgd-unfrozen" in text  # Fisher's test: its own claim
     assert main(args) == 0  # resuming does not retry a diverged seed
     assert len(runs(tmp_path, "confirm", name)) == 8
 
@@ -230,34 +240,3 @@ def test_stores_of_an_older_harness_are_refused_until_migrated_then_report_the_s
 
 def _verdict(report: str) -> str:
     return report.split("## Verdict", 1)[1].split("\n## ", 1)[0]
-
-
-def test_an_arm_whose_every_search_trial_diverged_is_judged_failing_to_train(finished, tmp_path, monkeypatch):
-    import json
-    import shutil
-
-    from harness.learn.train import Diverged
-
-    shutil.copytree(finished / "mlruns" / "checkpoints", tmp_path / "mlruns" / "checkpoints")
-    real_fit = harness.run.objective.fit
-
-    def adam_unfrozen_diverges(model, task, cfg, on_epoch=None):
-        if cfg.arm == "adam-unfrozen":
-            raise Diverged("training loss became nan in epoch 0")
-        return real_fit(model, task, cfg, on_epoch)
-
-    monkeypatch.setattr(harness.run.objective, "fit", adam_unfrozen_diverges)
-    args = ["sgd_vs_adam", "--trials", "2", "--seeds", "3", "--epochs", "1", "--searches", "1",
-            "--root", str(tmp_path / "mlruns"), "--reports", str(tmp_path / "reports")]
-    assert main(args) == 0
-    name = "sgd_vs_adam--epochs-1--trials-2--searches-1--seeds-3"
-    mine = [r for r in runs(tmp_path, "confirm", name) if r.data.tags["arm"] == "adam-unfrozen"]
-    # its best diverged trial ran on the verdict seeds, and diverged there too
-    assert sorted(int(r.data.tags["seed"]) for r in mine) == [1, 2, 3]
-    assert all(r.data.tags["outcome"] == "diverged" for r in mine)
-    summary = json.loads((tmp_path / "reports" / name / "summary.json").read_text())
-    text = " ".join(summary["verdicts"])
-    assert "has no confirmation runs" not in text
-    assert "adam-unfrozen failed to train on every seed (3 of 3" in text  # and its comparisons are judged
-    assert "adam-unfrozen - sgd-unfrozen: **undecided**; estimate -" in text  # on the endpoint: at chance
-    assert "Failure to train: adam-unfrozen and sgd-unfrozen" in text  # Fisher's test: its own claim

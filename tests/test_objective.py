@@ -91,7 +91,7 @@ def test_confirmation_reruns_the_best_config_with_a_new_seed_and_tests_once(stor
     assert slots.trials[0].user_attrs["mlflow_run_id"]
     (run,) = mlflow.search_runs([eid], filter_string="tags.phase = 'confirm'", output_format="list")
     assert run.data.tags["seed"] == "7" and run.data.tags["optuna_trial"] == "0"
-    assert run.data.tags["mlflow.runName"] == "sgd-unfrozen #0 s7"
+    assert run.data.tags["mlflow.runName"] == "sgd-unfrozen #00 s7"  # 20 trials: numbers padded to 2 digits
     assert run.data.tags["config_hash"] == search_run.data.tags["config_hash"]  # same config, other seed
     assert 0.2 < run.data.metrics["test_acc"] <= 1.0
     confusion = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/confusion.json")
