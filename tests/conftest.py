@@ -117,3 +117,15 @@ def finished(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("e2e")
     assert run_tiny(tmp_path) == 0
     return tmp_path
+
+
+@pytest.fixture
+def restored_registry():
+    """A test that registers models (harness.register_model) leaves the registry as it found it."""
+    from harness.learn.models import REGISTERED, stage_names
+
+    before = dict(REGISTERED)
+    yield
+    REGISTERED.clear()
+    REGISTERED.update(before)
+    stage_names.cache_clear()

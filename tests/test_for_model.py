@@ -12,7 +12,6 @@ from torch import nn
 import harness
 from harness.analysis_plan import Equivalent, NonInferior, Trend
 from harness.describe import describe_study
-from harness.learn.models import REGISTERED, stage_names
 from harness.run.dryrun import sample_configs
 from harness.spec import Arm, StudySpec
 from harness.study import check
@@ -24,13 +23,7 @@ LENET_PLAN = ["AnB-1 -> AnB-2 -> AnB-3 -> AnB-4 (decreasing)", "AnB+-1 - baselin
               "AnB+-3 - baseline", "AnB+-4 - baseline", "AnB-0 - baseline", "AnB+-0 - baseline"]
 
 
-@pytest.fixture(autouse=True)
-def registry():
-    before = dict(REGISTERED)
-    yield
-    REGISTERED.clear()
-    REGISTERED.update(before)
-    stage_names.cache_clear()
+pytestmark = pytest.mark.usefixtures("restored_registry")  # each test leaves the registry as it was
 
 
 def searched_range(spec: StudySpec, arm: str, param: str) -> tuple:

@@ -33,14 +33,7 @@ class TinyNet(nn.Module):
         return self.classifier(self.block2(self.block1(x)))
 
 
-@pytest.fixture(autouse=True)
-def registry():
-    """Each test registers into the registry as it was, and leaves it so."""
-    before = dict(REGISTERED)
-    yield
-    REGISTERED.clear()
-    REGISTERED.update(before)
-    stage_names.cache_clear()
+pytestmark = pytest.mark.usefixtures("restored_registry")  # each test leaves the registry as it was
 
 
 def register(name: str = "tiny", **kwargs):

@@ -23,8 +23,8 @@ T = TypeVar("T")
 PATIENCE_SECONDS = 600.0
 DISK_FULL_PATIENCE = 15.0  # a full disk is rarely freed within minutes: stop soon, say so, and let a rerun carry on
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # "database is locked": another connection holds the write lock
-LOCK_PATIENCE = 10.0  # a cleanup write after Ctrl-C tries again this long (each try waits out a lock by itself
-# first: MLflow's busy timeout is 20 s), then gives up: the rerun closes what is left
+LOCK_PATIENCE = 10.0  # a cleanup write after Ctrl-C tries again this long (each try first waits out a lock for
+# the store's own busy timeout), then gives up: the rerun closes what is left
 
 
 def _outage_types() -> tuple[type[BaseException], ...]:

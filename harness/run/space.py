@@ -21,7 +21,7 @@ from typing import Any
 
 SQLITE_FULL = 13  # sqlite3's result code for "database or disk is full"
 LOW_SPACE = 64 * 2**20  # a checkpoint write that failed with less than this left on a store's disk: the disk is full
-FIRST_WAIT, LONGEST_WAIT = 1.0, 8.0  # as the worker waits out an outage: 1, 2, 4, then every 8 s
+FIRST_WAIT, LONGEST_WAIT = 1.0, 8.0  # as the worker waits out an outage: doubling up to the longest
 
 
 def chain(error: BaseException | None) -> Iterator[BaseException]:
